@@ -1,0 +1,1 @@
+//! Shared harness of the guest tests (placeholder until the suite lands).

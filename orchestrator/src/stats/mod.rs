@@ -1,0 +1,1 @@
+//! Statistics for compare and bisect (placeholder until the module lands).

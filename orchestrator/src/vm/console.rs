@@ -1,0 +1,1 @@
+//! Serial console watcher (placeholder until the module lands).
