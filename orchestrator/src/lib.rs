@@ -3,5 +3,12 @@
 //! The library holds every noun the `lab` binary works with; `main.rs` only parses arguments,
 //! sets up logging, dispatches to `commands/` and maps the outcome to an exit code.
 
+pub mod arch;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod kernel;
+pub mod process;
 pub mod stats;
 pub mod vm;

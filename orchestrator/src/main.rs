@@ -1,1 +1,57 @@
-fn main() {}
+//! The `lab` binary: parse arguments, set up logging, dispatch, map the outcome to an exit code.
+
+use clap::Parser;
+
+use lab::cli::{Cli, Command};
+use lab::commands::{self, Context};
+use lab::config::Settings;
+use lab::error::LabError;
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LAB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("lab={default},{default}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+async fn dispatch(cli: Cli) -> Result<i32, LabError> {
+    let settings = Settings::discover(cli.lab.as_deref())?;
+    let ctx = Context {
+        settings,
+        quiet: cli.quiet,
+    };
+    match &cli.command {
+        Command::Build(args) => commands::build::run(&ctx, args).await,
+        Command::Cache(cmd) => commands::cache::run(&ctx, cmd),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    lab::process::install_interrupt_handler();
+    let code = match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lab: error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,100 @@
+//! Command-line arguments, as clap types. Resolved into settings by `commands/`; nothing else
+//! reads argv.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const EXIT_CODES_HELP: &str = "Exit codes: 0 success; 1 regression found or gate failed; 2 usage or configuration error (bad arguments, malformed lab.toml, a patch that does not apply, a dropped config option, a missing toolchain); 3 infrastructure failure (build, boot, transport).";
+
+#[derive(Debug, Parser)]
+#[command(name = "lab", version, about = "A QEMU-based kernel patch regression lab for PREEMPT_RT developers", after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// The lab definition (default: lab.toml in this folder or the nearest parent).
+    #[arg(long, global = true, env = "LAB_TOML", value_name = "FILE")]
+    pub lab: Option<PathBuf>,
+    /// More log output (-v info, -vv debug); LAB_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors and results.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build kernels: pinned source, patches, verified config, cached by content.
+    #[command(after_help = BUILD_EXAMPLES)]
+    Build(BuildArgs),
+    /// List, show and prune the kernel artifact cache.
+    #[command(subcommand, after_help = CACHE_EXAMPLES)]
+    Cache(CacheCommand),
+}
+
+const BUILD_EXAMPLES: &str = "Examples:
+  lab build                                   base kernels for the arches in lab.toml
+  lab build --arch x86_64 --patches futex-lockless-wakeup-revert
+  lab build --arch all --patches futex-race-amplifiers,bad-futex-no-spurious-retry
+  lab build --arch arm64 --config lockdep     add configs/lockdep.config
+  lab build --kernel kernels/my-tree.toml --json
+
+Exit codes: 0 built (or cache hit); 2 bad input (unknown arch, patch does not apply, config option dropped, missing toolchain, malformed lab.toml); 3 the build itself failed.";
+
+const CACHE_EXAMPLES: &str = "Examples:
+  lab cache list
+  lab cache show 3f2a9c
+  lab cache prune --keep 20
+  lab cache prune --older-than 14d";
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct KernelSelect {
+    /// Architectures: x86_64, arm64 or all; comma-separated or repeated (default: lab.toml).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Vec<String>,
+    /// Patch sets to stack in order: names under patches/, or paths to a folder, .patch or mbox.
+    #[arg(long, value_delimiter = ',', value_name = "NAME[,NAME...]")]
+    pub patches: Vec<String>,
+    /// Extra config fragments from configs/, after the ones in lab.toml (e.g. lockdep, kasan).
+    #[arg(long = "config", value_name = "FRAGMENT")]
+    pub config: Vec<String>,
+    /// Kernel definition: a name in kernels/ or a path to one (default: lab.toml's kernel).
+    #[arg(long, value_name = "DEF")]
+    pub kernel: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub select: KernelSelect,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List cached kernels, newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one cached kernel's manifest.
+    Show {
+        /// A key or a unique prefix of at least 6 characters.
+        key: String,
+    },
+    /// Remove cached kernels.
+    Prune {
+        /// Keep the newest N entries.
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// Remove entries older than this (e.g. 14d, 12h, 90m).
+        #[arg(long, value_name = "AGE")]
+        older_than: Option<String>,
+        /// Remove every entry.
+        #[arg(long)]
+        all: bool,
+    },
+}

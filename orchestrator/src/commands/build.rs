@@ -1,0 +1,85 @@
+//! `lab build`: build kernels through the cache and print their keys and paths.
+
+use serde::Serialize;
+
+use super::progress::BuildProgress;
+use super::{kernel_requests, Context};
+use crate::cli::BuildArgs;
+use crate::error::LabError;
+use crate::kernel::build::{self, Built};
+
+#[derive(Debug, Serialize)]
+struct BuildJson<'a> {
+    arch: String,
+    label: String,
+    key: &'a str,
+    cached: bool,
+    seconds: f64,
+    compiled: u64,
+    touched: &'a [String],
+    dir: String,
+    image: String,
+    vmlinux: String,
+    config: String,
+    system_map: String,
+    log: String,
+    manifest: String,
+}
+
+pub async fn run(ctx: &Context, args: &BuildArgs) -> Result<i32, LabError> {
+    let requests = kernel_requests(ctx, &args.select)?;
+    let mut results: Vec<Built> = Vec::new();
+    for req in &requests {
+        let progress = BuildProgress::new(req.arch.name(), ctx.quiet || args.json);
+        let report = |e| progress.event(e);
+        let built = build::build(req, &ctx.settings.cache_dir, &report).await;
+        progress.finish();
+        let built = built?;
+        if !args.json && !ctx.quiet {
+            print_human(&built);
+        }
+        results.push(built);
+    }
+    if args.json {
+        let out: Vec<BuildJson> = results
+            .iter()
+            .map(|b| {
+                let a = &b.artifact;
+                BuildJson {
+                    arch: a.manifest.arch.to_string(),
+                    label: a.label(),
+                    key: &a.manifest.key,
+                    cached: b.cached,
+                    seconds: b.seconds,
+                    compiled: b.compiled,
+                    touched: &b.touched,
+                    dir: a.dir.display().to_string(),
+                    image: a.image().display().to_string(),
+                    vmlinux: a.vmlinux().display().to_string(),
+                    config: a.config().display().to_string(),
+                    system_map: a.system_map().display().to_string(),
+                    log: a.log().display().to_string(),
+                    manifest: a.dir.join("manifest.json").display().to_string(),
+                }
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    }
+    Ok(crate::error::EXIT_OK)
+}
+
+fn print_human(b: &Built) {
+    let a = &b.artifact;
+    let how = if b.cached {
+        "cache hit".to_owned()
+    } else {
+        format!("built, {} compile steps, {} source files changed", b.compiled, b.touched.len())
+    };
+    println!("{} {} [{}] {:.1}s ({how})", a.manifest.arch, a.label(), a.manifest.kernel_release, b.seconds);
+    println!("  key      {}", a.manifest.key);
+    println!("  source   {} {} ({})", a.manifest.source.kind, a.manifest.source.id, a.manifest.source.detail);
+    println!("  image    {}", a.image().display());
+    println!("  vmlinux  {}", a.vmlinux().display());
+    println!("  config   {}", a.config().display());
+    println!("  log      {}", a.log().display());
+}

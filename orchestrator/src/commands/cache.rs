@@ -1,0 +1,61 @@
+//! `lab cache`: list, show and prune the kernel artifact cache.
+
+use super::Context;
+use crate::cli::CacheCommand;
+use crate::config::parse_duration;
+use crate::error::LabError;
+use crate::kernel::cache::Cache;
+
+fn parse_age(s: &str) -> Option<u64> {
+    if let Some(days) = s.strip_suffix('d') {
+        return days.trim().parse::<u64>().ok().map(|d| d * 86_400);
+    }
+    parse_duration(s).map(|d| d.as_secs())
+}
+
+pub fn run(ctx: &Context, cmd: &CacheCommand) -> Result<i32, LabError> {
+    let cache = Cache::new(&ctx.settings.cache_dir);
+    match cmd {
+        CacheCommand::List { json } => {
+            let list = cache.list();
+            if *json {
+                let manifests: Vec<_> = list.iter().map(|a| &a.manifest).collect();
+                println!("{}", serde_json::to_string_pretty(&manifests).unwrap_or_default());
+            } else if list.is_empty() {
+                println!("cache {} is empty", cache.artifacts().display());
+            } else {
+                println!("{:<14} {:<7} {:<40} {:>8} {:>8}", "key", "arch", "patches", "MiB", "build s");
+                for a in &list {
+                    println!(
+                        "{:<14} {:<7} {:<40} {:>8.1} {:>8.1}",
+                        &a.manifest.key[..12],
+                        a.manifest.arch.to_string(),
+                        a.label(),
+                        Cache::size(a) as f64 / (1024.0 * 1024.0),
+                        a.manifest.build_seconds
+                    );
+                }
+            }
+        }
+        CacheCommand::Show { key } => {
+            let a = cache.find(key)?;
+            println!("{}", serde_json::to_string_pretty(&a.manifest).unwrap_or_default());
+            println!("# {}", a.dir.display());
+        }
+        CacheCommand::Prune { keep, older_than, all } => {
+            let age = match older_than {
+                Some(s) => Some(parse_age(s).ok_or_else(|| LabError::Usage(format!("--older-than {s:?}: use an age like 14d, 12h or 90m")))?),
+                None => None,
+            };
+            if keep.is_none() && age.is_none() && !all {
+                return Err(LabError::Usage("lab cache prune needs --keep N, --older-than AGE or --all".into()));
+            }
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let keep = if *all { Some(0) } else { *keep };
+            let removed = cache.prune(keep, age, now)?;
+            let freed: u64 = removed.len() as u64;
+            println!("removed {freed} cached kernel(s)");
+        }
+    }
+    Ok(crate::error::EXIT_OK)
+}

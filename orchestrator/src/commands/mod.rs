@@ -1,0 +1,69 @@
+//! One file per verb. Each resolves its arguments against the settings once, calls into the
+//! library, and owns what the user sees.
+
+pub mod build;
+pub mod cache;
+pub mod progress;
+
+use crate::arch::{self, Arch};
+use crate::cli::KernelSelect;
+use crate::config::Settings;
+use crate::error::LabError;
+use crate::kernel::build::BuildRequest;
+use crate::kernel::patch;
+use crate::kernel::source::KernelDef;
+
+/// What every command gets: the resolved settings and the output mode.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub settings: Settings,
+    pub quiet: bool,
+}
+
+/// Turns `--arch/--patches/--config/--kernel` into one build request per arch.
+pub fn kernel_requests(ctx: &Context, sel: &KernelSelect) -> Result<Vec<BuildRequest>, LabError> {
+    let s = &ctx.settings;
+    let arches: Vec<Arch> = if sel.arch.is_empty() {
+        s.arches.clone()
+    } else {
+        arch::parse_list(&sel.arch)?
+    };
+    if arches.is_empty() {
+        return Err(LabError::Usage("--arch names no architecture".into()));
+    }
+    let kernel_name = sel.kernel.clone().unwrap_or_else(|| s.kernel.clone());
+    let kernel = KernelDef::load(&kernel_name, &s.kernels_dir).or_else(|e| {
+        // A path relative to the lab root is fine too.
+        let p = s.resolve_path(&kernel_name);
+        if p.is_file() {
+            KernelDef::load(&p.to_string_lossy(), &s.kernels_dir)
+        } else {
+            Err(e)
+        }
+    })?;
+    let mut sets = Vec::new();
+    for name in sel.patches.iter().map(|n| n.trim()).filter(|n| !n.is_empty() && *n != "base") {
+        sets.push(patch::load_set(name, &s.patches_dir, &s.root)?);
+    }
+    Ok(arches
+        .into_iter()
+        .map(|arch| {
+            let mut fragments = s.fragments.clone();
+            if s.arch_fragment {
+                fragments.push(arch.name().to_owned());
+            }
+            fragments.extend(sel.config.iter().cloned());
+            BuildRequest {
+                arch,
+                kernel: kernel.clone(),
+                patch_sets: sets.clone(),
+                config_base: s.config_base.clone(),
+                config_dir: s.config_dir.clone(),
+                fragments,
+                cross_compile: s.cross_compile.get(&arch).cloned().unwrap_or_default(),
+                jobs: s.make_jobs(),
+                ccache: s.ccache,
+            }
+        })
+        .collect())
+}

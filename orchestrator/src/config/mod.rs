@@ -1,0 +1,462 @@
+//! The lab definition: `lab.toml`, read strictly, layered over embedded documented defaults,
+//! and resolved once into [`Settings`]. After resolution no other module reads the file,
+//! the environment or argv for these values.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::arch::Arch;
+
+/// The documented defaults, key by key. Also shipped as the repository's `lab.toml`.
+pub const DEFAULT_LAB_TOML: &str = include_str!("default-lab.toml");
+
+/// The format version this lab reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read lab definition {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// toml's message names the key, the line and the column, with the offending line quoted.
+    #[error("invalid lab definition {path}:\n{message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: format-version {found} is not supported: this lab reads version {FORMAT_VERSION}")]
+    Version { path: PathBuf, found: u32 },
+    #[error("{path}: {key} = {value:?} is not valid: {why}")]
+    Value {
+        path: PathBuf,
+        key: &'static str,
+        value: String,
+        why: String,
+    },
+}
+
+/// `lab.toml` as written: every key optional, unknown keys rejected.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct LabFile {
+    format_version: Option<u32>,
+    kernel: Option<String>,
+    kernels_dir: Option<String>,
+    arches: Option<Vec<String>>,
+    #[serde(default)]
+    config: ConfigSection,
+    #[serde(default)]
+    patches: PatchesSection,
+    #[serde(default)]
+    build: BuildSection,
+    #[serde(default)]
+    vm: VmSection,
+    #[serde(default)]
+    tests: TestsSection,
+    target: Option<TargetSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ConfigSection {
+    base: Option<String>,
+    dir: Option<String>,
+    fragments: Option<Vec<String>>,
+    arch_fragment: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PatchesSection {
+    dir: Option<String>,
+    candidates: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct BuildSection {
+    jobs: Option<u32>,
+    ccache: Option<bool>,
+    cache_dir: Option<String>,
+    cross_compile: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct VmSection {
+    cpus: Option<u32>,
+    memory: Option<String>,
+    boot_timeout: Option<String>,
+    accel: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct TestsSection {
+    suite: Option<Vec<String>>,
+    duration: Option<String>,
+}
+
+/// A real machine reachable over SSH, used instead of a QEMU guest.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct TargetSection {
+    host: String,
+    port: Option<u16>,
+    user: Option<String>,
+    key: String,
+    arch: String,
+}
+
+/// How the VM accelerator is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccelChoice {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// A resolved SSH target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub key: PathBuf,
+    pub arch: Arch,
+}
+
+/// The lab definition, resolved: defaults applied, paths absolute, values checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The lab.toml this came from (None: embedded defaults only).
+    pub file: Option<PathBuf>,
+    /// The folder relative paths resolve against.
+    pub root: PathBuf,
+    pub kernel: String,
+    pub kernels_dir: PathBuf,
+    pub arches: Vec<Arch>,
+    pub config_base: String,
+    pub config_dir: PathBuf,
+    pub fragments: Vec<String>,
+    pub arch_fragment: bool,
+    pub patches_dir: PathBuf,
+    pub candidates: Vec<String>,
+    pub jobs: u32,
+    pub ccache: bool,
+    pub cache_dir: PathBuf,
+    pub cross_compile: BTreeMap<Arch, String>,
+    pub vm_cpus: u32,
+    pub vm_memory_mib: u32,
+    pub boot_timeout: Duration,
+    pub accel: AccelChoice,
+    pub suite: Vec<String>,
+    pub test_duration: Duration,
+    pub target: Option<Target>,
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<LabFile, ConfigError> {
+    let file: LabFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })?;
+    if let Some(v) = file.format_version {
+        if v != FORMAT_VERSION {
+            return Err(ConfigError::Version {
+                path: path.to_owned(),
+                found: v,
+            });
+        }
+    }
+    Ok(file)
+}
+
+/// Parses a duration such as `"90s"`, `"1500ms"`, `"2m"`, `"1h"`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// Parses a memory size such as `"512M"` or `"1G"` into MiB.
+pub fn parse_mib(s: &str) -> Option<u32> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()? {
+        'M' | 'm' => (&s[..s.len() - 1], 1),
+        'G' | 'g' => (&s[..s.len() - 1], 1024),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u32>().ok()?.checked_mul(mult)
+}
+
+/// Where lab keeps its cache when the lab definition does not say.
+fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("LAB_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("lab");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    home.join(".cache/lab")
+}
+
+impl Settings {
+    /// Finds the lab definition: `explicit`, else `lab.toml` in the current folder or the
+    /// nearest parent. Without one, the embedded defaults apply, rooted at the current folder.
+    pub fn discover(explicit: Option<&Path>) -> Result<Settings, ConfigError> {
+        let path = match explicit {
+            Some(p) => Some(p.to_owned()),
+            None => std::env::current_dir()
+                .ok()
+                .and_then(|cwd| {
+                    cwd.ancestors()
+                        .map(|d| d.join("lab.toml"))
+                        .find(|p| p.is_file())
+                }),
+        };
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                Settings::from_text(&p, &text)
+            }
+            None => {
+                let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+                Settings::resolve(None, &cwd.join("lab.toml"), LabFile::default())
+            }
+        }
+    }
+
+    /// Reads a lab definition from text; `path` names it in errors and roots its paths.
+    pub fn from_text(path: &Path, text: &str) -> Result<Settings, ConfigError> {
+        let file = parse_file(path, text)?;
+        Settings::resolve(Some(path.to_owned()), path, file)
+    }
+
+    fn resolve(file_path: Option<PathBuf>, path: &Path, user: LabFile) -> Result<Settings, ConfigError> {
+        let defaults = parse_file(Path::new("<embedded defaults>"), DEFAULT_LAB_TOML)?;
+        let root = path
+            .parent()
+            .map(Path::to_owned)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let root = std::path::absolute(&root).unwrap_or(root);
+        let bad = |key: &'static str, value: &str, why: &str| ConfigError::Value {
+            path: path.to_owned(),
+            key,
+            value: value.to_owned(),
+            why: why.to_owned(),
+        };
+        // Defaults are complete by construction: a missing one is a bug in default-lab.toml,
+        // reported as such rather than panicking.
+        macro_rules! pick {
+            ($($field:ident).+, $key:literal) => {
+                match user.$($field).+.clone().or_else(|| defaults.$($field).+.clone()) {
+                    Some(v) => v,
+                    None => return Err(bad($key, "", "no default: default-lab.toml is incomplete")),
+                }
+            };
+        }
+        let rel = |p: String| -> PathBuf {
+            let p = PathBuf::from(p);
+            if p.is_absolute() { p } else { root.join(p) }
+        };
+
+        let arches_raw: Vec<String> = pick!(arches, "arches");
+        let mut arches = Vec::new();
+        for a in &arches_raw {
+            let arch = a.parse::<Arch>().map_err(|e| bad("arches", a, &e.to_string()))?;
+            if !arches.contains(&arch) {
+                arches.push(arch);
+            }
+        }
+        if arches.is_empty() {
+            return Err(bad("arches", "[]", "name at least one arch"));
+        }
+
+        let mut cross_compile = BTreeMap::new();
+        let mut cc_map: BTreeMap<String, String> =
+            defaults.build.cross_compile.clone().unwrap_or_default();
+        cc_map.extend(user.build.cross_compile.clone().unwrap_or_default());
+        for (name, prefix) in cc_map {
+            let arch = name
+                .parse::<Arch>()
+                .map_err(|e| bad("build.cross-compile", &name, &e.to_string()))?;
+            cross_compile.insert(arch, prefix);
+        }
+
+        let memory: String = pick!(vm.memory, "vm.memory");
+        let vm_memory_mib = parse_mib(&memory)
+            .filter(|m| *m >= 64)
+            .ok_or_else(|| bad("vm.memory", &memory, "use a size like \"512M\" or \"1G\", at least 64M"))?;
+        let boot: String = pick!(vm.boot_timeout, "vm.boot-timeout");
+        let boot_timeout = parse_duration(&boot)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| bad("vm.boot-timeout", &boot, "use a duration like \"90s\" or \"2m\""))?;
+        let accel_raw: String = pick!(vm.accel, "vm.accel");
+        let accel = match accel_raw.as_str() {
+            "auto" => AccelChoice::Auto,
+            "kvm" => AccelChoice::Kvm,
+            "tcg" => AccelChoice::Tcg,
+            _ => return Err(bad("vm.accel", &accel_raw, "use \"auto\", \"kvm\" or \"tcg\"")),
+        };
+        let cpus: u32 = pick!(vm.cpus, "vm.cpus");
+        if cpus == 0 || cpus > 64 {
+            return Err(bad("vm.cpus", &cpus.to_string(), "use 1 to 64"));
+        }
+        let dur: String = pick!(tests.duration, "tests.duration");
+        let test_duration = parse_duration(&dur)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| bad("tests.duration", &dur, "use a duration like \"3s\""))?;
+
+        let cache_raw: String = pick!(build.cache_dir, "build.cache-dir");
+        let cache_dir = if cache_raw.is_empty() {
+            default_cache_dir()
+        } else {
+            rel(cache_raw)
+        };
+
+        let target = match user.target.clone() {
+            None => None,
+            Some(t) => Some(Target {
+                arch: t
+                    .arch
+                    .parse()
+                    .map_err(|e: crate::arch::UnknownArch| bad("target.arch", &t.arch, &e.to_string()))?,
+                host: t.host,
+                port: t.port.unwrap_or(22),
+                user: t.user.unwrap_or_else(|| "root".to_owned()),
+                key: rel(t.key),
+            }),
+        };
+
+        Ok(Settings {
+            file: file_path,
+            kernel: pick!(kernel, "kernel"),
+            kernels_dir: rel(pick!(kernels_dir, "kernels-dir")),
+            arches,
+            config_base: pick!(config.base, "config.base"),
+            config_dir: rel(pick!(config.dir, "config.dir")),
+            fragments: pick!(config.fragments, "config.fragments"),
+            arch_fragment: pick!(config.arch_fragment, "config.arch-fragment"),
+            patches_dir: rel(pick!(patches.dir, "patches.dir")),
+            candidates: pick!(patches.candidates, "patches.candidates"),
+            jobs: pick!(build.jobs, "build.jobs"),
+            ccache: pick!(build.ccache, "build.ccache"),
+            cache_dir,
+            cross_compile,
+            vm_cpus: cpus,
+            vm_memory_mib,
+            boot_timeout,
+            accel,
+            suite: pick!(tests.suite, "tests.suite"),
+            test_duration,
+            target,
+            root,
+        })
+    }
+
+    /// Resolves a path given on the command line or in the definition against the lab root.
+    pub fn resolve_path(&self, p: &str) -> PathBuf {
+        let p = PathBuf::from(p);
+        if p.is_absolute() {
+            p
+        } else {
+            self.root.join(p)
+        }
+    }
+
+    /// Parallel make jobs: the configured number, or one per available core.
+    pub fn make_jobs(&self) -> u32 {
+        if self.jobs > 0 {
+            return self.jobs;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Settings, ConfigError> {
+        Settings::from_text(Path::new("/lab/lab.toml"), text)
+    }
+
+    #[test]
+    fn embedded_defaults_are_complete() {
+        let s = load("").expect("empty file takes every default");
+        assert_eq!(s.arches, vec![Arch::X86_64, Arch::Arm64]);
+        assert_eq!(s.config_base, "tinyconfig");
+        assert_eq!(s.kernels_dir, PathBuf::from("/lab/kernels"));
+        assert_eq!(s.cross_compile.get(&Arch::Arm64).map(String::as_str), Some("aarch64-linux-gnu-"));
+        assert_eq!(s.vm_memory_mib, 512);
+        assert!(!s.suite.is_empty());
+    }
+
+    #[test]
+    fn repository_lab_toml_is_the_documented_default() {
+        let shipped = include_str!("../../../lab.toml");
+        assert_eq!(shipped, DEFAULT_LAB_TOML, "lab.toml and default-lab.toml drifted apart");
+    }
+
+    #[test]
+    fn user_values_override_defaults() {
+        let s = load("arches = [\"arm64\"]\n[vm]\nmemory = \"1G\"\n[build.cross-compile]\narm64 = \"aarch64-none-\"\n")
+            .expect("valid");
+        assert_eq!(s.arches, vec![Arch::Arm64]);
+        assert_eq!(s.vm_memory_mib, 1024);
+        assert_eq!(s.cross_compile[&Arch::Arm64], "aarch64-none-");
+        assert_eq!(s.cross_compile[&Arch::X86_64], "");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = load("kernel = \"debian-6.12\"\n\n[vm]\ncpus = 2\nmemroy = \"1G\"\n")
+            .expect_err("typo must be rejected");
+        let msg = err.to_string();
+        assert!(msg.contains("memroy"), "{msg}");
+        assert!(msg.contains("line 5"), "{msg}");
+    }
+
+    #[test]
+    fn malformed_toml_and_bad_values_are_errors() {
+        let msg = load("arches = [\"x86_64\"\n").expect_err("unclosed array").to_string();
+        assert!(msg.contains("line"), "{msg}");
+        let msg = load("arches = [\"sparc\"]").expect_err("unknown arch").to_string();
+        assert!(msg.contains("sparc") && msg.contains("arches"), "{msg}");
+        let msg = load("[vm]\nmemory = \"lots\"").expect_err("bad memory").to_string();
+        assert!(msg.contains("vm.memory"), "{msg}");
+        let msg = load("format-version = 7").expect_err("future format").to_string();
+        assert!(msg.contains("format-version 7"), "{msg}");
+        let msg = load("[tests]\nduration = 3").expect_err("wrong type").to_string();
+        assert!(msg.contains("duration"), "{msg}");
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1500ms"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_mib("1G"), Some(1024));
+        assert_eq!(parse_mib("256M"), Some(256));
+        assert_eq!(parse_mib("x"), None);
+    }
+}

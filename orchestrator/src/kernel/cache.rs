@@ -1,0 +1,360 @@
+//! The artifact cache, keyed by content.
+//!
+//! A kernel's key hashes everything that decides its bytes: the source identity, the patch
+//! contents in order, the final `.config`, the compiler and binutils versions, and the make
+//! variables. An entry is a folder `artifacts/<key>/` holding the boot image, vmlinux,
+//! `.config`, System.map, the build log and `manifest.json`. Entries are written to a
+//! temporary folder and renamed into place, so a cache entry is whole or absent.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::source::SourceId;
+use super::toolchain::Toolchain;
+use crate::arch::Arch;
+
+/// Format of manifest.json.
+pub const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("{what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no cached kernel matches {0:?}: list them with `lab cache list`")]
+    NoMatch(String),
+    #[error("{0:?} matches several cached kernels; give more of the key")]
+    Ambiguous(String),
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CacheError + 'a {
+    move |source| CacheError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// One patch as recorded in a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchRecord {
+    pub set: String,
+    pub label: String,
+    pub subject: String,
+    pub sha256: String,
+}
+
+/// Everything the key is computed from. Field order is the hash order.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInputs<'a> {
+    pub source_kind: &'a str,
+    pub source_id: &'a str,
+    pub arch: Arch,
+    pub patches: Vec<&'a str>,
+    pub config_sha256: &'a str,
+    pub gcc_version: &'a str,
+    pub ld_version: &'a str,
+    pub cross_compile: &'a str,
+    pub make_vars: &'a BTreeMap<String, String>,
+    pub targets: &'a [String],
+}
+
+impl KeyInputs<'_> {
+    pub fn key(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(&json))
+    }
+}
+
+/// What `lab build` records about a kernel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Manifest {
+    pub format_version: u32,
+    pub key: String,
+    pub arch: Arch,
+    pub source: SourceId,
+    pub patches: Vec<PatchRecord>,
+    pub config_base: String,
+    /// Fragment name -> sha256 of its text.
+    pub fragments: Vec<(String, String)>,
+    pub config_sha256: String,
+    pub toolchain: Toolchain,
+    pub make_vars: BTreeMap<String, String>,
+    pub kernel_release: String,
+    /// File name of the boot image inside the entry.
+    pub image: String,
+    pub build_seconds: f64,
+    /// Unix time the entry was made.
+    pub created: u64,
+    pub lab_version: String,
+}
+
+/// A kernel in the cache.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl Artifact {
+    pub fn image(&self) -> PathBuf {
+        self.dir.join(&self.manifest.image)
+    }
+    pub fn vmlinux(&self) -> PathBuf {
+        self.dir.join("vmlinux")
+    }
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config")
+    }
+    pub fn system_map(&self) -> PathBuf {
+        self.dir.join("System.map")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("build.log")
+    }
+    /// A short label: the patch sets, or "base".
+    pub fn label(&self) -> String {
+        let mut sets: Vec<&str> = Vec::new();
+        for p in &self.manifest.patches {
+            if !sets.contains(&p.set.as_str()) {
+                sets.push(&p.set);
+            }
+        }
+        if sets.is_empty() {
+            "base".to_owned()
+        } else {
+            sets.join(",")
+        }
+    }
+}
+
+/// The cache folder.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    pub root: PathBuf,
+}
+
+impl Cache {
+    pub fn new(root: &Path) -> Cache {
+        Cache { root: root.to_owned() }
+    }
+
+    pub fn artifacts(&self) -> PathBuf {
+        self.root.join("artifacts")
+    }
+
+    /// A cache hit: the entry for `key`, if whole.
+    pub fn get(&self, key: &str) -> Option<Artifact> {
+        let dir = self.artifacts().join(key);
+        let manifest: Manifest = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).ok()?).ok()?;
+        (manifest.format_version == MANIFEST_VERSION && manifest.key == key && dir.join(&manifest.image).is_file())
+            .then_some(Artifact { dir, manifest })
+    }
+
+    /// Stores a finished build: copies `files` (name in entry, source path) into a temporary
+    /// folder, writes the manifest last, and renames the folder into place.
+    pub fn put(&self, manifest: &Manifest, files: &[(&str, &Path)]) -> Result<Artifact, CacheError> {
+        let parent = self.artifacts();
+        std::fs::create_dir_all(&parent).map_err(io("cannot create", &parent))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".new-")
+            .tempdir_in(&parent)
+            .map_err(io("cannot create a temporary folder in", &parent))?;
+        for (name, src) in files {
+            let dst = tmp.path().join(name);
+            std::fs::copy(src, &dst).map_err(io("cannot copy build output", src))?;
+        }
+        let json = serde_json::to_vec_pretty(manifest).unwrap_or_default();
+        std::fs::write(tmp.path().join("manifest.json"), json).map_err(io("cannot write manifest in", tmp.path()))?;
+        let dir = parent.join(&manifest.key);
+        if dir.exists() {
+            // Another process finished the same key first: same inputs, same kernel.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let kept = tmp.keep();
+        std::fs::rename(&kept, &dir).map_err(io("cannot move cache entry to", &dir))?;
+        Ok(Artifact {
+            dir,
+            manifest: manifest.clone(),
+        })
+    }
+
+    /// Every whole entry, newest first.
+    pub fn list(&self) -> Vec<Artifact> {
+        let Ok(rd) = std::fs::read_dir(self.artifacts()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Artifact> = rd
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (!name.starts_with('.')).then(|| self.get(&name)).flatten()
+            })
+            .collect();
+        out.sort_by(|a, b| b.manifest.created.cmp(&a.manifest.created).then(a.manifest.key.cmp(&b.manifest.key)));
+        out
+    }
+
+    /// Finds an entry by key prefix (at least 6 characters).
+    pub fn find(&self, prefix: &str) -> Result<Artifact, CacheError> {
+        let matches: Vec<Artifact> = self
+            .list()
+            .into_iter()
+            .filter(|a| prefix.len() >= 6 && a.manifest.key.starts_with(prefix))
+            .collect();
+        match matches.len() {
+            0 => Err(CacheError::NoMatch(prefix.to_owned())),
+            1 => Ok(matches.into_iter().next().ok_or_else(|| CacheError::NoMatch(prefix.to_owned()))?),
+            _ => Err(CacheError::Ambiguous(prefix.to_owned())),
+        }
+    }
+
+    /// Removes entries: those not in the newest `keep`, and those older than `older_than_s`
+    /// seconds. Also removes half-written temporary folders. Returns what was removed.
+    pub fn prune(&self, keep: Option<usize>, older_than_s: Option<u64>, now: u64) -> Result<Vec<Artifact>, CacheError> {
+        let mut removed = Vec::new();
+        for (i, a) in self.list().into_iter().enumerate() {
+            let too_many = keep.is_some_and(|k| i >= k);
+            let too_old = older_than_s.is_some_and(|age| now.saturating_sub(a.manifest.created) > age);
+            if too_many || too_old {
+                std::fs::remove_dir_all(&a.dir).map_err(io("cannot remove", &a.dir))?;
+                removed.push(a);
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(self.artifacts()) {
+            for e in rd.filter_map(Result::ok) {
+                if e.file_name().to_string_lossy().starts_with(".new-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Size in bytes of an entry.
+    pub fn size(a: &Artifact) -> u64 {
+        std::fs::read_dir(&a.dir)
+            .map(|rd| rd.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs<'a>(vars: &'a BTreeMap<String, String>, targets: &'a [String]) -> KeyInputs<'a> {
+        KeyInputs {
+            source_kind: "tarball",
+            source_id: "abc",
+            arch: Arch::X86_64,
+            patches: vec!["p1", "p2"],
+            config_sha256: "cfg",
+            gcc_version: "gcc 12.2.0",
+            ld_version: "GNU ld 2.40",
+            cross_compile: "",
+            make_vars: vars,
+            targets,
+        }
+    }
+
+    #[test]
+    fn same_inputs_same_key_and_every_input_matters() {
+        let vars = BTreeMap::from([("KBUILD_BUILD_USER".to_owned(), "lab".to_owned())]);
+        let targets = vec!["bzImage".to_owned()];
+        let base = inputs(&vars, &targets).key();
+        assert_eq!(base, inputs(&vars, &targets).key());
+        assert_eq!(base.len(), 64);
+        let mut keys = std::collections::BTreeSet::from([base.clone()]);
+        let other_vars = BTreeMap::from([("KBUILD_BUILD_USER".to_owned(), "me".to_owned())]);
+        let other_targets = vec!["Image".to_owned()];
+        let variants: Vec<Box<dyn Fn(&mut KeyInputs)>> = vec![
+            Box::new(|k| k.source_kind = "git"),
+            Box::new(|k| k.source_id = "abd"),
+            Box::new(|k| k.arch = Arch::Arm64),
+            Box::new(|k| k.patches = vec!["p2", "p1"]),
+            Box::new(|k| k.patches = vec!["p1"]),
+            Box::new(|k| k.config_sha256 = "cfg2"),
+            Box::new(|k| k.gcc_version = "gcc 13"),
+            Box::new(|k| k.ld_version = "GNU ld 2.41"),
+            Box::new(|k| k.cross_compile = "x-"),
+        ];
+        for change in variants {
+            let mut k = inputs(&vars, &targets);
+            change(&mut k);
+            assert!(keys.insert(k.key()), "a changed input must change the key");
+        }
+        let mut k = inputs(&other_vars, &targets);
+        assert!(keys.insert(k.key()));
+        k = inputs(&vars, &other_targets);
+        assert!(keys.insert(k.key()));
+    }
+
+    fn manifest(key: &str, created: u64) -> Manifest {
+        Manifest {
+            format_version: MANIFEST_VERSION,
+            key: key.to_owned(),
+            arch: Arch::X86_64,
+            source: SourceId {
+                kind: "tarball".into(),
+                id: "abc".into(),
+                definition: "d".into(),
+                detail: String::new(),
+                family: "tar-abc".into(),
+            },
+            patches: vec![],
+            config_base: "tinyconfig".into(),
+            fragments: vec![],
+            config_sha256: "c".into(),
+            toolchain: Toolchain {
+                cross_compile: String::new(),
+                gcc: "gcc".into(),
+                gcc_version: "g".into(),
+                ld_version: "l".into(),
+                make_version: "m".into(),
+                ccache: None,
+            },
+            make_vars: BTreeMap::new(),
+            kernel_release: "6.12.117".into(),
+            image: "bzImage".into(),
+            build_seconds: 1.0,
+            created,
+            lab_version: "0".into(),
+        }
+    }
+
+    #[test]
+    fn put_get_list_find_prune() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::new(dir.path());
+        let img = dir.path().join("img");
+        std::fs::write(&img, b"kernel").expect("write");
+        assert!(cache.get("aaaaaa1").is_none());
+        cache.put(&manifest("aaaaaa1", 10), &[("bzImage", &img)]).expect("put");
+        cache.put(&manifest("bbbbbb2", 20), &[("bzImage", &img)]).expect("put");
+        cache.put(&manifest("bbbbbb3", 30), &[("bzImage", &img)]).expect("put");
+        assert_eq!(cache.get("aaaaaa1").map(|a| a.manifest.created), Some(10));
+        let keys: Vec<String> = cache.list().into_iter().map(|a| a.manifest.key).collect();
+        assert_eq!(keys, vec!["bbbbbb3", "bbbbbb2", "aaaaaa1"]);
+        assert!(cache.find("aaaaaa").is_ok());
+        assert!(matches!(cache.find("bbbbbb"), Err(CacheError::Ambiguous(_))));
+        assert!(matches!(cache.find("cccccc"), Err(CacheError::NoMatch(_))));
+        // An entry without its image is not whole.
+        std::fs::remove_file(dir.path().join("artifacts/aaaaaa1/bzImage")).expect("rm");
+        assert!(cache.get("aaaaaa1").is_none());
+        let removed = cache.prune(Some(1), None, 100).expect("prune");
+        assert_eq!(removed.len(), 1);
+        assert_eq!(cache.list().len(), 1);
+        let removed = cache.prune(None, Some(50), 100).expect("prune by age");
+        assert_eq!(removed.len(), 1);
+        assert!(cache.list().is_empty());
+    }
+}
