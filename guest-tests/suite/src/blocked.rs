@@ -90,19 +90,15 @@ impl Blocked {
         Some(self.slots[i].since.load(SeqCst)).filter(|&s| s != 0)
     }
 
-    fn stamps(&self) -> Vec<u64> {
-        self.slots.iter().map(|s| s.since.load(SeqCst)).collect()
-    }
-
-    /// Looks at every thread inside the call; see [`Inside`].
+    /// Looks at every thread inside the call; see [`Inside`]. Threads that enter while we
+    /// look are left out: they come from outside, so they carry no pending wake-up.
     pub fn inside(&self) -> Inside {
-        let before = self.stamps();
         let mut threads = Vec::new();
         let mut proc_checked = true;
-        for (i, &since) in before.iter().enumerate() {
-            if since == 0 {
+        for i in 0..self.slots.len() {
+            let Some(since) = self.since(i) else {
                 continue;
-            }
+            };
             match sys::thread_state(self.tid(i)) {
                 Some('S') => {}
                 Some(_) => return Inside::Busy,
@@ -113,7 +109,8 @@ impl Blocked {
         if threads.is_empty() {
             return Inside::Nobody;
         }
-        if self.stamps() != before {
+        // One that left or came back while we looked was woken: not asleep after all.
+        if threads.iter().any(|&(i, since)| self.since(i) != Some(since)) {
             return Inside::Busy;
         }
         Inside::Asleep {
