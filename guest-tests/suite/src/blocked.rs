@@ -110,7 +110,10 @@ impl Blocked {
             return Inside::Nobody;
         }
         // One that left or came back while we looked was woken: not asleep after all.
-        if threads.iter().any(|&(i, since)| self.since(i) != Some(since)) {
+        if threads
+            .iter()
+            .any(|&(i, since)| self.since(i) != Some(since))
+        {
             return Inside::Busy;
         }
         Inside::Asleep {

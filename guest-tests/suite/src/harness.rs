@@ -342,7 +342,7 @@ fn watchdog(shared: &'static Shared, deadline_ns: u64, grace_ms: u64, set: libc:
     } else {
         // SAFETY: describers are leaked, never freed, so the pointer stays valid.
         let f = unsafe { &*describe };
-        panic::catch_unwind(AssertUnwindSafe(|| f()))
+        panic::catch_unwind(AssertUnwindSafe(f))
             .unwrap_or_else(|_| "(describing the blocked threads panicked)".to_owned())
     };
     let mut r = TestResult::new(shared.name, shared.seed);

@@ -65,14 +65,20 @@ fn consumer(st: &State, efd: &Fd, ep: &Fd, blocked: &Blocked, i: usize) -> (Coun
                     Err(libc::EAGAIN) => c.inc("wakeups_without_event"),
                     Err(e) => {
                         c.inc("bad_errnos");
-                        p.bad_errno(e, format!("consumer {i}: read(eventfd) failed with {}", errno_name(e)));
+                        p.bad_errno(
+                            e,
+                            format!("consumer {i}: read(eventfd) failed with {}", errno_name(e)),
+                        );
                     }
                 }
             }
             Err(libc::EINTR) => c.inc("eintr"),
             Err(e) => {
                 c.inc("bad_errnos");
-                p.bad_errno(e, format!("consumer {i}: epoll_wait failed with {}", errno_name(e)));
+                p.bad_errno(
+                    e,
+                    format!("consumer {i}: epoll_wait failed with {}", errno_name(e)),
+                );
                 break;
             }
         }
@@ -127,7 +133,8 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
         let burst = if rng.one_in(8) { rng.between(2, 3) } else { 1 };
         let t0 = sys::now_ns();
         for _ in 0..burst {
-            sys::write(efd.raw(), &one).map_err(|e| format!("write(eventfd): {}", errno_name(e)))?;
+            sys::write(efd.raw(), &one)
+                .map_err(|e| format!("write(eventfd): {}", errno_name(e)))?;
             st.produced.fetch_add(1, SeqCst);
             counts.inc("events");
         }
@@ -188,10 +195,12 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
     let mut r = ctx.result();
     let events = counts.get("events");
     let wakeups_per_event = counts.get("wakeups") as f64 / events.max(1) as f64;
-    r.metrics.insert("wakeups_per_event".into(), wakeups_per_event);
+    r.metrics
+        .insert("wakeups_per_event".into(), wakeups_per_event);
     let ms = |q: f64| latency.quantile(q).unwrap_or(0) as f64 / 1e6;
     r.metrics.insert("consume_ms_p99".into(), ms(0.99));
-    r.metrics.insert("consume_ms_max".into(), latency.max as f64 / 1e6);
+    r.metrics
+        .insert("consume_ms_max".into(), latency.max as f64 / 1e6);
     let g = |k| counts.get(k);
     let stats = format!(
         "{events} events through one eventfd to {CONSUMERS} EPOLLEXCLUSIVE waiters: {:.2} \

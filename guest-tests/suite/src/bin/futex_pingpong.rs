@@ -160,14 +160,19 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
         if e == libc::EPERM {
             notes.push("SCHED_FIFO refused with EPERM (no privilege): ran as SCHED_OTHER".into());
         } else {
-            problems.add(format!("sched_setscheduler(SCHED_FIFO) failed with {}", errno_name(e)));
+            problems.add(format!(
+                "sched_setscheduler(SCHED_FIFO) failed with {}",
+                errno_name(e)
+            ));
         }
     }
     if let Some(e) = [ping.pinned, pong.pinned].into_iter().find_map(Result::err) {
         notes.push(format!("could not pin to CPUs: {}", errno_name(e)));
     }
     if cpu_ping == cpu_pong {
-        notes.push(format!("only CPU {cpu_ping} is available: both threads share it"));
+        notes.push(format!(
+            "only CPU {cpu_ping} is available: both threads share it"
+        ));
     }
     counts.add("sched_fifo", fifo_ok.into());
     counts.add("cpus_used", if cpu_ping == cpu_pong { 1 } else { 2 });

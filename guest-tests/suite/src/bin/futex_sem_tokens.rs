@@ -213,12 +213,16 @@ impl Monitor {
         if threads.len() < CONSUMERS {
             return None;
         }
-        let from = threads.iter().map(|&(_, s)| s).max().unwrap_or(now).max(since);
+        let from = threads
+            .iter()
+            .map(|&(_, s)| s)
+            .max()
+            .unwrap_or(now)
+            .max(since);
         let asleep = now.saturating_sub(from);
         self.longest_ns = self.longest_ns.max(asleep);
         // The count must still be positive, never having touched 0, after the look.
-        if asleep > delta && sem.count.load(SeqCst) > 0 && sem.zero_hits.load(SeqCst) == zero_hits
-        {
+        if asleep > delta && sem.count.load(SeqCst) > 0 && sem.zero_hits.load(SeqCst) == zero_hits {
             return Some(format!(
                 "all {CONSUMERS} consumers asleep in FUTEX_WAIT for {} ms while the semaphore \
                  count stayed above 0 (now {count}) with no post in flight",

@@ -69,7 +69,10 @@ fn reader(
             Err(e) => {
                 c.inc("bad_errnos");
                 let role = if noisy { "noisy" } else { "victim" };
-                p.bad_errno(e, format!("{role} reader {i}: read() failed with {}", errno_name(e)));
+                p.bad_errno(
+                    e,
+                    format!("{role} reader {i}: read() failed with {}", errno_name(e)),
+                );
                 if !noisy && e == libc::EINTR {
                     continue;
                 }
@@ -115,7 +118,8 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
         .map_err(|e| format!("F_GETPIPE_SZ: {}", errno_name(e)))?;
     let work_ns = (WORK_NS as f64 * ctx.params.deadline_scale) as u64;
     let per_record = ns_per_record(work_ns)?;
-    let records = (BURST_DELTAS * delta / per_record).clamp(64, (capacity / 2 / RECORD) as u64) as usize;
+    let records =
+        (BURST_DELTAS * delta / per_record).clamp(64, (capacity / 2 / RECORD) as u64) as usize;
     let burst = vec![0x5a_u8; records * RECORD];
 
     let blocked = Blocked::new("reader", "read()", READERS);
@@ -168,7 +172,13 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
                     let stuck = threads
                         .iter()
                         .filter(|&&(_, s)| t.saturating_sub(s.max(avail)) > delta)
-                        .map(|&(i, _)| if i < NOISY { format!("noisy {i}") } else { format!("victim {i}") })
+                        .map(|&(i, _)| {
+                            if i < NOISY {
+                                format!("noisy {i}")
+                            } else {
+                                format!("victim {i}")
+                            }
+                        })
                         .collect::<Vec<_>>();
                     if !stuck.is_empty() {
                         counts.inc("lost_wakeups");

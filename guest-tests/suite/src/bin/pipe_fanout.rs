@@ -75,7 +75,10 @@ fn reader(fd: c_int, st: &State, blocked: &Blocked, i: usize) -> (Counts, Proble
                 Err(libc::EINTR) if noisy => c.inc("eintr"),
                 Err(e) => {
                     c.inc("bad_errnos");
-                    p.bad_errno(e, format!("reader {i}: read() failed with {}", errno_name(e)));
+                    p.bad_errno(
+                        e,
+                        format!("reader {i}: read() failed with {}", errno_name(e)),
+                    );
                     break 'rounds;
                 }
             }
@@ -193,7 +196,8 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
     let ms = |q: f64| round_ns.quantile(q).unwrap_or(0) as f64 / 1e6;
     r.metrics.insert("round_ms_p50".into(), ms(0.5));
     r.metrics.insert("round_ms_p99".into(), ms(0.99));
-    r.metrics.insert("round_ms_max".into(), round_ns.max as f64 / 1e6);
+    r.metrics
+        .insert("round_ms_max".into(), round_ns.max as f64 / 1e6);
     let g = |k| counts.get(k);
     let stats = format!(
         "{} rounds of one 8-byte write to {READERS} blocked readers: round p50 {:.3} ms, p99 \

@@ -58,7 +58,10 @@ fn hop(st: &State, blocked: &Blocked, i: usize, from: i32, to: i32) -> (Counts, 
             }
             Err(e) => {
                 c.inc("bad_errnos");
-                p.bad_errno(e, format!("thread {i}: read() failed with {}", errno_name(e)));
+                p.bad_errno(
+                    e,
+                    format!("thread {i}: read() failed with {}", errno_name(e)),
+                );
                 break;
             }
         }
@@ -81,7 +84,10 @@ fn hop(st: &State, blocked: &Blocked, i: usize, from: i32, to: i32) -> (Counts, 
                 Ok(_) | Err(libc::EINTR) => {}
                 Err(e) => {
                     c.inc("bad_errnos");
-                    p.bad_errno(e, format!("thread {i}: write() failed with {}", errno_name(e)));
+                    p.bad_errno(
+                        e,
+                        format!("thread {i}: write() failed with {}", errno_name(e)),
+                    );
                     return (c, p);
                 }
             }

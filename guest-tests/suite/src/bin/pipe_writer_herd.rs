@@ -61,13 +61,18 @@ fn writer(fd: c_int, st: &State, blocked: &Blocked, i: usize) -> (u64, Counts, P
             match r {
                 Ok(RECORD) => break,
                 Ok(n) => {
-                    p.add(format!("writer {i}: a {RECORD}-byte write wrote only {n} bytes"));
+                    p.add(format!(
+                        "writer {i}: a {RECORD}-byte write wrote only {n} bytes"
+                    ));
                     break 'records;
                 }
                 Err(libc::EINTR) if noisy => c.inc("eintr"),
                 Err(e) => {
                     c.inc("bad_errnos");
-                    p.bad_errno(e, format!("writer {i}: write() failed with {}", errno_name(e)));
+                    p.bad_errno(
+                        e,
+                        format!("writer {i}: write() failed with {}", errno_name(e)),
+                    );
                     break 'records;
                 }
             }
@@ -105,7 +110,9 @@ impl Drain {
             match self.next.get_mut(w) {
                 Some(next) if *next == seq => *next += 1,
                 Some(next) => {
-                    p.add(format!("writer {w}: record {seq} arrived when {next} was due"));
+                    p.add(format!(
+                        "writer {w}: record {seq} arrived when {next} was due"
+                    ));
                     *next = seq + 1;
                 }
                 None => p.add(format!("a record names writer {w}, which does not exist")),
@@ -224,10 +231,8 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
     let mut r = ctx.result();
     counts.add("records_written", written);
     counts.add("records_read", drain.records);
-    r.metrics.insert(
-        "longest_empty_with_writers_ms".into(),
-        longest as f64 / 1e6,
-    );
+    r.metrics
+        .insert("longest_empty_with_writers_ms".into(), longest as f64 / 1e6);
     let g = |k| counts.get(k);
     let stats = format!(
         "{written} records by {WRITERS} writers through a {capacity}-byte pipe, {} read in {} \

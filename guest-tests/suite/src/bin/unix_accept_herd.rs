@@ -73,14 +73,23 @@ fn acceptor(listener: i32, st: &State, blocked: &Blocked, i: usize) -> (Counts, 
                 }
                 Err(e) => {
                     c.inc("bad_errnos");
-                    p.bad_errno(e, format!("acceptor {i}: reading the number failed with {}", errno_name(e)));
+                    p.bad_errno(
+                        e,
+                        format!(
+                            "acceptor {i}: reading the number failed with {}",
+                            errno_name(e)
+                        ),
+                    );
                 }
             },
             Err(libc::EINTR) => c.inc("eintr"),
             Err(libc::ECONNABORTED) => c.inc("aborted"),
             Err(e) => {
                 c.inc("bad_errnos");
-                p.bad_errno(e, format!("acceptor {i}: accept() failed with {}", errno_name(e)));
+                p.bad_errno(
+                    e,
+                    format!("acceptor {i}: accept() failed with {}", errno_name(e)),
+                );
                 break;
             }
         }
@@ -114,7 +123,13 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
     }
     ctx.on_hang({
         let (st, b) = (Arc::clone(&st), Arc::clone(&blocked));
-        move || format!("{} connections accepted: {}", st.accepted.load(SeqCst), b.describe())
+        move || {
+            format!(
+                "{} connections accepted: {}",
+                st.accepted.load(SeqCst),
+                b.describe()
+            )
+        }
     });
 
     let mut rng = ctx.rng(1);
@@ -186,7 +201,8 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
     let mut r = ctx.result();
     let ms = |q: f64| latency.quantile(q).unwrap_or(0) as f64 / 1e6;
     r.metrics.insert("accept_ms_p99".into(), ms(0.99));
-    r.metrics.insert("accept_ms_max".into(), latency.max as f64 / 1e6);
+    r.metrics
+        .insert("accept_ms_max".into(), latency.max as f64 / 1e6);
     let g = |k| counts.get(k);
     let stats = format!(
         "{next_id} connections to {ACCEPTORS} threads in accept(): {accepted} accepted, p99 \
