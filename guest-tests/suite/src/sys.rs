@@ -64,7 +64,7 @@ fn check(r: libc::c_long) -> Result<libc::c_long, Errno> {
 fn timespec(ns: u64) -> libc::timespec {
     // SAFETY: timespec is plain data; all-zero is a valid value (musl pads it on some arches).
     let mut ts: libc::timespec = unsafe { mem::zeroed() };
-    ts.tv_sec = (ns / NS_PER_S) as libc::time_t;
+    ts.tv_sec = (ns / NS_PER_S) as _;
     ts.tv_nsec = (ns % NS_PER_S) as _;
     ts
 }
