@@ -13,7 +13,7 @@ APT_PACKAGES=(
   gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross
   qemu-system-x86 qemu-system-arm
   "linux-source-6.12=${LINUX_SOURCE_VERSION}"
-  dropbear-bin busybox-static
+  dropbear-bin busybox-static openssh-client rsync
 )
 
 # Packages fetched as .deb files (not installed) for the guest image, per Debian arch.

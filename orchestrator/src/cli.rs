@@ -28,6 +28,9 @@ pub enum Command {
     /// Build kernels: pinned source, patches, verified config, cached by content.
     #[command(after_help = BUILD_EXAMPLES)]
     Build(BuildArgs),
+    /// Boot kernels in QEMU, run the guest tests over SSH, catch kernel crashes.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
     /// List, show and prune the kernel artifact cache.
     #[command(subcommand, after_help = CACHE_EXAMPLES)]
     Cache(CacheCommand),
@@ -41,6 +44,16 @@ const BUILD_EXAMPLES: &str = "Examples:
   lab build --kernel kernels/my-tree.toml --json
 
 Exit codes: 0 built (or cache hit); 2 bad input (unknown arch, patch does not apply, config option dropped, missing toolchain, malformed lab.toml); 3 the build itself failed.";
+
+const RUN_EXAMPLES: &str = "Examples:
+  lab run --arch all                          base kernels, the whole suite, once
+  lab run --arch x86_64 --test futex_errno --iterations 20 --duration 2s
+  lab run --arch x86_64 --patches futex-race-amplifiers,bad-futex-no-spurious-retry \\
+          --test futex_errno --knob futex_amp_spurious_wake_us=200
+  lab run --arch arm64 --jobs 2 --iterations 4
+
+Outcomes: pass, fail (the test saw the kernel misbehave), kernel-crash (a report on the console, with its fingerprint), hang (guest watchdog or host deadline), infra-error (the lab could not run the test; never a test failure).
+Exit codes: 0 all passed; 1 a test failed, crashed or hung; 2 bad input; 3 infrastructure failure only.";
 
 const CACHE_EXAMPLES: &str = "Examples:
   lab cache list
@@ -68,6 +81,33 @@ pub struct KernelSelect {
 pub struct BuildArgs {
     #[command(flatten)]
     pub select: KernelSelect,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub select: KernelSelect,
+    /// Guest tests to run (default: the suite in lab.toml); repeat or comma-separate.
+    #[arg(long, value_name = "NAME")]
+    pub test: Vec<String>,
+    /// Times to run each test.
+    #[arg(long, default_value_t = 1)]
+    pub iterations: u32,
+    /// How long each test drives its workload (default: tests.duration in lab.toml).
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Run-time kernel knob for the tests, written under /sys/module/kernel/parameters/.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub knob: Vec<String>,
+    /// Guests to run at once (kept within the cores and memory available).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Seed for every test (default: the time); printed in the run manifest.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -56,7 +56,9 @@ impl LabError {
                 CacheError::Io { .. } => EXIT_INFRA,
             },
             LabError::Build(e) => match e {
-                BuildError::Toolchain(_) | BuildError::Patch(_) | BuildError::Kconfig(_) => EXIT_USAGE,
+                BuildError::Toolchain(_) | BuildError::Patch(_) | BuildError::Kconfig(_) => {
+                    EXIT_USAGE
+                }
                 BuildError::Source(s) => match s {
                     SourceError::DefinitionMissing { .. }
                     | SourceError::Definition { .. }
@@ -69,7 +71,9 @@ impl LabError {
                     CacheError::NoMatch(_) | CacheError::Ambiguous(_) => EXIT_USAGE,
                     CacheError::Io { .. } => EXIT_INFRA,
                 },
-                BuildError::Spawn(_) | BuildError::Make { .. } | BuildError::Io { .. } => EXIT_INFRA,
+                BuildError::Spawn(_) | BuildError::Make { .. } | BuildError::Io { .. } => {
+                    EXIT_INFRA
+                }
             },
         }
     }

@@ -37,13 +37,19 @@ fn signal_group(pgid: i32, sig: i32) {
 /// Live (not zombie) processes of a process group, read from /proc. kill(2) with signal 0
 /// would count zombies that wait for a reaper, which are already dead.
 pub fn group_members(pgid: i32) -> Vec<i32> {
-    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     rd.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
             // Fields after the parenthesised command: state ppid pgrp ...
-            let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else { return false };
+            let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+                return false;
+            };
             let mut f = rest.split_whitespace();
             let state = f.next().unwrap_or("Z");
             let pgrp = f.nth(1).and_then(|g| g.parse::<i32>().ok());
@@ -59,7 +65,10 @@ fn group_alive(pgid: i32) -> bool {
 /// Sends SIGTERM to every live group, waits up to `grace` for them to go, then SIGKILLs
 /// whatever is left. Used on interrupt.
 pub fn terminate_all(grace: Duration) {
-    let groups: Vec<i32> = GROUPS.lock().map(|g| g.iter().copied().collect()).unwrap_or_default();
+    let groups: Vec<i32> = GROUPS
+        .lock()
+        .map(|g| g.iter().copied().collect())
+        .unwrap_or_default();
     for &g in &groups {
         signal_group(g, libc::SIGTERM);
     }
@@ -78,8 +87,13 @@ pub fn terminate_all(grace: Duration) {
 pub fn install_interrupt_handler() {
     tokio::spawn(async {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-            tracing::warn!("cannot install signal handlers; Ctrl-C may leave child processes behind");
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::warn!(
+                "cannot install signal handlers; Ctrl-C may leave child processes behind"
+            );
             return;
         };
         let code = tokio::select! {
@@ -87,7 +101,9 @@ pub fn install_interrupt_handler() {
             _ = term.recv() => 143,
         };
         eprintln!("lab: interrupted; stopping child processes");
-        tokio::task::spawn_blocking(|| terminate_all(Duration::from_secs(3))).await.ok();
+        tokio::task::spawn_blocking(|| terminate_all(Duration::from_secs(3)))
+            .await
+            .ok();
         std::process::exit(code);
     });
 }
@@ -235,8 +251,15 @@ mod tests {
         let mut cmd = Command::new("sleep");
         cmd.arg("0.3");
         let mut child = spawn("sleep", &mut cmd).expect("spawn");
-        assert!(child.wait_timeout(Duration::from_millis(20)).await.expect("wait").is_none());
-        let st = child.wait_timeout(Duration::from_secs(5)).await.expect("wait");
+        assert!(child
+            .wait_timeout(Duration::from_millis(20))
+            .await
+            .expect("wait")
+            .is_none());
+        let st = child
+            .wait_timeout(Duration::from_secs(5))
+            .await
+            .expect("wait");
         assert!(st.is_some_and(|s| s.success()));
     }
 }

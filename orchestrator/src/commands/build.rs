@@ -73,11 +73,24 @@ fn print_human(b: &Built) {
     let how = if b.cached {
         "cache hit".to_owned()
     } else {
-        format!("built, {} compile steps, {} source files changed", b.compiled, b.touched.len())
+        format!(
+            "built, {} compile steps, {} source files changed",
+            b.compiled,
+            b.touched.len()
+        )
     };
-    println!("{} {} [{}] {:.1}s ({how})", a.manifest.arch, a.label(), a.manifest.kernel_release, b.seconds);
+    println!(
+        "{} {} [{}] {:.1}s ({how})",
+        a.manifest.arch,
+        a.label(),
+        a.manifest.kernel_release,
+        b.seconds
+    );
     println!("  key      {}", a.manifest.key);
-    println!("  source   {} {} ({})", a.manifest.source.kind, a.manifest.source.id, a.manifest.source.detail);
+    println!(
+        "  source   {} {} ({})",
+        a.manifest.source.kind, a.manifest.source.id, a.manifest.source.detail
+    );
     println!("  image    {}", a.image().display());
     println!("  vmlinux  {}", a.vmlinux().display());
     println!("  config   {}", a.config().display());

@@ -20,11 +20,17 @@ pub fn run(ctx: &Context, cmd: &CacheCommand) -> Result<i32, LabError> {
             let list = cache.list();
             if *json {
                 let manifests: Vec<_> = list.iter().map(|a| &a.manifest).collect();
-                println!("{}", serde_json::to_string_pretty(&manifests).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&manifests).unwrap_or_default()
+                );
             } else if list.is_empty() {
                 println!("cache {} is empty", cache.artifacts().display());
             } else {
-                println!("{:<14} {:<7} {:<40} {:>8} {:>8}", "key", "arch", "patches", "MiB", "build s");
+                println!(
+                    "{:<14} {:<7} {:<40} {:>8} {:>8}",
+                    "key", "arch", "patches", "MiB", "build s"
+                );
                 for a in &list {
                     println!(
                         "{:<14} {:<7} {:<40} {:>8.1} {:>8.1}",
@@ -39,18 +45,33 @@ pub fn run(ctx: &Context, cmd: &CacheCommand) -> Result<i32, LabError> {
         }
         CacheCommand::Show { key } => {
             let a = cache.find(key)?;
-            println!("{}", serde_json::to_string_pretty(&a.manifest).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&a.manifest).unwrap_or_default()
+            );
             println!("# {}", a.dir.display());
         }
-        CacheCommand::Prune { keep, older_than, all } => {
+        CacheCommand::Prune {
+            keep,
+            older_than,
+            all,
+        } => {
             let age = match older_than {
-                Some(s) => Some(parse_age(s).ok_or_else(|| LabError::Usage(format!("--older-than {s:?}: use an age like 14d, 12h or 90m")))?),
+                Some(s) => Some(parse_age(s).ok_or_else(|| {
+                    LabError::Usage(format!(
+                        "--older-than {s:?}: use an age like 14d, 12h or 90m"
+                    ))
+                })?),
                 None => None,
             };
             if keep.is_none() && age.is_none() && !all {
-                return Err(LabError::Usage("lab cache prune needs --keep N, --older-than AGE or --all".into()));
+                return Err(LabError::Usage(
+                    "lab cache prune needs --keep N, --older-than AGE or --all".into(),
+                ));
             }
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
             let keep = if *all { Some(0) } else { *keep };
             let removed = cache.prune(keep, age, now)?;
             let freed: u64 = removed.len() as u64;

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod cache;
 pub mod progress;
+pub mod run;
 
 use crate::arch::{self, Arch};
 use crate::cli::KernelSelect;
@@ -42,7 +43,12 @@ pub fn kernel_requests(ctx: &Context, sel: &KernelSelect) -> Result<Vec<BuildReq
         }
     })?;
     let mut sets = Vec::new();
-    for name in sel.patches.iter().map(|n| n.trim()).filter(|n| !n.is_empty() && *n != "base") {
+    for name in sel
+        .patches
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty() && *n != "base")
+    {
         sets.push(patch::load_set(name, &s.patches_dir, &s.root)?);
     }
     Ok(arches

@@ -14,7 +14,11 @@ pub struct BuildProgress {
 
 impl BuildProgress {
     pub fn new(label: &str, quiet: bool) -> BuildProgress {
-        let target = if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
+        let target = if quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        };
         let bar = ProgressBar::with_draw_target(None, target);
         bar.set_style(
             ProgressStyle::with_template("{spinner} {prefix:.bold} {msg} [{elapsed}]")

@@ -27,7 +27,9 @@ pub enum ConfigError {
     /// toml's message names the key, the line and the column, with the offending line quoted.
     #[error("invalid lab definition {path}:\n{message}")]
     Parse { path: PathBuf, message: String },
-    #[error("{path}: format-version {found} is not supported: this lab reads version {FORMAT_VERSION}")]
+    #[error(
+        "{path}: format-version {found} is not supported: this lab reads version {FORMAT_VERSION}"
+    )]
     Version { path: PathBuf, found: u32 },
     #[error("{path}: {key} = {value:?} is not valid: {why}")]
     Value {
@@ -219,13 +221,11 @@ impl Settings {
     pub fn discover(explicit: Option<&Path>) -> Result<Settings, ConfigError> {
         let path = match explicit {
             Some(p) => Some(p.to_owned()),
-            None => std::env::current_dir()
-                .ok()
-                .and_then(|cwd| {
-                    cwd.ancestors()
-                        .map(|d| d.join("lab.toml"))
-                        .find(|p| p.is_file())
-                }),
+            None => std::env::current_dir().ok().and_then(|cwd| {
+                cwd.ancestors()
+                    .map(|d| d.join("lab.toml"))
+                    .find(|p| p.is_file())
+            }),
         };
         match path {
             Some(p) => {
@@ -248,7 +248,11 @@ impl Settings {
         Settings::resolve(Some(path.to_owned()), path, file)
     }
 
-    fn resolve(file_path: Option<PathBuf>, path: &Path, user: LabFile) -> Result<Settings, ConfigError> {
+    fn resolve(
+        file_path: Option<PathBuf>,
+        path: &Path,
+        user: LabFile,
+    ) -> Result<Settings, ConfigError> {
         let defaults = parse_file(Path::new("<embedded defaults>"), DEFAULT_LAB_TOML)?;
         let root = path
             .parent()
@@ -274,13 +278,19 @@ impl Settings {
         }
         let rel = |p: String| -> PathBuf {
             let p = PathBuf::from(p);
-            if p.is_absolute() { p } else { root.join(p) }
+            if p.is_absolute() {
+                p
+            } else {
+                root.join(p)
+            }
         };
 
         let arches_raw: Vec<String> = pick!(arches, "arches");
         let mut arches = Vec::new();
         for a in &arches_raw {
-            let arch = a.parse::<Arch>().map_err(|e| bad("arches", a, &e.to_string()))?;
+            let arch = a
+                .parse::<Arch>()
+                .map_err(|e| bad("arches", a, &e.to_string()))?;
             if !arches.contains(&arch) {
                 arches.push(arch);
             }
@@ -301,19 +311,35 @@ impl Settings {
         }
 
         let memory: String = pick!(vm.memory, "vm.memory");
-        let vm_memory_mib = parse_mib(&memory)
-            .filter(|m| *m >= 64)
-            .ok_or_else(|| bad("vm.memory", &memory, "use a size like \"512M\" or \"1G\", at least 64M"))?;
+        let vm_memory_mib = parse_mib(&memory).filter(|m| *m >= 64).ok_or_else(|| {
+            bad(
+                "vm.memory",
+                &memory,
+                "use a size like \"512M\" or \"1G\", at least 64M",
+            )
+        })?;
         let boot: String = pick!(vm.boot_timeout, "vm.boot-timeout");
         let boot_timeout = parse_duration(&boot)
             .filter(|d| !d.is_zero())
-            .ok_or_else(|| bad("vm.boot-timeout", &boot, "use a duration like \"90s\" or \"2m\""))?;
+            .ok_or_else(|| {
+                bad(
+                    "vm.boot-timeout",
+                    &boot,
+                    "use a duration like \"90s\" or \"2m\"",
+                )
+            })?;
         let accel_raw: String = pick!(vm.accel, "vm.accel");
         let accel = match accel_raw.as_str() {
             "auto" => AccelChoice::Auto,
             "kvm" => AccelChoice::Kvm,
             "tcg" => AccelChoice::Tcg,
-            _ => return Err(bad("vm.accel", &accel_raw, "use \"auto\", \"kvm\" or \"tcg\"")),
+            _ => {
+                return Err(bad(
+                    "vm.accel",
+                    &accel_raw,
+                    "use \"auto\", \"kvm\" or \"tcg\"",
+                ))
+            }
         };
         let cpus: u32 = pick!(vm.cpus, "vm.cpus");
         if cpus == 0 || cpus > 64 {
@@ -334,10 +360,9 @@ impl Settings {
         let target = match user.target.clone() {
             None => None,
             Some(t) => Some(Target {
-                arch: t
-                    .arch
-                    .parse()
-                    .map_err(|e: crate::arch::UnknownArch| bad("target.arch", &t.arch, &e.to_string()))?,
+                arch: t.arch.parse().map_err(|e: crate::arch::UnknownArch| {
+                    bad("target.arch", &t.arch, &e.to_string())
+                })?,
                 host: t.host,
                 port: t.port.unwrap_or(22),
                 user: t.user.unwrap_or_else(|| "root".to_owned()),
@@ -404,7 +429,10 @@ mod tests {
         assert_eq!(s.arches, vec![Arch::X86_64, Arch::Arm64]);
         assert_eq!(s.config_base, "tinyconfig");
         assert_eq!(s.kernels_dir, PathBuf::from("/lab/kernels"));
-        assert_eq!(s.cross_compile.get(&Arch::Arm64).map(String::as_str), Some("aarch64-linux-gnu-"));
+        assert_eq!(
+            s.cross_compile.get(&Arch::Arm64).map(String::as_str),
+            Some("aarch64-linux-gnu-")
+        );
         assert_eq!(s.vm_memory_mib, 512);
         assert!(!s.suite.is_empty());
     }
@@ -412,7 +440,10 @@ mod tests {
     #[test]
     fn repository_lab_toml_is_the_documented_default() {
         let shipped = include_str!("../../../lab.toml");
-        assert_eq!(shipped, DEFAULT_LAB_TOML, "lab.toml and default-lab.toml drifted apart");
+        assert_eq!(
+            shipped, DEFAULT_LAB_TOML,
+            "lab.toml and default-lab.toml drifted apart"
+        );
     }
 
     #[test]
@@ -436,15 +467,25 @@ mod tests {
 
     #[test]
     fn malformed_toml_and_bad_values_are_errors() {
-        let msg = load("arches = [\"x86_64\"\n").expect_err("unclosed array").to_string();
+        let msg = load("arches = [\"x86_64\"\n")
+            .expect_err("unclosed array")
+            .to_string();
         assert!(msg.contains("line"), "{msg}");
-        let msg = load("arches = [\"sparc\"]").expect_err("unknown arch").to_string();
+        let msg = load("arches = [\"sparc\"]")
+            .expect_err("unknown arch")
+            .to_string();
         assert!(msg.contains("sparc") && msg.contains("arches"), "{msg}");
-        let msg = load("[vm]\nmemory = \"lots\"").expect_err("bad memory").to_string();
+        let msg = load("[vm]\nmemory = \"lots\"")
+            .expect_err("bad memory")
+            .to_string();
         assert!(msg.contains("vm.memory"), "{msg}");
-        let msg = load("format-version = 7").expect_err("future format").to_string();
+        let msg = load("format-version = 7")
+            .expect_err("future format")
+            .to_string();
         assert!(msg.contains("format-version 7"), "{msg}");
-        let msg = load("[tests]\nduration = 3").expect_err("wrong type").to_string();
+        let msg = load("[tests]\nduration = 3")
+            .expect_err("wrong type")
+            .to_string();
         assert!(msg.contains("duration"), "{msg}");
     }
 

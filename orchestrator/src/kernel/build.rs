@@ -15,7 +15,9 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::cache::{Artifact, Cache, CacheError, KeyInputs, Manifest, PatchRecord, MANIFEST_VERSION};
+use super::cache::{
+    Artifact, Cache, CacheError, KeyInputs, Manifest, PatchRecord, MANIFEST_VERSION,
+};
 use super::kconfig::{self, KconfigError, KconfigIndex};
 use super::patch::{self, Patch, PatchError, PatchSet};
 use super::source::{KernelDef, Source, SourceError};
@@ -37,7 +39,9 @@ pub enum BuildError {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Spawn(#[from] process::SpawnError),
-    #[error("make {target} for {arch} failed ({status}); last error lines:\n{tail}\nfull log: {log}")]
+    #[error(
+        "make {target} for {arch} failed ({status}); last error lines:\n{tail}\nfull log: {log}"
+    )]
     Make {
         arch: Arch,
         target: String,
@@ -84,7 +88,10 @@ pub struct BuildRequest {
 pub enum BuildEvent {
     Stage(&'static str),
     /// Compile steps done, and the expected total if known.
-    Compile { done: u64, expected: Option<u64> },
+    Compile {
+        done: u64,
+        expected: Option<u64>,
+    },
     Link,
     /// One line of make output that mentions an error or warning.
     Diagnostic(String),
@@ -107,7 +114,10 @@ pub fn make_vars(arch: Arch, cross_compile: &str) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
     v.insert("ARCH".into(), arch.info().kernel_arch.into());
     v.insert("CROSS_COMPILE".into(), cross_compile.into());
-    v.insert("KBUILD_BUILD_TIMESTAMP".into(), "Thu Jan  1 00:00:00 UTC 1970".into());
+    v.insert(
+        "KBUILD_BUILD_TIMESTAMP".into(),
+        "Thu Jan  1 00:00:00 UTC 1970".into(),
+    );
     v.insert("KBUILD_BUILD_USER".into(), "lab".into());
     v.insert("KBUILD_BUILD_HOST".into(), "lab".into());
     v.insert("KBUILD_BUILD_VERSION".into(), "1".into());
@@ -150,7 +160,10 @@ impl Plan {
     }
 
     fn arch(&self) -> Arch {
-        self.vars.get("ARCH").and_then(|a| a.parse().ok()).unwrap_or(Arch::X86_64)
+        self.vars
+            .get("ARCH")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(Arch::X86_64)
     }
 }
 
@@ -171,7 +184,10 @@ fn plan(req: &BuildRequest, cache_dir: &Path) -> Result<Plan, BuildError> {
         .flat_map(|s| s.patches.iter().map(move |p| (s.name.clone(), p.clone())))
         .collect();
     let vars = make_vars(req.arch, &req.cross_compile);
-    let targets = vec![req.arch.info().image_target.to_owned(), "vmlinux".to_owned()];
+    let targets = vec![
+        req.arch.info().image_target.to_owned(),
+        "vmlinux".to_owned(),
+    ];
     // The config memo key: everything that decides the final .config.
     let memo_input = serde_json::json!({
         "source": [&source.id.kind, &source.id.id],
@@ -184,7 +200,9 @@ fn plan(req: &BuildRequest, cache_dir: &Path) -> Result<Plan, BuildError> {
     });
     let memo_key = sha256_hex(memo_input.to_string().as_bytes());
     Ok(Plan {
-        config_memo: cache_dir.join("memo/config").join(format!("{memo_key}.config")),
+        config_memo: cache_dir
+            .join("memo/config")
+            .join(format!("{memo_key}.config")),
         source,
         toolchain,
         patches,
@@ -205,7 +223,11 @@ pub fn lookup(req: &BuildRequest, cache_dir: &Path) -> Result<Option<Artifact>, 
 }
 
 /// Builds the kernel, or returns it from the cache.
-pub async fn build(req: &BuildRequest, cache_dir: &Path, report: &(dyn Fn(BuildEvent) + Send + Sync)) -> Result<Built, BuildError> {
+pub async fn build(
+    req: &BuildRequest,
+    cache_dir: &Path,
+    report: &(dyn Fn(BuildEvent) + Send + Sync),
+) -> Result<Built, BuildError> {
     let started = Instant::now();
     let plan = plan(req, cache_dir)?;
     if let Ok(cfg) = std::fs::read(&plan.config_memo) {
@@ -229,11 +251,13 @@ pub async fn build(req: &BuildRequest, cache_dir: &Path, report: &(dyn Fn(BuildE
     let work = plan.source.work_tree()?;
     let lock = {
         let w = work.clone();
-        tokio::task::spawn_blocking(move || w.lock()).await.map_err(|e| BuildError::Io {
-            what: "lock task failed for",
-            path: work.dir.clone(),
-            source: std::io::Error::other(e),
-        })??
+        tokio::task::spawn_blocking(move || w.lock())
+            .await
+            .map_err(|e| BuildError::Io {
+                what: "lock task failed for",
+                path: work.dir.clone(),
+                source: std::io::Error::other(e),
+            })??
     };
     let touched = work.sync(&plan.source, &overlay, &lock)?;
 
@@ -258,9 +282,12 @@ pub async fn build(req: &BuildRequest, cache_dir: &Path, report: &(dyn Fn(BuildE
         });
     }
 
-    let obj = cache_dir
-        .join("build")
-        .join(format!("{}-{}-{}", plan.source.id.family, req.arch, &config_sha[..12]));
+    let obj = cache_dir.join("build").join(format!(
+        "{}-{}-{}",
+        plan.source.id.family,
+        req.arch,
+        &config_sha[..12]
+    ));
     std::fs::create_dir_all(&obj).map_err(io("cannot create", &obj))?;
     let dot_config = obj.join(".config");
     if std::fs::read_to_string(&dot_config).ok().as_deref() != Some(final_config.as_str()) {
@@ -268,17 +295,40 @@ pub async fn build(req: &BuildRequest, cache_dir: &Path, report: &(dyn Fn(BuildE
     }
     let log = obj.join("build.log");
     let expected_path = obj.join(".lab-compile-count");
-    let expected = std::fs::read_to_string(&expected_path).ok().and_then(|s| s.trim().parse().ok());
+    let expected = std::fs::read_to_string(&expected_path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
     let fresh_tree = !obj.join("vmlinux").exists();
-    report(BuildEvent::Compile { done: 0, expected: if fresh_tree { expected.or(Some(default_expected(req.arch))) } else { None } });
-    let compiled = run_make(req, &plan, &work.src, &obj, &plan.targets, &log, true, fresh_tree.then_some(expected).flatten(), report).await?;
+    report(BuildEvent::Compile {
+        done: 0,
+        expected: if fresh_tree {
+            expected.or(Some(default_expected(req.arch)))
+        } else {
+            None
+        },
+    });
+    let compiled = run_make(
+        req,
+        &plan,
+        &work.src,
+        &obj,
+        &plan.targets,
+        &log,
+        true,
+        fresh_tree.then_some(expected).flatten(),
+        report,
+    )
+    .await?;
     if fresh_tree {
         let _ = std::fs::write(&expected_path, compiled.to_string());
     }
     drop(lock);
 
     let info = req.arch.info();
-    let release = std::fs::read_to_string(obj.join("include/config/kernel.release")).unwrap_or_default().trim().to_owned();
+    let release = std::fs::read_to_string(obj.join("include/config/kernel.release"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     let manifest = Manifest {
         format_version: MANIFEST_VERSION,
         key: key.clone(),
@@ -300,9 +350,14 @@ pub async fn build(req: &BuildRequest, cache_dir: &Path, report: &(dyn Fn(BuildE
         toolchain: plan.toolchain.clone(),
         make_vars: plan.vars.clone(),
         kernel_release: release,
-        image: Path::new(info.image_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        image: Path::new(info.image_path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         build_seconds: started.elapsed().as_secs_f64(),
-        created: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         lab_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let image = obj.join(info.image_path);
@@ -351,16 +406,44 @@ async fn make_config(
     cache_dir: &Path,
     report: &(dyn Fn(BuildEvent) + Send + Sync),
 ) -> Result<String, BuildError> {
-    let scratch = cache_dir.join("build").join(format!("{}-{}-kconfig", plan.source.id.family, req.arch));
+    let scratch = cache_dir
+        .join("build")
+        .join(format!("{}-{}-kconfig", plan.source.id.family, req.arch));
     std::fs::create_dir_all(&scratch).map_err(io("cannot create", &scratch))?;
     let log = scratch.join("config.log");
     let _ = std::fs::remove_file(&log);
-    run_make(req, plan, src, &scratch, std::slice::from_ref(&req.config_base), &log, false, None, report).await?;
+    run_make(
+        req,
+        plan,
+        src,
+        &scratch,
+        std::slice::from_ref(&req.config_base),
+        &log,
+        false,
+        None,
+        report,
+    )
+    .await?;
     let base_path = scratch.join(".config");
     let base = std::fs::read_to_string(&base_path).map_err(io("cannot read", &base_path))?;
-    write_file(&base_path, kconfig::apply_to_base(&base, &plan.request).as_bytes())?;
-    run_make(req, plan, src, &scratch, &["olddefconfig".to_owned()], &log, false, None, report).await?;
-    let final_config = std::fs::read_to_string(&base_path).map_err(io("cannot read", &base_path))?;
+    write_file(
+        &base_path,
+        kconfig::apply_to_base(&base, &plan.request).as_bytes(),
+    )?;
+    run_make(
+        req,
+        plan,
+        src,
+        &scratch,
+        &["olddefconfig".to_owned()],
+        &log,
+        false,
+        None,
+        report,
+    )
+    .await?;
+    let final_config =
+        std::fs::read_to_string(&base_path).map_err(io("cannot read", &base_path))?;
     for o in &plan.request.overrides {
         tracing::warn!("{o}");
     }
@@ -370,7 +453,9 @@ async fn make_config(
     };
     let index = std::cell::OnceCell::new();
     kconfig::verify(&plan.request, &final_config, |opt, cfg| {
-        index.get_or_init(|| KconfigIndex::scan(src, srcarch)).explain(opt, cfg)
+        index
+            .get_or_init(|| KconfigIndex::scan(src, srcarch))
+            .explain(opt, cfg)
     })?;
     Ok(final_config)
 }
@@ -412,10 +497,15 @@ async fn run_make(
     let _ = logf.write_all(header.as_bytes()).await;
     let mut child = process::spawn("make", &mut cmd)?;
     let (Some(out), Some(err)) = (child.stdout(), child.stderr()) else {
-        return Err(io("no output pipes from make for", obj)(std::io::Error::other("pipe")));
+        return Err(io("no output pipes from make for", obj)(
+            std::io::Error::other("pipe"),
+        ));
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(256);
-    for stream in [Box::new(out) as Box<dyn tokio::io::AsyncRead + Unpin + Send>, Box::new(err)] {
+    for stream in [
+        Box::new(out) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(err),
+    ] {
         let tx = tx.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stream).lines();
@@ -435,7 +525,10 @@ async fn run_make(
         let t = line.trim_start();
         if line.starts_with("  CC") || line.starts_with("  AS ") {
             compiled += 1;
-            report(BuildEvent::Compile { done: compiled, expected });
+            report(BuildEvent::Compile {
+                done: compiled,
+                expected,
+            });
         } else if (t.starts_with("LD ") && line.contains("vmlinux")) || t.starts_with("OBJCOPY") {
             report(BuildEvent::Link);
         }
@@ -447,20 +540,36 @@ async fn run_make(
             }
         }
     }
-    let status = child.wait().await.map_err(io("cannot wait for make in", obj))?;
+    let status = child
+        .wait()
+        .await
+        .map_err(io("cannot wait for make in", obj))?;
     let _ = logf.flush().await;
     if !status.success() {
-        let errors: Vec<&String> = diagnostics.iter().filter(|l| l.contains("error") || l.contains("Error")).collect();
+        let errors: Vec<&String> = diagnostics
+            .iter()
+            .filter(|l| l.contains("error") || l.contains("Error"))
+            .collect();
         let tail: Vec<String> = if errors.is_empty() {
             tail_lines(log, 15)
         } else {
-            errors.iter().rev().take(15).rev().map(|s| s.to_string()).collect()
+            errors
+                .iter()
+                .rev()
+                .take(15)
+                .rev()
+                .map(|s| s.to_string())
+                .collect()
         };
         return Err(BuildError::Make {
             arch: req.arch,
             target: targets.join(" "),
             status: status.to_string(),
-            tail: tail.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n"),
+            tail: tail
+                .iter()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
             log: log.to_owned(),
         });
     }
@@ -468,13 +577,19 @@ async fn run_make(
 }
 
 fn is_diagnostic(line: &str) -> bool {
-    line.contains(": error:") || line.contains(": warning:") || line.contains("*** ") || line.starts_with("make") && line.contains("Error")
+    line.contains(": error:")
+        || line.contains(": warning:")
+        || line.contains("*** ")
+        || line.starts_with("make") && line.contains("Error")
 }
 
 fn tail_lines(path: &Path, n: usize) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].iter().map(|s| s.to_string()).collect()
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 #[cfg(test)]
@@ -486,16 +601,28 @@ mod tests {
         let v = make_vars(Arch::Arm64, "aarch64-linux-gnu-");
         assert_eq!(v["ARCH"], "arm64");
         assert_eq!(v["CROSS_COMPILE"], "aarch64-linux-gnu-");
-        for k in ["KBUILD_BUILD_TIMESTAMP", "KBUILD_BUILD_USER", "KBUILD_BUILD_HOST", "KBUILD_BUILD_VERSION"] {
-            assert!(v.contains_key(k), "{k} must be fixed for reproducible builds");
+        for k in [
+            "KBUILD_BUILD_TIMESTAMP",
+            "KBUILD_BUILD_USER",
+            "KBUILD_BUILD_HOST",
+            "KBUILD_BUILD_VERSION",
+        ] {
+            assert!(
+                v.contains_key(k),
+                "{k} must be fixed for reproducible builds"
+            );
         }
     }
 
     #[test]
     fn diagnostics_are_recognised() {
-        assert!(is_diagnostic("kernel/futex/waitwake.c:12:5: error: expected ';'"));
+        assert!(is_diagnostic(
+            "kernel/futex/waitwake.c:12:5: error: expected ';'"
+        ));
         assert!(is_diagnostic("fs/pipe.c:1:1: warning: unused variable"));
-        assert!(is_diagnostic("make[2]: *** [scripts/Makefile.build:229: kernel/fork.o] Error 1"));
+        assert!(is_diagnostic(
+            "make[2]: *** [scripts/Makefile.build:229: kernel/fork.o] Error 1"
+        ));
         assert!(!is_diagnostic("  CC      kernel/fork.o"));
     }
 }

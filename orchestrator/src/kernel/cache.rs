@@ -144,7 +144,9 @@ pub struct Cache {
 
 impl Cache {
     pub fn new(root: &Path) -> Cache {
-        Cache { root: root.to_owned() }
+        Cache {
+            root: root.to_owned(),
+        }
     }
 
     pub fn artifacts(&self) -> PathBuf {
@@ -154,14 +156,21 @@ impl Cache {
     /// A cache hit: the entry for `key`, if whole.
     pub fn get(&self, key: &str) -> Option<Artifact> {
         let dir = self.artifacts().join(key);
-        let manifest: Manifest = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).ok()?).ok()?;
-        (manifest.format_version == MANIFEST_VERSION && manifest.key == key && dir.join(&manifest.image).is_file())
-            .then_some(Artifact { dir, manifest })
+        let manifest: Manifest =
+            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).ok()?).ok()?;
+        (manifest.format_version == MANIFEST_VERSION
+            && manifest.key == key
+            && dir.join(&manifest.image).is_file())
+        .then_some(Artifact { dir, manifest })
     }
 
     /// Stores a finished build: copies `files` (name in entry, source path) into a temporary
     /// folder, writes the manifest last, and renames the folder into place.
-    pub fn put(&self, manifest: &Manifest, files: &[(&str, &Path)]) -> Result<Artifact, CacheError> {
+    pub fn put(
+        &self,
+        manifest: &Manifest,
+        files: &[(&str, &Path)],
+    ) -> Result<Artifact, CacheError> {
         let parent = self.artifacts();
         std::fs::create_dir_all(&parent).map_err(io("cannot create", &parent))?;
         let tmp = tempfile::Builder::new()
@@ -173,7 +182,8 @@ impl Cache {
             std::fs::copy(src, &dst).map_err(io("cannot copy build output", src))?;
         }
         let json = serde_json::to_vec_pretty(manifest).unwrap_or_default();
-        std::fs::write(tmp.path().join("manifest.json"), json).map_err(io("cannot write manifest in", tmp.path()))?;
+        std::fs::write(tmp.path().join("manifest.json"), json)
+            .map_err(io("cannot write manifest in", tmp.path()))?;
         let dir = parent.join(&manifest.key);
         if dir.exists() {
             // Another process finished the same key first: same inputs, same kernel.
@@ -199,7 +209,12 @@ impl Cache {
                 (!name.starts_with('.')).then(|| self.get(&name)).flatten()
             })
             .collect();
-        out.sort_by(|a, b| b.manifest.created.cmp(&a.manifest.created).then(a.manifest.key.cmp(&b.manifest.key)));
+        out.sort_by(|a, b| {
+            b.manifest
+                .created
+                .cmp(&a.manifest.created)
+                .then(a.manifest.key.cmp(&b.manifest.key))
+        });
         out
     }
 
@@ -212,18 +227,27 @@ impl Cache {
             .collect();
         match matches.len() {
             0 => Err(CacheError::NoMatch(prefix.to_owned())),
-            1 => Ok(matches.into_iter().next().ok_or_else(|| CacheError::NoMatch(prefix.to_owned()))?),
+            1 => Ok(matches
+                .into_iter()
+                .next()
+                .ok_or_else(|| CacheError::NoMatch(prefix.to_owned()))?),
             _ => Err(CacheError::Ambiguous(prefix.to_owned())),
         }
     }
 
     /// Removes entries: those not in the newest `keep`, and those older than `older_than_s`
     /// seconds. Also removes half-written temporary folders. Returns what was removed.
-    pub fn prune(&self, keep: Option<usize>, older_than_s: Option<u64>, now: u64) -> Result<Vec<Artifact>, CacheError> {
+    pub fn prune(
+        &self,
+        keep: Option<usize>,
+        older_than_s: Option<u64>,
+        now: u64,
+    ) -> Result<Vec<Artifact>, CacheError> {
         let mut removed = Vec::new();
         for (i, a) in self.list().into_iter().enumerate() {
             let too_many = keep.is_some_and(|k| i >= k);
-            let too_old = older_than_s.is_some_and(|age| now.saturating_sub(a.manifest.created) > age);
+            let too_old =
+                older_than_s.is_some_and(|age| now.saturating_sub(a.manifest.created) > age);
             if too_many || too_old {
                 std::fs::remove_dir_all(&a.dir).map_err(io("cannot remove", &a.dir))?;
                 removed.push(a);
@@ -242,7 +266,12 @@ impl Cache {
     /// Size in bytes of an entry.
     pub fn size(a: &Artifact) -> u64 {
         std::fs::read_dir(&a.dir)
-            .map(|rd| rd.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
             .unwrap_or(0)
     }
 }
@@ -276,7 +305,8 @@ mod tests {
         let mut keys = std::collections::BTreeSet::from([base.clone()]);
         let other_vars = BTreeMap::from([("KBUILD_BUILD_USER".to_owned(), "me".to_owned())]);
         let other_targets = vec!["Image".to_owned()];
-        let variants: Vec<Box<dyn Fn(&mut KeyInputs)>> = vec![
+        type Change = Box<dyn Fn(&mut KeyInputs)>;
+        let variants: Vec<Change> = vec![
             Box::new(|k| k.source_kind = "git"),
             Box::new(|k| k.source_id = "abd"),
             Box::new(|k| k.arch = Arch::Arm64),
@@ -338,14 +368,23 @@ mod tests {
         let img = dir.path().join("img");
         std::fs::write(&img, b"kernel").expect("write");
         assert!(cache.get("aaaaaa1").is_none());
-        cache.put(&manifest("aaaaaa1", 10), &[("bzImage", &img)]).expect("put");
-        cache.put(&manifest("bbbbbb2", 20), &[("bzImage", &img)]).expect("put");
-        cache.put(&manifest("bbbbbb3", 30), &[("bzImage", &img)]).expect("put");
+        cache
+            .put(&manifest("aaaaaa1", 10), &[("bzImage", &img)])
+            .expect("put");
+        cache
+            .put(&manifest("bbbbbb2", 20), &[("bzImage", &img)])
+            .expect("put");
+        cache
+            .put(&manifest("bbbbbb3", 30), &[("bzImage", &img)])
+            .expect("put");
         assert_eq!(cache.get("aaaaaa1").map(|a| a.manifest.created), Some(10));
         let keys: Vec<String> = cache.list().into_iter().map(|a| a.manifest.key).collect();
         assert_eq!(keys, vec!["bbbbbb3", "bbbbbb2", "aaaaaa1"]);
         assert!(cache.find("aaaaaa").is_ok());
-        assert!(matches!(cache.find("bbbbbb"), Err(CacheError::Ambiguous(_))));
+        assert!(matches!(
+            cache.find("bbbbbb"),
+            Err(CacheError::Ambiguous(_))
+        ));
         assert!(matches!(cache.find("cccccc"), Err(CacheError::NoMatch(_))));
         // An entry without its image is not whole.
         std::fs::remove_file(dir.path().join("artifacts/aaaaaa1/bzImage")).expect("rm");

@@ -31,7 +31,11 @@ pub enum KconfigError {
 }
 
 fn list(items: &[Dropped]) -> String {
-    items.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n")
+    items
+        .iter()
+        .map(|d| format!("  - {d}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// One requested option that does not hold in the final config.
@@ -48,7 +52,11 @@ pub struct Dropped {
 
 impl fmt::Display for Dropped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verb = if self.got == "n" { "was dropped" } else { "did not hold" };
+        let verb = if self.got == "n" {
+            "was dropped"
+        } else {
+            "did not hold"
+        };
         write!(
             f,
             "{}={} {verb} (got {}; asked for by {}): {}",
@@ -86,7 +94,11 @@ pub fn parse_config_text(text: &str, path: &Path) -> Result<Vec<(String, String)
         let parsed = line
             .strip_prefix("CONFIG_")
             .and_then(|l| l.split_once('='))
-            .filter(|(n, v)| !n.is_empty() && !v.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+            .filter(|(n, v)| {
+                !n.is_empty()
+                    && !v.is_empty()
+                    && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
         match parsed {
             Some((n, v)) => out.push((n.to_owned(), v.to_owned())),
             None => {
@@ -144,7 +156,8 @@ pub fn merge(fragments: &[Fragment]) -> Request {
                     ));
                 }
             }
-            req.options.insert(opt.clone(), (val.clone(), frag.name.clone()));
+            req.options
+                .insert(opt.clone(), (val.clone(), frag.name.clone()));
         }
     }
     req
@@ -159,7 +172,10 @@ pub fn apply_to_base(base: &str, req: &Request) -> String {
         let name = line
             .strip_prefix("CONFIG_")
             .and_then(|l| l.split_once('=').map(|(n, _)| n))
-            .or_else(|| line.strip_prefix("# CONFIG_").and_then(|l| l.strip_suffix(" is not set")));
+            .or_else(|| {
+                line.strip_prefix("# CONFIG_")
+                    .and_then(|l| l.strip_suffix(" is not set"))
+            });
         match name.and_then(|n| req.options.get(n).map(|v| (n, v))) {
             Some((n, (v, _))) => {
                 out.push_str(&render(n, v));
@@ -245,19 +261,29 @@ impl KconfigIndex {
         let mut index = KconfigIndex::default();
         let mut stack = vec![srctree.to_owned()];
         while let Some(dir) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for e in rd.filter_map(Result::ok) {
                 let p = e.path();
                 let name = e.file_name().to_string_lossy().into_owned();
                 if p.is_dir() {
                     let rel = p.strip_prefix(srctree).unwrap_or(&p);
                     let skip_arch = rel.parent() == Some(Path::new("arch")) && name != srcarch;
-                    if !skip_arch && !name.starts_with('.') && name != "Documentation" && name != "tools" {
+                    if !skip_arch
+                        && !name.starts_with('.')
+                        && name != "Documentation"
+                        && name != "tools"
+                    {
                         stack.push(p);
                     }
                 } else if name.starts_with("Kconfig") {
                     if let Ok(text) = std::fs::read_to_string(&p) {
-                        let rel = p.strip_prefix(srctree).unwrap_or(&p).to_string_lossy().into_owned();
+                        let rel = p
+                            .strip_prefix(srctree)
+                            .unwrap_or(&p)
+                            .to_string_lossy()
+                            .into_owned();
                         index.add_file(&rel, &text);
                     }
                 }
@@ -295,7 +321,9 @@ impl KconfigIndex {
                 }
             }
             let line = line.split(" #").next().unwrap_or("").trim().to_owned();
-            let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line.as_str(), ""));
+            let (word, rest) = line
+                .split_once(char::is_whitespace)
+                .unwrap_or((line.as_str(), ""));
             let rest = rest.trim();
             match word {
                 "config" | "menuconfig" => {
@@ -338,7 +366,11 @@ impl KconfigIndex {
                     pop_block(&mut blocks, "choice");
                 }
                 "depends" => {
-                    let expr = rest.strip_prefix("on").map(str::trim).unwrap_or(rest).to_owned();
+                    let expr = rest
+                        .strip_prefix("on")
+                        .map(str::trim)
+                        .unwrap_or(rest)
+                        .to_owned();
                     match &mut cur {
                         Entry::Symbol(_, def) => def.depends.push(expr),
                         Entry::Menu | Entry::Choice => {
@@ -378,7 +410,11 @@ impl KconfigIndex {
                         "it depends on {dep} ({}:{}), and {}",
                         def.file,
                         def.line,
-                        if culprits.is_empty() { "that is false".to_owned() } else { culprits.join(", ") }
+                        if culprits.is_empty() {
+                            "that is false".to_owned()
+                        } else {
+                            culprits.join(", ")
+                        }
                     ));
                 }
             }
@@ -389,9 +425,20 @@ impl KconfigIndex {
         }
         let ranges: Vec<&String> = defs.iter().flat_map(|d| &d.ranges).collect();
         if !ranges.is_empty() {
-            return format!("its dependencies hold; check its allowed range ({})", ranges.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "));
+            return format!(
+                "its dependencies hold; check its allowed range ({})",
+                ranges
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
-        let where_ = defs.iter().map(|d| format!("{}:{}", d.file, d.line)).collect::<Vec<_>>().join(", ");
+        let where_ = defs
+            .iter()
+            .map(|d| format!("{}:{}", d.file, d.line))
+            .collect::<Vec<_>>()
+            .join(", ");
         if all.is_empty() {
             format!("it has no `depends on` ({where_}); another option may select or override it, or it sits in a choice: check with `make menuconfig`")
         } else {
@@ -462,7 +509,11 @@ impl Expr {
                     ">=" => ord.is_ge(),
                     _ => false,
                 };
-                if holds { 2 } else { 0 }
+                if holds {
+                    2
+                } else {
+                    0
+                }
             }
         }
     }
@@ -475,7 +526,12 @@ impl Expr {
         out
     }
 
-    fn collect_culprits(&self, config: &BTreeMap<String, String>, negated: bool, out: &mut Vec<String>) {
+    fn collect_culprits(
+        &self,
+        config: &BTreeMap<String, String>,
+        negated: bool,
+        out: &mut Vec<String>,
+    ) {
         let show = |s: &str| format!("{s}={}", Expr::value_of(s, config));
         match self {
             Expr::Sym(s) => {
@@ -498,7 +554,13 @@ impl Expr {
             Expr::Cmp(a, op, b) => {
                 let holds = self.eval(config) > 0;
                 if holds == negated {
-                    let side = |x: &str| if x.starts_with('"') || x.chars().all(|c| c.is_ascii_digit()) { x.to_owned() } else { show(x) };
+                    let side = |x: &str| {
+                        if x.starts_with('"') || x.chars().all(|c| c.is_ascii_digit()) {
+                            x.to_owned()
+                        } else {
+                            show(x)
+                        }
+                    };
                     out.push(format!("{} {op} {} does not hold", side(a), side(b)));
                 }
             }
@@ -571,7 +633,10 @@ fn parse_unary(t: &[String], pos: &mut usize) -> Option<Expr> {
             Some(e)
         }
         _ => {
-            if let Some(op) = t.get(*pos).filter(|o| ["=", "!=", "<", "<=", ">", ">="].contains(&o.as_str())) {
+            if let Some(op) = t
+                .get(*pos)
+                .filter(|o| ["=", "!=", "<", "<=", ">", ">="].contains(&o.as_str()))
+            {
                 let op = op.clone();
                 let rhs = t.get(*pos + 1)?.clone();
                 *pos += 2;
@@ -609,13 +674,17 @@ mod tests {
                 ("CMDLINE".into(), "\"x y\"".into()),
             ]
         );
-        let err = parse_config_text("CONFIG_SMP=y\nSMP=y\n", Path::new("bad.config")).expect_err("junk");
+        let err =
+            parse_config_text("CONFIG_SMP=y\nSMP=y\n", Path::new("bad.config")).expect_err("junk");
         assert!(err.to_string().contains("bad.config:2"), "{err}");
     }
 
     #[test]
     fn later_fragments_win_and_overrides_are_reported() {
-        let req = merge(&[frag("common", "CONFIG_A=y\nCONFIG_B=y\n"), frag("kasan", "# CONFIG_B is not set\nCONFIG_C=m\n")]);
+        let req = merge(&[
+            frag("common", "CONFIG_A=y\nCONFIG_B=y\n"),
+            frag("kasan", "# CONFIG_B is not set\nCONFIG_C=m\n"),
+        ]);
         assert_eq!(req.options["B"], ("n".to_owned(), "kasan".to_owned()));
         assert_eq!(req.options["A"].0, "y");
         assert_eq!(req.overrides.len(), 1);
@@ -626,7 +695,10 @@ mod tests {
     fn requests_replace_base_lines_and_append_the_rest() {
         let req = merge(&[frag("f", "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_D=y\n")]);
         let out = apply_to_base("# CONFIG_A is not set\nCONFIG_B=y\nCONFIG_C=y\n", &req);
-        assert_eq!(out, "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=y\nCONFIG_D=y\n");
+        assert_eq!(
+            out,
+            "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=y\nCONFIG_D=y\n"
+        );
     }
 
     #[test]
@@ -641,9 +713,15 @@ mod tests {
         let err = verify(&req, final_cfg, |o, c| index.explain(o, c)).expect_err("dropped");
         let msg = err.to_string();
         assert!(msg.contains("PREEMPT_RT=y was dropped"), "{msg}");
-        assert!(msg.contains("it depends on EXPERT && ARCH_SUPPORTS_RT"), "{msg}");
+        assert!(
+            msg.contains("it depends on EXPERT && ARCH_SUPPORTS_RT"),
+            "{msg}"
+        );
         assert!(msg.contains("EXPERT=n"), "{msg}");
-        assert!(!msg.contains("ARCH_SUPPORTS_RT=y"), "only the unmet side is blamed: {msg}");
+        assert!(
+            !msg.contains("ARCH_SUPPORTS_RT=y"),
+            "only the unmet side is blamed: {msg}"
+        );
         assert!(msg.contains("preempt-rt"), "{msg}");
         let ok_cfg = "CONFIG_SMP=y\nCONFIG_PREEMPT_RT=y\n";
         assert!(verify(&req, ok_cfg, |o, c| index.explain(o, c)).is_ok());
@@ -658,7 +736,10 @@ mod tests {
         );
         let cfg = config_map("CONFIG_PCI=y\n# CONFIG_VIRTIO_MENU is not set\n");
         let why = index.explain("VIRTIO_PCI", &cfg);
-        assert!(why.contains("depends on VIRTIO_MENU") && why.contains("VIRTIO_MENU=n"), "{why}");
+        assert!(
+            why.contains("depends on VIRTIO_MENU") && why.contains("VIRTIO_MENU=n"),
+            "{why}"
+        );
         assert!(!why.contains("PCI=y"), "{why}");
         assert!(index.explain("X", &cfg).contains("NET=n"));
         assert!(index.defs["Y"][0].depends.is_empty(), "menu scope ended");

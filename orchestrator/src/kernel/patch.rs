@@ -165,9 +165,15 @@ fn list_dir_patches(dir: &Path) -> Result<Vec<(PathBuf, String)>, PatchError> {
     let mut files: Vec<(PathBuf, String)> = rd
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "patch" || e == "diff" || e == "mbox"))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "patch" || e == "diff" || e == "mbox")
+        })
         .map(|p| {
-            let label = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let label = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             (p, label)
         })
         .collect();
@@ -182,7 +188,9 @@ pub fn parse_series(text: &str) -> Vec<(usize, String)> {
         .enumerate()
         .filter_map(|(i, line)| {
             let line = line.split('#').next().unwrap_or("").trim();
-            line.split_whitespace().next().map(|f| (i + 1, f.to_owned()))
+            line.split_whitespace()
+                .next()
+                .map(|f| (i + 1, f.to_owned()))
         })
         .collect()
 }
@@ -202,13 +210,19 @@ pub fn load_file(path: &Path, label: &str) -> Result<Vec<Patch>, PatchError> {
     let many = messages.len() > 1;
     let mut out = Vec::new();
     for (i, (offset, msg)) in messages.into_iter().enumerate() {
-        let label = if many { format!("{label}#{}", i + 1) } else { label.to_owned() };
+        let label = if many {
+            format!("{label}#{}", i + 1)
+        } else {
+            label.to_owned()
+        };
         let files = parse_diff(msg, path, offset)?;
         if files.is_empty() {
             if many {
                 continue; // a cover letter
             }
-            return Err(PatchError::Empty { path: path.to_owned() });
+            return Err(PatchError::Empty {
+                path: path.to_owned(),
+            });
         }
         out.push(Patch {
             label,
@@ -225,7 +239,9 @@ fn split_mbox(text: &str) -> Vec<(usize, &str)> {
     let mut starts = Vec::new();
     let mut pos = 0;
     for (i, line) in text.split_inclusive('\n').enumerate() {
-        if line.starts_with("From ") && i == 0 || line.starts_with("From ") && looks_like_mbox_from(line) {
+        if line.starts_with("From ") && i == 0
+            || line.starts_with("From ") && looks_like_mbox_from(line)
+        {
             starts.push((i, pos));
         }
         pos += line.len();
@@ -286,7 +302,11 @@ fn strip_component(p: &str) -> Option<String> {
 
 /// Parses the unified diffs in one message. Text before the first diff (the mail and commit
 /// message) and after the last hunk (the `-- ` signature) is ignored.
-pub fn parse_diff(text: &str, path: &Path, line_offset: usize) -> Result<Vec<FileDiff>, PatchError> {
+pub fn parse_diff(
+    text: &str,
+    path: &Path,
+    line_offset: usize,
+) -> Result<Vec<FileDiff>, PatchError> {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let malformed = |i: usize, why: String| PatchError::Malformed {
         path: path.to_owned(),
@@ -301,7 +321,10 @@ pub fn parse_diff(text: &str, path: &Path, line_offset: usize) -> Result<Vec<Fil
             return Err(malformed(i, "binary patches are not supported".into()));
         }
         if line.starts_with("rename from ") || line.starts_with("copy from ") {
-            return Err(malformed(i, "renames and copies are not supported; use `git format-patch --no-renames`".into()));
+            return Err(malformed(
+                i,
+                "renames and copies are not supported; use `git format-patch --no-renames`".into(),
+            ));
         }
         if !(line.starts_with("--- ") && lines.get(i + 1).is_some_and(|n| n.starts_with("+++ "))) {
             i += 1;
@@ -316,8 +339,8 @@ pub fn parse_diff(text: &str, path: &Path, line_offset: usize) -> Result<Vec<Fil
         let mut hunks = Vec::new();
         while i < lines.len() && lines[i].starts_with("@@ ") {
             let header = lines[i];
-            let (old_start, old_count, new_count) =
-                parse_hunk_header(header).ok_or_else(|| malformed(i, format!("bad hunk header {:?}", header.trim_end())))?;
+            let (old_start, old_count, new_count) = parse_hunk_header(header)
+                .ok_or_else(|| malformed(i, format!("bad hunk header {:?}", header.trim_end())))?;
             i += 1;
             let mut hunk = Hunk {
                 old_start,
@@ -331,7 +354,11 @@ pub fn parse_diff(text: &str, path: &Path, line_offset: usize) -> Result<Vec<Fil
                 };
                 let body = l.get(1..).unwrap_or("").as_bytes().to_vec();
                 // A bare newline is a context line whose leading space was eaten by a mailer.
-                let (tag, body) = if l == "\n" { (' ', b"\n".to_vec()) } else { (l.chars().next().unwrap_or(' '), body) };
+                let (tag, body) = if l == "\n" {
+                    (' ', b"\n".to_vec())
+                } else {
+                    (l.chars().next().unwrap_or(' '), body)
+                };
                 match tag {
                     ' ' => {
                         hunk.old_lines.push(body.clone());
@@ -348,17 +375,26 @@ pub fn parse_diff(text: &str, path: &Path, line_offset: usize) -> Result<Vec<Fil
                         seen_new += 1;
                     }
                     '\\' => {}
-                    _ => return Err(malformed(i, format!("unexpected line in hunk: {:?}", l.trim_end()))),
+                    _ => {
+                        return Err(malformed(
+                            i,
+                            format!("unexpected line in hunk: {:?}", l.trim_end()),
+                        ))
+                    }
                 }
                 i += 1;
                 // "\ No newline at end of file" refers to the line just read.
                 if lines.get(i).is_some_and(|n| n.starts_with("\\ ")) {
                     let prev_tag = tag;
                     if prev_tag != '+' {
-                        if let Some(last) = hunk.old_lines.last_mut() { strip_newline(last); }
+                        if let Some(last) = hunk.old_lines.last_mut() {
+                            strip_newline(last);
+                        }
                     }
                     if prev_tag != '-' {
-                        if let Some(last) = hunk.new_lines.last_mut() { strip_newline(last); }
+                        if let Some(last) = hunk.new_lines.last_mut() {
+                            strip_newline(last);
+                        }
                     }
                     i += 1;
                 }
@@ -442,17 +478,21 @@ pub fn apply(tree: &dyn TreeReader, patches: &[&Patch]) -> Result<Overlay, Patch
                 (Some(_), None) => return Err(err_state("does not exist in the tree")),
                 (Some(_), Some(c)) => c,
             };
-            let result = apply_hunks(&base, &fd.hunks).map_err(|(hunk, line, detail)| PatchError::HunkFailed {
-                patch: patch.label.clone(),
-                hunk,
-                target: fd.target().to_owned(),
-                line,
-                detail,
+            let result = apply_hunks(&base, &fd.hunks).map_err(|(hunk, line, detail)| {
+                PatchError::HunkFailed {
+                    patch: patch.label.clone(),
+                    hunk,
+                    target: fd.target().to_owned(),
+                    line,
+                    detail,
+                }
             })?;
             match (&fd.old, &fd.new) {
                 (Some(old), None) => {
                     if !result.is_empty() {
-                        return Err(err_state("is deleted by the patch but has content the patch does not remove"));
+                        return Err(err_state(
+                            "is deleted by the patch but has content the patch does not remove",
+                        ));
                     }
                     overlay.insert(old.clone(), None);
                 }
@@ -481,7 +521,9 @@ fn apply_hunks(base: &[u8], hunks: &[Hunk]) -> Result<Vec<u8>, (usize, usize, St
     let mut offset: isize = 0; // where the previous hunk landed against its stated line
     for (n, h) in hunks.iter().enumerate() {
         // A pure insertion at the top of an empty or new file has old_start 0.
-        let stated = h.old_start.saturating_sub(if h.old_lines.is_empty() { 0 } else { 1 });
+        let stated = h
+            .old_start
+            .saturating_sub(if h.old_lines.is_empty() { 0 } else { 1 });
         let want = (stated as isize + offset).max(cursor as isize) as usize;
         let Some(at) = find_hunk(&lines, &h.old_lines, want, cursor) else {
             let detail = first_mismatch(&lines, &h.old_lines, stated.max(cursor));
@@ -507,7 +549,10 @@ fn find_hunk(lines: &[&[u8]], old: &[Vec<u8>], want: usize, min: usize) -> Optio
     let fits = |at: usize| {
         at >= min
             && at + old.len() <= lines.len()
-            && old.iter().zip(&lines[at..]).all(|(a, b)| a.as_slice() == *b)
+            && old
+                .iter()
+                .zip(&lines[at..])
+                .all(|(a, b)| a.as_slice() == *b)
     };
     let span = lines.len().max(want) + 1;
     for d in 0..=span {
@@ -552,7 +597,10 @@ mod tests {
 
     fn tree() -> Mem {
         let body: String = (1..=30).map(|i| format!("line {i}\n")).collect();
-        Mem(HashMap::from([("kernel/a.c".to_owned(), body.into_bytes())]))
+        Mem(HashMap::from([(
+            "kernel/a.c".to_owned(),
+            body.into_bytes(),
+        )]))
     }
 
     const PATCH: &str = "From 1234567890abcdef1234567890abcdef12345678 Mon Sep 17 00:00:00 2001
@@ -598,14 +646,20 @@ diff --git a/kernel/a.c b/kernel/a.c
         assert_eq!(p.subject, "[PATCH 1/1] a: change line five");
         let out = apply(&tree(), &[&p]).expect("applies");
         let new = String::from_utf8(out["kernel/a.c"].clone().expect("exists")).expect("utf8");
-        assert!(new.contains("line 4\nline five\nline 5b\nline 6\n"), "{new}");
+        assert!(
+            new.contains("line 4\nline five\nline 5b\nline 6\n"),
+            "{new}"
+        );
         assert_eq!(new.lines().count(), 31);
     }
 
     #[test]
     fn applies_at_an_offset_but_never_with_fuzz() {
         let shifted = PATCH.replace("@@ -3,5 +3,6 @@", "@@ -9,5 +9,6 @@");
-        assert!(apply(&tree(), &[&patch(&shifted)]).is_ok(), "offset is fine");
+        assert!(
+            apply(&tree(), &[&patch(&shifted)]).is_ok(),
+            "offset is fine"
+        );
         let fuzzy = PATCH.replace(" line 7\n", " line 7 changed\n");
         let err = apply(&tree(), &[&patch(&fuzzy)]).expect_err("context differs");
         let msg = err.to_string();
@@ -620,10 +674,16 @@ diff --git a/kernel/a.c b/kernel/a.c
         let second = "--- a/kernel/a.c\n+++ b/kernel/a.c\n@@ -4,3 +4,3 @@\n line 4\n-line five\n+line FIVE\n line 5b\n";
         let p2 = patch(second);
         let out = apply(&tree(), &[&p1, &p2]).expect("stack applies");
-        assert!(String::from_utf8_lossy(out["kernel/a.c"].as_ref().expect("exists")).contains("line FIVE"));
+        assert!(
+            String::from_utf8_lossy(out["kernel/a.c"].as_ref().expect("exists"))
+                .contains("line FIVE")
+        );
         // Alone, the second patch cannot apply: its context is made by the first.
         let err = apply(&tree(), &[&p2]).expect_err("depends on p1");
-        assert!(matches!(err, PatchError::HunkFailed { hunk: 1, .. }), "{err}");
+        assert!(
+            matches!(err, PatchError::HunkFailed { hunk: 1, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -639,13 +699,17 @@ diff --git a/kernel/a.c b/kernel/a.c
         assert_eq!(out["kernel/a.c"], None);
         let missing = "--- a/kernel/nope.c\n+++ b/kernel/nope.c\n@@ -1 +1 @@\n-a\n+b\n";
         let err = apply(&tree(), &[&patch(missing)]).expect_err("missing target");
-        assert!(err.to_string().contains("kernel/nope.c does not exist"), "{err}");
+        assert!(
+            err.to_string().contains("kernel/nope.c does not exist"),
+            "{err}"
+        );
     }
 
     #[test]
     fn no_newline_at_end_of_file() {
         let t = Mem(HashMap::from([("f".to_owned(), b"a\nb".to_vec())]));
-        let p = patch("--- a/f\n+++ b/f\n@@ -1,2 +1,2 @@\n a\n-b\n\\ No newline at end of file\n+c\n");
+        let p =
+            patch("--- a/f\n+++ b/f\n@@ -1,2 +1,2 @@\n a\n-b\n\\ No newline at end of file\n+c\n");
         let out = apply(&t, &[&p]).expect("applies");
         assert_eq!(out["f"].as_deref(), Some(&b"a\nc\n"[..]));
     }
@@ -662,8 +726,16 @@ diff --git a/kernel/a.c b/kernel/a.c
     #[test]
     fn series_and_mbox_parsing() {
         let s = parse_series("# comment\n0001-a.patch\n\n0002-b.patch -p1 # why\n");
-        assert_eq!(s, vec![(2, "0001-a.patch".to_owned()), (4, "0002-b.patch".to_owned())]);
-        let second = PATCH.replace("line five", "line 5x").replace("1234567890abcdef", "abcdef1234567890");
+        assert_eq!(
+            s,
+            vec![
+                (2, "0001-a.patch".to_owned()),
+                (4, "0002-b.patch".to_owned())
+            ]
+        );
+        let second = PATCH
+            .replace("line five", "line 5x")
+            .replace("1234567890abcdef", "abcdef1234567890");
         let mbox = format!("{PATCH}{second}");
         let msgs = split_mbox(&mbox);
         assert_eq!(msgs.len(), 2);
@@ -684,13 +756,29 @@ diff --git a/kernel/a.c b/kernel/a.c
         assert_eq!(loaded.patches.len(), 1);
         assert_eq!(loaded.patches[0].label, "demo/0001-a.patch");
         std::fs::write(set.join("series"), "0001-a.patch\n0002-gone.patch\n").expect("write");
-        let err = load_set("demo", &dir.path().join("patches"), dir.path()).expect_err("missing file");
-        assert!(err.to_string().contains("series:2") && err.to_string().contains("0002-gone.patch"), "{err}");
+        let err =
+            load_set("demo", &dir.path().join("patches"), dir.path()).expect_err("missing file");
+        assert!(
+            err.to_string().contains("series:2") && err.to_string().contains("0002-gone.patch"),
+            "{err}"
+        );
         let err = load_set("nosuch", &dir.path().join("patches"), dir.path()).expect_err("unknown");
         assert!(err.to_string().contains("nosuch"), "{err}");
         let mbox = dir.path().join("two.mbox");
-        std::fs::write(&mbox, format!("{PATCH}{}", PATCH.replace("1234567890abcdef", "abcdef1234567890"))).expect("write");
-        let loaded = load_set(mbox.to_str().expect("utf8"), &dir.path().join("patches"), dir.path()).expect("mbox");
+        std::fs::write(
+            &mbox,
+            format!(
+                "{PATCH}{}",
+                PATCH.replace("1234567890abcdef", "abcdef1234567890")
+            ),
+        )
+        .expect("write");
+        let loaded = load_set(
+            mbox.to_str().expect("utf8"),
+            &dir.path().join("patches"),
+            dir.path(),
+        )
+        .expect("mbox");
         assert_eq!(loaded.patches.len(), 2);
         assert_eq!(loaded.patches[1].label, "two.mbox#2");
     }

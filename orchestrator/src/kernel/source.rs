@@ -27,7 +27,9 @@ pub enum SourceError {
     DefinitionMissing { name: String, path: PathBuf },
     #[error("invalid kernel definition {path}:\n{message}")]
     Definition { path: PathBuf, message: String },
-    #[error("kernel source tarball {path} is missing: install it with `make setup` (package {package})")]
+    #[error(
+        "kernel source tarball {path} is missing: install it with `make setup` (package {package})"
+    )]
     TarballMissing { path: PathBuf, package: String },
     #[error("kernel source tarball {path} has sha256 {got}, but {definition} pins {want}: the file changed or is another version; reinstall the pinned package ({package}) or update the definition")]
     TarballHash {
@@ -40,7 +42,11 @@ pub enum SourceError {
     #[error("cannot unpack {path}: {why}")]
     Unpack { path: PathBuf, why: String },
     #[error("git: {what} in {repo}: {why}")]
-    Git { repo: PathBuf, what: String, why: String },
+    Git {
+        repo: PathBuf,
+        what: String,
+        why: String,
+    },
     #[error("{what} {path}")]
     Io {
         what: &'static str,
@@ -135,18 +141,29 @@ impl KernelDef {
             path: path.to_owned(),
             message,
         };
-        let file: DefinitionFile = toml::from_str(text).map_err(|e| bad(e.to_string().trim_end().to_owned()))?;
+        let file: DefinitionFile =
+            toml::from_str(text).map_err(|e| bad(e.to_string().trim_end().to_owned()))?;
         if file.format_version != 1 {
-            return Err(bad(format!("format-version {} is not supported (this lab reads 1)", file.format_version)));
+            return Err(bad(format!(
+                "format-version {} is not supported (this lab reads 1)",
+                file.format_version
+            )));
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         let kind = match (file.tarball, file.git) {
             (Some(t), None) => {
                 if t.sha256.len() != 64 || !t.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(bad(format!("tarball.sha256 {:?} is not a sha256 hex digest", t.sha256)));
+                    return Err(bad(format!(
+                        "tarball.sha256 {:?} is not a sha256 hex digest",
+                        t.sha256
+                    )));
                 }
                 DefKind::Tarball {
-                    path: if t.path.is_absolute() { t.path } else { dir.join(t.path) },
+                    path: if t.path.is_absolute() {
+                        t.path
+                    } else {
+                        dir.join(t.path)
+                    },
                     sha256: t.sha256.to_ascii_lowercase(),
                     top_dir: t.top_dir,
                     package: t.package,
@@ -154,10 +171,18 @@ impl KernelDef {
                 }
             }
             (None, Some(g)) => DefKind::Git {
-                repo: if g.repo.is_absolute() { g.repo } else { dir.join(g.repo) },
+                repo: if g.repo.is_absolute() {
+                    g.repo
+                } else {
+                    dir.join(g.repo)
+                },
                 reference: g.reference,
             },
-            _ => return Err(bad("a definition has exactly one of [tarball] or [git]".into())),
+            _ => {
+                return Err(bad(
+                    "a definition has exactly one of [tarball] or [git]".into()
+                ))
+            }
         };
         Ok(KernelDef {
             name: name.trim_end_matches(".toml").to_owned(),
@@ -274,20 +299,35 @@ impl Source {
     /// the git ref to a commit. Cheap on the second call.
     pub fn resolve(def: &KernelDef, cache: &Path) -> Result<Source, SourceError> {
         let id = match &def.kind {
-            DefKind::Tarball { path, sha256, package, version, .. } => {
+            DefKind::Tarball {
+                path,
+                sha256,
+                package,
+                version,
+                ..
+            } => {
                 let Some((size, mtime_ns)) = file_stamp(path) else {
                     return Err(SourceError::TarballMissing {
                         path: path.clone(),
                         package: package.clone(),
                     });
                 };
-                let memo_path = cache.join("memo/tarball").join(format!("{}.json", sha256_hex(path.to_string_lossy().as_bytes())));
-                let memo: Option<HashMemo> = std::fs::read(&memo_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+                let memo_path = cache.join("memo/tarball").join(format!(
+                    "{}.json",
+                    sha256_hex(path.to_string_lossy().as_bytes())
+                ));
+                let memo: Option<HashMemo> = std::fs::read(&memo_path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
                 let got = match memo {
                     Some(m) if m.size == size && m.mtime_ns == mtime_ns => m.sha256,
                     _ => {
                         let got = sha256_file(path)?;
-                        let m = HashMemo { size, mtime_ns, sha256: got.clone() };
+                        let m = HashMemo {
+                            size,
+                            mtime_ns,
+                            sha256: got.clone(),
+                        };
                         write_atomic(&memo_path, &serde_json::to_vec(&m).unwrap_or_default())?;
                         got
                     }
@@ -310,14 +350,20 @@ impl Source {
                 }
             }
             DefKind::Git { repo, reference } => {
-                let commit = git(repo, &["rev-parse", "--verify", &format!("{reference}^{{commit}}")])?;
+                let commit = git(
+                    repo,
+                    &["rev-parse", "--verify", &format!("{reference}^{{commit}}")],
+                )?;
                 let canonical = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.clone());
                 SourceId {
                     kind: "git".into(),
                     id: commit,
                     definition: def.name.clone(),
                     detail: reference.clone(),
-                    family: format!("git-{}", &sha256_hex(canonical.to_string_lossy().as_bytes())[..12]),
+                    family: format!(
+                        "git-{}",
+                        &sha256_hex(canonical.to_string_lossy().as_bytes())[..12]
+                    ),
                 }
             }
         };
@@ -361,10 +407,13 @@ impl Source {
         if !status.success() || !tmp.path().join(top_dir).is_dir() {
             return Err(SourceError::Unpack {
                 path: path.clone(),
-                why: format!("tar exited with {status}, or the tarball has no top folder {top_dir:?}"),
+                why: format!(
+                    "tar exited with {status}, or the tarball has no top folder {top_dir:?}"
+                ),
             });
         }
-        std::fs::write(tmp.path().join(".complete"), &self.id.id).map_err(io("cannot write in", tmp.path()))?;
+        std::fs::write(tmp.path().join(".complete"), &self.id.id)
+            .map_err(io("cannot write in", tmp.path()))?;
         let _ = std::fs::remove_dir_all(&base);
         let kept = tmp.keep();
         std::fs::rename(&kept, &base).map_err(io("cannot move the unpacked tree to", &base))?;
@@ -423,7 +472,8 @@ impl TreeReader for GitReader {
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SourceError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io("cannot create a temporary file in", dir))?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(io("cannot create a temporary file in", dir))?;
     std::fs::write(tmp.path(), data).map_err(io("cannot write", tmp.path()))?;
     tmp.persist(path).map_err(|e| SourceError::Io {
         what: "cannot write",
@@ -475,7 +525,9 @@ impl WorkTree {
         // SAFETY: flock on a descriptor we own.
         let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
         if rc != 0 {
-            return Err(io("cannot lock", &self.lock_path)(std::io::Error::last_os_error()));
+            return Err(io("cannot lock", &self.lock_path)(
+                std::io::Error::last_os_error(),
+            ));
         }
         Ok(WorkLock(f))
     }
@@ -489,14 +541,24 @@ impl WorkTree {
 
     /// Makes the tree hold `source` with `overlay` applied, touching only files whose content
     /// changes. Returns the paths written. The caller holds the lock.
-    pub fn sync(&self, source: &Source, overlay: &Overlay, _lock: &WorkLock) -> Result<Vec<String>, SourceError> {
+    pub fn sync(
+        &self,
+        source: &Source,
+        overlay: &Overlay,
+        _lock: &WorkLock,
+    ) -> Result<Vec<String>, SourceError> {
         let state = self.state();
         match &source.def.kind {
             DefKind::Tarball { .. } => {
                 let pristine = source.pristine_dir()?;
                 if !self.src.join("Makefile").is_file() || state.source != source.id.id {
                     self.fresh_tarball_tree(&pristine)?;
-                    return self.write_overlay(source, overlay, &BTreeSet::new(), &DirReader(pristine));
+                    return self.write_overlay(
+                        source,
+                        overlay,
+                        &BTreeSet::new(),
+                        &DirReader(pristine),
+                    );
                 }
                 self.write_overlay(source, overlay, &state.patched, &DirReader(pristine))
             }
@@ -504,7 +566,17 @@ impl WorkTree {
                 if !self.src.join(".git").exists() {
                     let _ = git(repo, &["worktree", "prune"]);
                     let src = self.src.to_string_lossy().into_owned();
-                    git(repo, &["worktree", "add", "--force", "--detach", &src, &source.id.id])?;
+                    git(
+                        repo,
+                        &[
+                            "worktree",
+                            "add",
+                            "--force",
+                            "--detach",
+                            &src,
+                            &source.id.id,
+                        ],
+                    )?;
                 } else if state.source != source.id.id {
                     // Files patched for the previous variant: remember content and mtime, so a
                     // file that ends up identical keeps its mtime and is not rebuilt.
@@ -515,12 +587,23 @@ impl WorkTree {
                             let path = self.src.join(p);
                             let data = std::fs::read(&path).ok()?;
                             let md = std::fs::metadata(&path).ok()?;
-                            Some((p.clone(), (data, filetime::FileTime::from_last_modification_time(&md))))
+                            Some((
+                                p.clone(),
+                                (data, filetime::FileTime::from_last_modification_time(&md)),
+                            ))
                         })
                         .collect();
-                    git(&self.src, &["checkout", "--force", "--quiet", "--detach", &source.id.id])?;
+                    git(
+                        &self.src,
+                        &["checkout", "--force", "--quiet", "--detach", &source.id.id],
+                    )?;
                     git(&self.src, &["clean", "-fdq"])?;
-                    let written = self.write_overlay(source, overlay, &BTreeSet::new(), &DirReader(self.src.clone()))?;
+                    let written = self.write_overlay(
+                        source,
+                        overlay,
+                        &BTreeSet::new(),
+                        &DirReader(self.src.clone()),
+                    )?;
                     for (p, (data, mtime)) in before {
                         let path = self.src.join(&p);
                         if std::fs::read(&path).is_ok_and(|now| now == data) {
@@ -600,7 +683,10 @@ impl WorkTree {
             source: source.id.id.clone(),
             patched: overlay.keys().cloned().collect(),
         };
-        write_atomic(&self.state_path, &serde_json::to_vec_pretty(&state).unwrap_or_default())?;
+        write_atomic(
+            &self.state_path,
+            &serde_json::to_vec_pretty(&state).unwrap_or_default(),
+        )?;
         Ok(written)
     }
 }
@@ -612,10 +698,24 @@ mod tests {
     #[test]
     fn definitions_parse_and_reject_mistakes() {
         let shipped = include_str!("../../../kernels/debian-6.12.toml");
-        let d = KernelDef::parse("debian-6.12", Path::new("/lab/kernels/debian-6.12.toml"), shipped).expect("shipped parses");
-        assert!(matches!(d.kind, DefKind::Tarball { ref top_dir, .. } if top_dir == "linux-source-6.12"));
-        let git = KernelDef::parse("g", Path::new("/lab/kernels/g.toml"), "format-version = 1\n[git]\nrepo = \"../linux\"\nref = \"v6.12\"\n").expect("git parses");
-        assert!(matches!(git.kind, DefKind::Git { ref repo, .. } if repo == Path::new("/lab/kernels/../linux")));
+        let d = KernelDef::parse(
+            "debian-6.12",
+            Path::new("/lab/kernels/debian-6.12.toml"),
+            shipped,
+        )
+        .expect("shipped parses");
+        assert!(
+            matches!(d.kind, DefKind::Tarball { ref top_dir, .. } if top_dir == "linux-source-6.12")
+        );
+        let git = KernelDef::parse(
+            "g",
+            Path::new("/lab/kernels/g.toml"),
+            "format-version = 1\n[git]\nrepo = \"../linux\"\nref = \"v6.12\"\n",
+        )
+        .expect("git parses");
+        assert!(
+            matches!(git.kind, DefKind::Git { ref repo, .. } if repo == Path::new("/lab/kernels/../linux"))
+        );
         let both = "format-version = 1\n[git]\nrepo = \"x\"\nref = \"y\"\n[tarball]\npath = \"a\"\nsha256 = \"00\"\ntop-dir = \"t\"\n";
         assert!(KernelDef::parse("b", Path::new("b.toml"), both).is_err());
         let typo = "format-version = 1\n[git]\nrepo = \"x\"\nreff = \"y\"\n";
@@ -642,7 +742,10 @@ mod tests {
         let err = Source::resolve(&def, &cache).expect_err("hash differs");
         assert!(matches!(err, SourceError::TarballHash { .. }), "{err}");
         std::fs::remove_file(&tarball).expect("rm");
-        assert!(matches!(Source::resolve(&def, &cache), Err(SourceError::TarballMissing { .. })));
+        assert!(matches!(
+            Source::resolve(&def, &cache),
+            Err(SourceError::TarballMissing { .. })
+        ));
     }
 
     #[test]
@@ -655,21 +758,43 @@ mod tests {
         std::fs::write(repo.join("Makefile"), "v1\n").expect("write");
         std::fs::write(repo.join("a.c"), "a1\n").expect("write");
         run(&["add", "."]);
-        run(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one"]);
+        run(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "one",
+        ]);
         run(&["tag", "v1"]);
         std::fs::write(repo.join("a.c"), "a2\n").expect("write");
-        run(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "two"]);
+        run(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qam",
+            "two",
+        ]);
         let cache = dir.path().join("cache");
         let v1 = Source::resolve(&KernelDef::git(&repo, "v1"), &cache).expect("resolves");
         let head = Source::resolve(&KernelDef::git(&repo, "main"), &cache).expect("resolves");
         assert_ne!(v1.id.id, head.id.id);
-        assert_eq!(v1.id.family, head.id.family, "one repository, one work tree");
+        assert_eq!(
+            v1.id.family, head.id.family,
+            "one repository, one work tree"
+        );
         let wt = v1.work_tree().expect("work tree");
         let lock = wt.lock().expect("lock");
         let mut overlay = Overlay::new();
         overlay.insert("a.c".into(), Some(b"patched\n".to_vec()));
         wt.sync(&v1, &overlay, &lock).expect("sync v1");
-        assert_eq!(std::fs::read(wt.src.join("a.c")).expect("read"), b"patched\n");
+        assert_eq!(
+            std::fs::read(wt.src.join("a.c")).expect("read"),
+            b"patched\n"
+        );
         wt.sync(&head, &Overlay::new(), &lock).expect("sync head");
         assert_eq!(std::fs::read(wt.src.join("a.c")).expect("read"), b"a2\n");
         // The user's checkout is untouched.
@@ -688,8 +813,13 @@ mod tests {
         std::fs::write(pristine.join("b.c"), "b\n").expect("write");
         let tar = dir.path().join("t.tar");
         let ok = std::process::Command::new("tar")
-            .arg("-cf").arg(&tar).arg("-C").arg(dir.path().join("p")).arg("top")
-            .status().expect("tar");
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(dir.path().join("p"))
+            .arg("top")
+            .status()
+            .expect("tar");
         assert!(ok.success());
         let digest = sha256_file(&tar).expect("hash");
         let text = format!("format-version = 1\n[tarball]\npath = \"{}\"\nsha256 = \"{digest}\"\ntop-dir = \"top\"\n", tar.display());
@@ -697,14 +827,27 @@ mod tests {
         let src = Source::resolve(&def, &dir.path().join("cache")).expect("resolves");
         let wt = src.work_tree().expect("wt");
         let lock = wt.lock().expect("lock");
-        assert!(wt.sync(&src, &Overlay::new(), &lock).expect("base").is_empty());
+        assert!(wt
+            .sync(&src, &Overlay::new(), &lock)
+            .expect("base")
+            .is_empty());
         let mut v1 = Overlay::new();
         v1.insert("a.c".into(), Some(b"A\n".to_vec()));
-        assert_eq!(wt.sync(&src, &v1, &lock).expect("v1"), vec!["a.c".to_owned()]);
+        assert_eq!(
+            wt.sync(&src, &v1, &lock).expect("v1"),
+            vec!["a.c".to_owned()]
+        );
         let pristine_a = src.pristine_dir().expect("pristine").join("a.c");
-        assert_eq!(std::fs::read(&pristine_a).expect("read"), b"a\n", "pristine is never written through the link farm");
+        assert_eq!(
+            std::fs::read(&pristine_a).expect("read"),
+            b"a\n",
+            "pristine is never written through the link farm"
+        );
         assert!(wt.sync(&src, &v1, &lock).expect("same again").is_empty());
-        assert_eq!(wt.sync(&src, &Overlay::new(), &lock).expect("base again"), vec!["a.c".to_owned()]);
+        assert_eq!(
+            wt.sync(&src, &Overlay::new(), &lock).expect("base again"),
+            vec!["a.c".to_owned()]
+        );
         assert_eq!(std::fs::read(wt.src.join("a.c")).expect("read"), b"a\n");
     }
 }

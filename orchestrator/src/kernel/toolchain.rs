@@ -54,17 +54,25 @@ fn is_executable(p: &Path) -> bool {
 }
 
 fn first_line(tool: &Path) -> Result<String, ToolchainError> {
-    let out = std::process::Command::new(tool).arg("--version").output().map_err(|e| ToolchainError::Version {
-        tool: tool.display().to_string(),
-        why: e.to_string(),
-    })?;
+    let out = std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .map_err(|e| ToolchainError::Version {
+            tool: tool.display().to_string(),
+            why: e.to_string(),
+        })?;
     if !out.status.success() {
         return Err(ToolchainError::Version {
             tool: tool.display().to_string(),
             why: format!("exit status {}", out.status),
         });
     }
-    Ok(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").trim().to_owned())
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned())
 }
 
 fn package_hint(cross: &str, tool: &str) -> String {
@@ -77,7 +85,11 @@ fn package_hint(cross: &str, tool: &str) -> String {
 
 impl Toolchain {
     /// Finds gcc, ld, make (and ccache if wanted) for `arch` with `cross_compile`.
-    pub fn detect(arch: Arch, cross_compile: &str, want_ccache: bool) -> Result<Toolchain, ToolchainError> {
+    pub fn detect(
+        arch: Arch,
+        cross_compile: &str,
+        want_ccache: bool,
+    ) -> Result<Toolchain, ToolchainError> {
         let find = |tool: String, hint: String| {
             which(&tool).ok_or(ToolchainError::Missing {
                 tool: tool.clone(),

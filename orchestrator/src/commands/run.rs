@@ -1,0 +1,293 @@
+//! `lab run`: build through the cache, boot, run the guest tests over SSH, print a table.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::progress::BuildProgress;
+use super::{kernel_requests, Context};
+use crate::cli::RunArgs;
+use crate::config::parse_duration;
+use crate::error::{LabError, EXIT_INFRA, EXIT_OK, EXIT_REGRESSION};
+use crate::guest::image::{self, ImageInputs};
+use crate::kernel::build;
+use crate::results::{OutcomeKind, TestOutcome};
+use crate::run::{self, RunPlan, RunReport};
+use crate::vm::qemu::VmSpec;
+
+/// Parses `--knob name=value`.
+pub fn parse_knobs(raw: &[String]) -> Result<Vec<(String, String)>, LabError> {
+    raw.iter()
+        .map(|k| {
+            k.split_once('=')
+                .filter(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .ok_or_else(|| LabError::Usage(format!("--knob {k:?}: use name=value, with the name of a file in /sys/module/kernel/parameters/")))
+        })
+        .collect()
+}
+
+/// How many VMs may run at once: what was asked, within the cores and the memory.
+fn clamp_jobs(asked: usize, cpus_per_vm: u32, mem_per_vm: u32) -> (usize, Option<String>) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let avail_mib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(4096, |kb| kb / 1024);
+    let by_mem = ((avail_mib * 3 / 4) / u64::from(mem_per_vm.max(1))).max(1) as usize;
+    let by_cpu = (cores * 2 / cpus_per_vm.max(1) as usize).max(1);
+    let jobs = asked.min(by_mem).min(by_cpu).max(1);
+    let note = (jobs < asked).then(|| format!("--jobs {asked} lowered to {jobs}: {cores} cores, {avail_mib} MiB available, {cpus_per_vm} vCPUs and {mem_per_vm} MiB per guest"));
+    (jobs, note)
+}
+
+pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32, LabError> {
+    let s = &ctx.settings;
+    let requests = kernel_requests(ctx, &args.select)?;
+    let tests: Vec<String> = if args.test.is_empty() {
+        s.suite.clone()
+    } else {
+        args.test
+            .iter()
+            .flat_map(|t| t.split(','))
+            .map(str::to_owned)
+            .collect()
+    };
+    let duration = match &args.duration {
+        Some(d) => parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
+            LabError::Usage(format!("--duration {d:?}: use a duration like 3s or 500ms"))
+        })?,
+        None => s.test_duration,
+    };
+    if args.iterations == 0 {
+        return Err(LabError::Usage("--iterations must be at least 1".into()));
+    }
+    let knobs = parse_knobs(&args.knob)?;
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs())
+    });
+    let (jobs, note) = clamp_jobs(args.jobs.max(1), s.vm_cpus, s.vm_memory_mib);
+    if let Some(n) = note {
+        eprintln!("lab: {n}");
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let run_root = s
+        .cache_dir
+        .join("runs")
+        .join(format!("{stamp}-{}", std::process::id()));
+    let reproduce = std::env::args().collect::<Vec<_>>().join(" ") + &format!(" --seed {seed}");
+
+    let inputs = ImageInputs {
+        workspace: s.root.clone(),
+        cache: s.cache_dir.clone(),
+        tests: tests.clone(),
+    };
+    let mut plans = Vec::new();
+    for req in &requests {
+        let progress = BuildProgress::new(req.arch.name(), ctx.quiet);
+        let report = |e| progress.event(e);
+        let built = build::build(req, &s.cache_dir, &report).await;
+        progress.finish();
+        let built = built?;
+        let programs = image::build_programs(&inputs, req.arch)
+            .await
+            .map_err(|e| LabError::Infra(e.to_string()))?;
+        let base = image::assemble(&inputs, req.arch, &programs).map_err(|e| match e {
+            image::ImageError::UnknownTest { .. } => LabError::Usage(e.to_string()),
+            other => LabError::Infra(other.to_string()),
+        })?;
+        let arch_dir = run_root.join(req.arch.name());
+        let probe = VmSpec {
+            arch: req.arch,
+            image: built.artifact.image(),
+            vmlinux: built.artifact.vmlinux(),
+            initramfs: base.path.clone(),
+            cpus: s.vm_cpus,
+            memory_mib: s.vm_memory_mib,
+            accel: crate::vm::machine::Accel::Tcg,
+            cmdline_extra: vec![],
+            dir: arch_dir.clone(),
+            ssh_port: None,
+        };
+        let (accel, reason) = run::choose_accel(s.accel, req.arch, &probe).await;
+        if !ctx.quiet {
+            eprintln!("lab: {}: {reason}", req.arch);
+            eprintln!(
+                "lab: {}: kernel {} ({}), image {}",
+                req.arch,
+                &built.artifact.manifest.key[..12],
+                built.artifact.label(),
+                &base.manifest.digest[..12]
+            );
+        }
+        plans.push(RunPlan {
+            arch: req.arch,
+            artifact: built.artifact,
+            image: base,
+            tests: tests.clone(),
+            iterations: args.iterations,
+            duration,
+            knobs: knobs.clone(),
+            boot_knobs: Vec::new(),
+            seed,
+            accel,
+            cpus: s.vm_cpus,
+            memory_mib: s.vm_memory_mib,
+            boot_timeout: s.boot_timeout,
+            dir: arch_dir,
+        });
+        let _ = reason;
+    }
+
+    // Shard iterations across VMs: one shard per job and arch, iterations split evenly.
+    let mut shards = Vec::new();
+    for plan in &plans {
+        let per_arch = jobs.min(plan.iterations as usize).max(1);
+        let base_n = plan.iterations / per_arch as u32;
+        let extra = plan.iterations % per_arch as u32;
+        let mut first = 0;
+        for k in 0..per_arch as u32 {
+            let n = base_n + u32::from(k < extra);
+            let mut p = plan.clone();
+            p.iterations = n;
+            p.seed = plan.seed.wrapping_add(u64::from(first) * 7919);
+            p.dir = if per_arch > 1 {
+                plan.dir.join(format!("shard-{k}"))
+            } else {
+                plan.dir.clone()
+            };
+            shards.push((p, plan.accel));
+            first += n;
+        }
+    }
+    let sem = Arc::new(tokio::sync::Semaphore::new(jobs));
+    let quiet = ctx.quiet;
+    let mut handles = Vec::new();
+    for (plan, accel) in shards {
+        let sem = sem.clone();
+        let reproduce = reproduce.clone();
+        handles.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let reason = accel.name().to_owned();
+            let on = move |o: &TestOutcome| {
+                if !quiet {
+                    eprintln!(
+                        "  {} {} #{}: {} {}",
+                        o.arch, o.test, o.iteration, o.kind, o.summary
+                    );
+                }
+            };
+            run::run(&plan, &reason, &reproduce, &on).await
+        }));
+    }
+    let mut reports: Vec<RunReport> = Vec::new();
+    for h in handles {
+        match h.await {
+            Ok(r) => reports.push(r),
+            Err(e) => return Err(LabError::Infra(format!("run task failed: {e}"))),
+        }
+    }
+    let outcomes: Vec<&TestOutcome> = reports.iter().flat_map(|r| &r.outcomes).collect();
+    if args.json {
+        let all: Vec<_> = reports.iter().map(|r| serde_json::json!({"manifest": r.manifest, "outcomes": r.outcomes, "dir": r.dir})).collect();
+        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+    } else {
+        print_table(&outcomes);
+        for r in &reports {
+            let b: Vec<String> = r
+                .manifest
+                .boots
+                .iter()
+                .map(|b| match (b.ready_ms, b.ssh_ms) {
+                    (Some(ready), Some(ssh)) => format!(
+                        "ready {:.2}s, ssh {:.2}s",
+                        ready as f64 / 1000.0,
+                        ssh as f64 / 1000.0
+                    ),
+                    _ => format!("failed: {}", b.error.clone().unwrap_or_default()),
+                })
+                .collect();
+            println!(
+                "{} {} [{}] boots: {}",
+                r.manifest.arch,
+                r.manifest.kernel_label,
+                r.manifest.accel.name(),
+                b.join("; ")
+            );
+            println!("  run dir {}", r.dir.display());
+        }
+    }
+    let failed = outcomes.iter().any(|o| o.kind.is_kernel_failure());
+    let infra = outcomes.iter().any(|o| o.kind == OutcomeKind::InfraError);
+    Ok(if failed {
+        EXIT_REGRESSION
+    } else if infra {
+        EXIT_INFRA
+    } else {
+        EXIT_OK
+    })
+}
+
+fn print_table(outcomes: &[&TestOutcome]) {
+    let mut rows: BTreeMap<(String, String), Vec<&TestOutcome>> = BTreeMap::new();
+    for o in outcomes {
+        rows.entry((o.test.clone(), o.arch.to_string()))
+            .or_default()
+            .push(o);
+    }
+    println!(
+        "{:<22} {:<7} {:>4} {:>4} {:>5} {:>4} {:>5}  evidence",
+        "test", "arch", "pass", "fail", "crash", "hang", "infra"
+    );
+    for ((test, arch), os) in &rows {
+        let count = |k: OutcomeKind| os.iter().filter(|o| o.kind == k).count();
+        let evidence = os
+            .iter()
+            .find(|o| o.kind != OutcomeKind::Pass)
+            .or(os.first())
+            .map(|o| o.summary.clone())
+            .unwrap_or_default();
+        let evidence: String = evidence.chars().take(110).collect();
+        println!(
+            "{:<22} {:<7} {:>4} {:>4} {:>5} {:>4} {:>5}  {}",
+            test,
+            arch,
+            count(OutcomeKind::Pass),
+            count(OutcomeKind::Fail),
+            count(OutcomeKind::KernelCrash),
+            count(OutcomeKind::Hang),
+            count(OutcomeKind::InfraError),
+            evidence
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knobs_parse_and_reject_paths() {
+        assert_eq!(
+            parse_knobs(&["wq_amp_fake_signal_pct=50".into()]).expect("ok"),
+            vec![("wq_amp_fake_signal_pct".into(), "50".into())]
+        );
+        assert!(parse_knobs(&["../../etc=1".into()]).is_err());
+        assert!(parse_knobs(&["noequals".into()]).is_err());
+    }
+
+    #[test]
+    fn jobs_never_exceed_memory_or_cores() {
+        let (j, note) = clamp_jobs(1000, 2, 512);
+        assert!((1..1000).contains(&j));
+        assert!(note.is_some());
+        assert_eq!(clamp_jobs(1, 2, 512).0, 1);
+    }
+}

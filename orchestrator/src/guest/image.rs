@@ -1,0 +1,501 @@
+//! The guest image: an initramfs that lab assembles itself, per arch.
+//!
+//! It is two newc archives, concatenated (the kernel unpacks them in order):
+//! - the **base image**, cached by content: the Rust PID 1, Debian's dropbear with its shared
+//!   libraries and loader, busybox for `/bin/sh` (dropbear runs commands through the user's
+//!   shell), and the static guest test programs;
+//! - a small **per-run archive** with that run's fresh SSH host key and `authorized_keys`.
+//!
+//! Debian's packages are unpacked from the `.deb` files that `make setup` downloads for each
+//! arch, never copied from the host, so an arm64 guest gets arm64 libraries.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::newc::{self, Entry};
+use crate::arch::Arch;
+use crate::process;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(
+        "no {package} package for {arch} in {dir}: run `make setup` to download the guest packages"
+    )]
+    MissingDeb {
+        package: String,
+        arch: Arch,
+        dir: PathBuf,
+    },
+    #[error("cannot unpack {deb}: {why}")]
+    Unpack { deb: PathBuf, why: String },
+    #[error("building the guest programs for {arch} ({target}) failed: {why}\n{tail}")]
+    Cargo {
+        arch: Arch,
+        target: String,
+        why: String,
+        tail: String,
+    },
+    #[error("guest test {name:?} has no program (looked for {path}); the tests are the [[bin]] targets of guest-tests/suite")]
+    UnknownTest { name: String, path: PathBuf },
+    #[error("{tool} failed: {why}")]
+    Keygen { tool: &'static str, why: String },
+    #[error(transparent)]
+    Spawn(#[from] process::SpawnError),
+    #[error("{what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ImageError + 'a {
+    move |source| ImageError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The Debian packages the guest needs, per arch (see KERNEL-NOTES, "SSH into a guest").
+pub const GUEST_DEBS: &[&str] = &[
+    "dropbear-bin",
+    "libc6",
+    "libcrypt1",
+    "libtomcrypt1",
+    "libtommath1",
+    "zlib1g",
+    "libgmp10",
+    "busybox-static",
+];
+
+/// The digest and contents of a base image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageManifest {
+    pub format_version: u32,
+    pub arch: Arch,
+    /// sha256 of the base archive.
+    pub digest: String,
+    /// sha256 of each guest program, by its path in the image.
+    pub programs: BTreeMap<String, String>,
+    /// The .deb files it was made from.
+    pub debs: Vec<String>,
+    pub size: u64,
+}
+
+/// A base image on disk.
+#[derive(Debug, Clone)]
+pub struct BaseImage {
+    pub path: PathBuf,
+    pub manifest: ImageManifest,
+}
+
+/// Where things come from: the workspace with the guest crates, and the lab cache.
+#[derive(Debug, Clone)]
+pub struct ImageInputs {
+    pub workspace: PathBuf,
+    pub cache: PathBuf,
+    pub tests: Vec<String>,
+}
+
+/// Builds the static guest programs for `arch` with cargo (a no-op when nothing changed).
+/// Returns the folder that holds them.
+pub async fn build_programs(inputs: &ImageInputs, arch: Arch) -> Result<PathBuf, ImageError> {
+    let target = arch.info().rust_target;
+    let target_dir = inputs.workspace.join("target/guest");
+    let mut cmd = tokio::process::Command::new("cargo");
+    cmd.current_dir(&inputs.workspace)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            target,
+            "-p",
+            "lab-init",
+            "-p",
+            "lab-guest-tests",
+        ])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = process::spawn("cargo", &mut cmd)?;
+    let mut err_text = String::new();
+    if let Some(mut err) = child.stderr() {
+        use tokio::io::AsyncReadExt;
+        let _ = err.read_to_string(&mut err_text).await;
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(io("cannot wait for cargo in", &inputs.workspace))?;
+    if !status.success() {
+        let tail: Vec<&str> = err_text.lines().rev().take(20).collect();
+        return Err(ImageError::Cargo {
+            arch,
+            target: target.to_owned(),
+            why: status.to_string(),
+            tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    Ok(target_dir.join(target).join("release"))
+}
+
+/// Unpacks the guest .debs of `arch` once into the cache; returns the root folder.
+fn unpack_debs(cache: &Path, arch: Arch) -> Result<(PathBuf, Vec<String>), ImageError> {
+    let deb_dir = cache.join("debs").join(arch.info().debian_arch);
+    let mut debs = Vec::new();
+    for pkg in GUEST_DEBS {
+        let found = std::fs::read_dir(&deb_dir)
+            .ok()
+            .and_then(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        let n = p
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb")
+                    })
+                    .max()
+            })
+            .ok_or_else(|| ImageError::MissingDeb {
+                package: (*pkg).to_owned(),
+                arch,
+                dir: deb_dir.clone(),
+            })?;
+        debs.push(found);
+    }
+    let names: Vec<String> = debs
+        .iter()
+        .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let tag = hex::encode(Sha256::digest(names.join("\n").as_bytes()));
+    let root = cache
+        .join("guest")
+        .join(format!("rootfs-{}-{}", arch, &tag[..12]));
+    if root.join(".complete").is_file() {
+        return Ok((root, names));
+    }
+    let tmp = root.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(io("cannot create", &tmp))?;
+    for deb in &debs {
+        let out = std::process::Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(deb)
+            .arg(&tmp)
+            .output()
+            .map_err(|e| ImageError::Unpack {
+                deb: deb.clone(),
+                why: format!("cannot run dpkg-deb: {e}"),
+            })?;
+        if !out.status.success() {
+            return Err(ImageError::Unpack {
+                deb: deb.clone(),
+                why: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+    }
+    std::fs::write(tmp.join(".complete"), names.join("\n")).map_err(io("cannot write in", &tmp))?;
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::rename(&tmp, &root).map_err(io("cannot move", &root))?;
+    Ok((root, names))
+}
+
+/// Shared libraries and the loader from the unpacked packages (gconv modules left out).
+fn library_entries(rootfs: &Path, arch: Arch) -> Result<Vec<Entry>, ImageError> {
+    let mut out = Vec::new();
+    for dir in ["lib", "usr/lib", "lib64"] {
+        let base = rootfs.join(dir);
+        let mut stack = vec![base.clone()];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            let mut items: Vec<_> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
+            items.sort();
+            for p in items {
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let rel = p
+                    .strip_prefix(rootfs)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .into_owned();
+                let md = std::fs::symlink_metadata(&p).map_err(io("cannot stat", &p))?;
+                if md.is_dir() {
+                    if name != "gconv" && name != "audit" {
+                        stack.push(p);
+                    }
+                    continue;
+                }
+                if !name.contains(".so") {
+                    continue;
+                }
+                if md.file_type().is_symlink() {
+                    let target = std::fs::read_link(&p).map_err(io("cannot read link", &p))?;
+                    out.push(Entry::symlink(&rel, &target.to_string_lossy()));
+                } else {
+                    let data = std::fs::read(&p).map_err(io("cannot read", &p))?;
+                    out.push(Entry::file(&rel, 0o755, data));
+                }
+            }
+        }
+    }
+    let loader = arch.info().loader.trim_start_matches('/');
+    if !out.iter().any(|e| e.path == loader) {
+        return Err(ImageError::Unpack {
+            deb: rootfs.to_owned(),
+            why: format!("the loader {loader} is not in the unpacked libc6"),
+        });
+    }
+    Ok(out)
+}
+
+/// Parent folders of every path, in order, as directory entries.
+fn with_parents(entries: Vec<Entry>, fixed: &[(&str, u32)]) -> Vec<Entry> {
+    let mut dirs: BTreeMap<String, u32> =
+        fixed.iter().map(|(d, m)| ((*d).to_owned(), *m)).collect();
+    for e in &entries {
+        let mut p = Path::new(&e.path).parent();
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.entry(d.to_string_lossy().into_owned())
+                .or_insert(0o755);
+            p = d.parent();
+        }
+    }
+    let mut out: Vec<Entry> = dirs.into_iter().map(|(d, m)| Entry::dir(&d, m)).collect();
+    out.extend(entries);
+    out
+}
+
+/// Assembles the base image for `arch` (cached by digest) from built programs.
+pub fn assemble(
+    inputs: &ImageInputs,
+    arch: Arch,
+    programs: &Path,
+) -> Result<BaseImage, ImageError> {
+    let (rootfs, debs) = unpack_debs(&inputs.cache, arch)?;
+    let mut files = Vec::new();
+    let mut digests = BTreeMap::new();
+    let mut add_program =
+        |from: &Path, to: &str, files: &mut Vec<Entry>| -> Result<(), ImageError> {
+            let data = std::fs::read(from).map_err(io("cannot read guest program", from))?;
+            digests.insert(to.to_owned(), hex::encode(Sha256::digest(&data)));
+            files.push(Entry::file(to, 0o755, data));
+            Ok(())
+        };
+    add_program(&programs.join("lab-init"), "sbin/init", &mut files)?;
+    files.push(Entry::symlink("sbin/poweroff", "init"));
+    for t in &inputs.tests {
+        let p = programs.join(t);
+        if !p.is_file() {
+            return Err(ImageError::UnknownTest {
+                name: t.clone(),
+                path: p,
+            });
+        }
+        add_program(&p, &format!("lab/bin/{t}"), &mut files)?;
+    }
+    let dropbear = rootfs.join("usr/sbin/dropbear");
+    files.push(Entry::file(
+        "usr/sbin/dropbear",
+        0o755,
+        std::fs::read(&dropbear).map_err(io("cannot read", &dropbear))?,
+    ));
+    let busybox = rootfs.join("bin/busybox");
+    files.push(Entry::file(
+        "bin/busybox",
+        0o755,
+        std::fs::read(&busybox).map_err(io("cannot read", &busybox))?,
+    ));
+    for applet in [
+        "sh", "cat", "ls", "echo", "mkdir", "rm", "sleep", "dmesg", "uname", "ps", "kill", "grep",
+        "sync",
+    ] {
+        files.push(Entry::symlink(&format!("bin/{applet}"), "busybox"));
+    }
+    files.extend(library_entries(&rootfs, arch)?);
+    files.push(Entry::file(
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
+    ));
+    files.push(Entry::file("etc/group", 0o644, b"root:x:0:\n".to_vec()));
+    files.push(Entry::file("etc/shells", 0o644, b"/bin/sh\n".to_vec()));
+    files.push(Entry::file("etc/hostname", 0o644, b"lab-guest\n".to_vec()));
+    let mut entries = with_parents(
+        files,
+        &[
+            ("dev", 0o755),
+            ("proc", 0o555),
+            ("sys", 0o555),
+            ("tmp", 0o1777),
+            ("run", 0o755),
+            ("root", 0o700),
+            ("root/.ssh", 0o700),
+            ("etc/dropbear", 0o755),
+        ],
+    );
+    entries.insert(0, Entry::char_dev("dev/console", 0o600, 5, 1));
+    entries.insert(0, Entry::dir("dev", 0o755));
+    entries.dedup_by(|a, b| a.path == b.path);
+    let mut data = Vec::new();
+    newc::write(&mut data, &entries).map_err(io("cannot write image for", &rootfs))?;
+    let digest = hex::encode(Sha256::digest(&data));
+    let dir = inputs.cache.join("images");
+    std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
+    let path = dir.join(format!("{arch}-{}.cpio", &digest[..16]));
+    let manifest = ImageManifest {
+        format_version: 1,
+        arch,
+        digest: digest.clone(),
+        programs: digests,
+        debs,
+        size: data.len() as u64,
+    };
+    if !path.is_file() {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &data).map_err(io("cannot write", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("cannot write", &path))?;
+        let json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+        std::fs::write(path.with_extension("json"), json).map_err(io("cannot write", &path))?;
+    }
+    Ok(BaseImage { path, manifest })
+}
+
+/// The SSH keys of one run.
+#[derive(Debug, Clone)]
+pub struct RunKeys {
+    /// Client private key (PEM), for the host side.
+    pub client_key: PathBuf,
+    /// The host key's public blob, to check the guest is the one we made.
+    pub host_public: String,
+    /// The per-run archive to append to the base image.
+    pub archive: Vec<u8>,
+}
+
+/// Makes a fresh host key and client key in `dir` and the per-run archive holding them.
+pub fn run_keys(dir: &Path) -> Result<RunKeys, ImageError> {
+    std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+    let client = dir.join("client_key");
+    let host = dir.join("host_key");
+    let _ = std::fs::remove_file(&client);
+    let _ = std::fs::remove_file(&host);
+    let out = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q", "-t", "ecdsa", "-b", "256", "-m", "PEM", "-N", "", "-C", "lab", "-f",
+        ])
+        .arg(&client)
+        .output()
+        .map_err(|e| ImageError::Keygen {
+            tool: "ssh-keygen",
+            why: format!("{e}: install openssh-client (`make setup` does)"),
+        })?;
+    if !out.status.success() {
+        return Err(ImageError::Keygen {
+            tool: "ssh-keygen",
+            why: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    let out = std::process::Command::new("dropbearkey")
+        .args(["-t", "ecdsa", "-s", "256", "-f"])
+        .arg(&host)
+        .output()
+        .map_err(|e| ImageError::Keygen {
+            tool: "dropbearkey",
+            why: format!("{e}: install dropbear-bin (`make setup` does)"),
+        })?;
+    if !out.status.success() {
+        return Err(ImageError::Keygen {
+            tool: "dropbearkey",
+            why: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    let host_public = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("ecdsa-"))
+        .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_owned())
+        .unwrap_or_default();
+    let pubkey = std::fs::read(client.with_extension("pub")).map_err(io("cannot read", &client))?;
+    let host_data = std::fs::read(&host).map_err(io("cannot read", &host))?;
+    let mut archive = Vec::new();
+    newc::write(
+        &mut archive,
+        &[
+            Entry::file("etc/dropbear/host_key", 0o600, host_data),
+            Entry::file("root/.ssh/authorized_keys", 0o600, pubkey),
+        ],
+    )
+    .map_err(io("cannot write key archive in", dir))?;
+    Ok(RunKeys {
+        client_key: client,
+        host_public,
+        archive,
+    })
+}
+
+/// Writes the initramfs of one run: the base image followed by the run's key archive.
+pub fn write_initramfs(base: &BaseImage, keys: &RunKeys, out: &Path) -> Result<(), ImageError> {
+    let mut data = std::fs::read(&base.path).map_err(io("cannot read", &base.path))?;
+    data.extend_from_slice(&keys.archive);
+    std::fs::write(out, data).map_err(io("cannot write", out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_come_first_and_fixed_modes_win() {
+        let e = with_parents(
+            vec![
+                Entry::file("lab/bin/t", 0o755, vec![1]),
+                Entry::file("root/.ssh/x", 0o600, vec![]),
+            ],
+            &[("root", 0o700)],
+        );
+        let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "lab",
+                "lab/bin",
+                "root",
+                "root/.ssh",
+                "lab/bin/t",
+                "root/.ssh/x"
+            ]
+        );
+        assert_eq!(e[2].mode, 0o700);
+    }
+
+    #[test]
+    fn run_keys_are_fresh_each_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (Some(_), Some(_)) = (
+            crate::kernel::toolchain::which("ssh-keygen"),
+            crate::kernel::toolchain::which("dropbearkey"),
+        ) else {
+            panic!("ssh-keygen and dropbearkey are installed by `make setup`");
+        };
+        let a = run_keys(&dir.path().join("a")).expect("keys");
+        let b = run_keys(&dir.path().join("b")).expect("keys");
+        assert_ne!(a.host_public, b.host_public);
+        assert!(!a.host_public.is_empty());
+        assert!(std::fs::read_to_string(&a.client_key)
+            .expect("read")
+            .contains("BEGIN EC PRIVATE KEY"));
+        assert_eq!(a.archive.len() % 4, 0);
+    }
+}

@@ -1,0 +1,655 @@
+//! A run: boot one kernel in QEMU with the guest image, log in over SSH, run guest tests, and
+//! turn what happened into outcomes.
+//!
+//! The runner owns the VM's lifetime. A test that hangs or a kernel that panics takes its VM
+//! down with it; the runner then boots a fresh VM for the tests that remain, so one bad test
+//! never turns the rest of the run into noise. Teardown runs on every path: power off over
+//! SSH, then SIGTERM to QEMU's process group, a grace period, SIGKILL.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lab_proto::{TestParams, TestResult, Verdict};
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+use crate::guest::image::{self, BaseImage};
+use crate::kernel::cache::Artifact;
+use crate::results::{OutcomeKind, TestOutcome};
+use crate::transport::ssh::{SshSession, SshTarget, Stream};
+use crate::vm::console::CrashKind;
+use crate::vm::machine::{machine, Accel};
+use crate::vm::qemu::{self, Vm, VmError, VmSpec};
+
+/// Everything one run on one arch needs.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    pub arch: Arch,
+    pub artifact: Artifact,
+    pub image: BaseImage,
+    pub tests: Vec<String>,
+    pub iterations: u32,
+    pub duration: Duration,
+    pub knobs: Vec<(String, String)>,
+    /// Knobs to put on the kernel command line too (boot-time parameters).
+    pub boot_knobs: Vec<(String, String)>,
+    pub seed: u64,
+    pub accel: Accel,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub boot_timeout: Duration,
+    pub dir: PathBuf,
+}
+
+/// How a boot went.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BootRecord {
+    /// Host time from QEMU start to the READY marker.
+    pub ready_ms: Option<u64>,
+    /// Guest uptime at READY.
+    pub guest_uptime_ms: Option<u64>,
+    /// Host time from QEMU start to the first successful SSH login.
+    pub ssh_ms: Option<u64>,
+    pub console: PathBuf,
+    pub error: Option<String>,
+}
+
+/// The record of a run, written as the run directory's manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub struct RunManifest {
+    pub format_version: u32,
+    pub arch: Arch,
+    pub kernel_key: String,
+    pub kernel_label: String,
+    pub kernel_release: String,
+    pub image_digest: String,
+    pub test_digests: BTreeMap<String, String>,
+    pub qemu_version: String,
+    pub accel: Accel,
+    pub accel_reason: String,
+    pub cmdline: String,
+    pub qemu_command: String,
+    pub seed: u64,
+    pub knobs: Vec<(String, String)>,
+    pub tests: Vec<String>,
+    pub iterations: u32,
+    pub duration_ms: u64,
+    pub deadline_scale: f64,
+    pub reproduce: String,
+    pub boots: Vec<BootRecord>,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub manifest: RunManifest,
+    pub outcomes: Vec<TestOutcome>,
+    pub dir: PathBuf,
+}
+
+/// The first line of `qemu --version`.
+pub fn qemu_version(arch: Arch) -> String {
+    std::process::Command::new(machine(arch).qemu)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Seed of one test iteration, derived from the run seed so every run is reproducible.
+pub fn test_seed(seed: u64, test: &str, iteration: u32) -> u64 {
+    let mut h: u64 = seed ^ 0x9e37_79b9_7f4a_7c15;
+    for b in test.bytes().chain(iteration.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+/// The guest deadline for one test: its duration plus a grace that scales with the
+/// accelerator, plus a margin for the host side. Past it the host declares a hang.
+fn host_deadline(duration: Duration, scale: f64) -> Duration {
+    duration + Duration::from_secs_f64(20.0 * scale) + Duration::from_secs(30)
+}
+
+/// One queued test.
+#[derive(Debug, Clone)]
+struct Job {
+    test: String,
+    iteration: u32,
+}
+
+fn spec_for(plan: &RunPlan, dir: &Path, initramfs: &Path, port: u16) -> VmSpec {
+    let mut extra = vec!["lab.mode=ssh".to_owned()];
+    extra.extend(plan.boot_knobs.iter().map(|(k, v)| format!("{k}={v}")));
+    VmSpec {
+        arch: plan.arch,
+        image: plan.artifact.image(),
+        vmlinux: plan.artifact.vmlinux(),
+        initramfs: initramfs.to_owned(),
+        cpus: plan.cpus,
+        memory_mib: plan.memory_mib,
+        accel: plan.accel,
+        cmdline_extra: extra,
+        dir: dir.to_owned(),
+        ssh_port: Some(port),
+    }
+}
+
+/// A booted, logged-in guest.
+pub struct Guest {
+    pub vm: Vm,
+    pub ssh: SshSession,
+    pub boot: BootRecord,
+}
+
+/// Boots a guest for `plan` in `dir` and logs in. On failure, the VM is already torn down.
+pub async fn boot(plan: &RunPlan, dir: &Path) -> Result<Guest, (BootRecord, BootFailure)> {
+    let keys = match image::run_keys(&dir.join("keys")) {
+        Ok(k) => k,
+        Err(e) => {
+            return Err((
+                empty_boot(dir, &e.to_string()),
+                BootFailure::Infra(e.to_string()),
+            ))
+        }
+    };
+    let initramfs = dir.join("initramfs.cpio");
+    if let Err(e) = image::write_initramfs(&plan.image, &keys, &initramfs) {
+        return Err((
+            empty_boot(dir, &e.to_string()),
+            BootFailure::Infra(e.to_string()),
+        ));
+    }
+    // QEMU binds the forwarded port itself; if another process took it in between, retry.
+    let mut last = String::new();
+    for _ in 0..3 {
+        let port = match qemu::free_port() {
+            Ok(p) => p,
+            Err(e) => {
+                return Err((
+                    empty_boot(dir, &e.to_string()),
+                    BootFailure::Infra(e.to_string()),
+                ))
+            }
+        };
+        let spec = spec_for(plan, dir, &initramfs, port);
+        let mut vm = match Vm::start(spec).await {
+            Ok(vm) => vm,
+            Err(e) => {
+                return Err((
+                    empty_boot(dir, &e.to_string()),
+                    BootFailure::Infra(e.to_string()),
+                ))
+            }
+        };
+        let console = vm.console_path.clone();
+        let ready = vm.wait_ready(plan.boot_timeout).await;
+        let (uptime, ready_at) = match ready {
+            Ok(r) => r,
+            Err(VmError::EarlyExit { stderr, .. })
+                if stderr.contains("hostfwd")
+                    || stderr.contains("Could not set up host forwarding") =>
+            {
+                last = stderr;
+                continue;
+            }
+            Err(e) => {
+                let failure = match &e {
+                    VmError::BootCrash { .. } => BootFailure::Crash(vm.reports()),
+                    _ => BootFailure::Infra(e.to_string()),
+                };
+                vm.kill().await;
+                let mut rec = empty_boot(dir, &e.to_string());
+                rec.console = console;
+                return Err((rec, failure));
+            }
+        };
+        let target = SshTarget {
+            host: "127.0.0.1".into(),
+            port,
+            user: "root".into(),
+            key: keys.client_key.clone(),
+            host_key: Some(keys.host_public.clone()),
+        };
+        let left = plan
+            .boot_timeout
+            .saturating_sub(vm.started.elapsed())
+            .max(Duration::from_secs(10));
+        let state = vm.state.clone();
+        let alive = Arc::new(Mutex::new(true));
+        let ssh = SshSession::connect(&target, left, {
+            let state = state.clone();
+            move || {
+                state
+                    .lock()
+                    .map(|s| !s.eof && !s.panicked())
+                    .unwrap_or(false)
+            }
+        })
+        .await;
+        drop(alive);
+        let ssh_ms = vm.started.elapsed().as_millis() as u64;
+        let mut rec = BootRecord {
+            ready_ms: Some(ready_at.as_millis() as u64),
+            guest_uptime_ms: Some(uptime),
+            ssh_ms: None,
+            console,
+            error: None,
+        };
+        match ssh {
+            Ok(ssh) => {
+                rec.ssh_ms = Some(ssh_ms);
+                return Ok(Guest { vm, ssh, boot: rec });
+            }
+            Err(e) => {
+                let reports = vm.reports();
+                vm.kill().await;
+                rec.error = Some(e.to_string());
+                let failure = if reports.is_empty() {
+                    BootFailure::Infra(e.to_string())
+                } else {
+                    BootFailure::Crash(reports)
+                };
+                return Err((rec, failure));
+            }
+        }
+    }
+    let why = format!("QEMU could not bind a forwarded SSH port after 3 tries: {last}");
+    Err((empty_boot(dir, &why), BootFailure::Infra(why)))
+}
+
+/// Why a boot did not give a usable guest.
+#[derive(Debug, Clone)]
+pub enum BootFailure {
+    Infra(String),
+    Crash(Vec<crate::vm::console::CrashReport>),
+}
+
+fn empty_boot(dir: &Path, err: &str) -> BootRecord {
+    BootRecord {
+        ready_ms: None,
+        guest_uptime_ms: None,
+        ssh_ms: None,
+        console: dir.join("console.log"),
+        error: Some(err.to_owned()),
+    }
+}
+
+/// Powers the guest off over SSH and waits for QEMU to exit; kills it if it does not.
+pub async fn teardown(guest: &mut Guest) {
+    let _ = guest
+        .ssh
+        .exec("poweroff", None, Duration::from_secs(5), |_, _| {})
+        .await;
+    let clean = guest.vm.shutdown(Duration::from_secs(15)).await;
+    if !clean {
+        tracing::warn!("guest did not power off within 15s; QEMU's process group was terminated");
+    }
+}
+
+/// Runs one test in a booted guest. Returns the outcome and whether the guest is still usable.
+pub async fn run_test(
+    plan: &RunPlan,
+    guest: &mut Guest,
+    test: &str,
+    iteration: u32,
+) -> (TestOutcome, bool) {
+    let scale = plan.accel.deadline_scale();
+    let seed = test_seed(plan.seed, test, iteration);
+    let params = TestParams {
+        seed,
+        duration_ms: plan.duration.as_millis() as u64,
+        deadline_scale: scale,
+        knobs: plan.knobs.clone(),
+    };
+    let command = format!("/lab/bin/{test} {}", params.to_args().join(" "));
+    let reports_before = guest.vm.reports().len();
+    let kinds_before = guest.vm.started_kinds().len();
+    let started = Instant::now();
+    let stderr_tail: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let tail = stderr_tail.clone();
+    let result = guest
+        .ssh
+        .exec(
+            &command,
+            None,
+            host_deadline(plan.duration, scale),
+            move |stream, line| {
+                if stream == Stream::Stderr {
+                    if let Ok(mut t) = tail.lock() {
+                        t.push(line.to_owned());
+                        if t.len() > 20 {
+                            t.remove(0);
+                        }
+                    }
+                }
+            },
+        )
+        .await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    // A report may still be printing: give the console a moment to finish it.
+    if guest.vm.started_kinds().len() > kinds_before {
+        for _ in 0..40 {
+            if guest.vm.reports().len() >= guest.vm.started_kinds().len() || !guest.vm.alive() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let crashes: Vec<_> = guest
+        .vm
+        .reports()
+        .into_iter()
+        .skip(reports_before)
+        .collect();
+    let panicked = guest
+        .vm
+        .started_kinds()
+        .iter()
+        .skip(kinds_before)
+        .any(|k| *k == CrashKind::Panic);
+    let stderr_tail = stderr_tail.lock().map(|t| t.join("\n")).unwrap_or_default();
+    let mut outcome = TestOutcome {
+        test: test.to_owned(),
+        arch: plan.arch,
+        iteration,
+        seed,
+        kind: OutcomeKind::InfraError,
+        summary: String::new(),
+        result: None,
+        crashes: crashes.clone(),
+        duration_ms,
+        stderr_tail,
+    };
+    let mut usable = true;
+    match result {
+        Ok(out) => {
+            let parsed: Vec<Result<Option<TestResult>, _>> =
+                out.stdout.lines().map(TestResult::parse_line).collect();
+            let result = parsed
+                .iter()
+                .filter_map(|r| r.as_ref().ok().cloned().flatten())
+                .next_back();
+            let proto_err = parsed
+                .iter()
+                .find_map(|r| r.as_ref().err().map(|e| e.to_string()));
+            match (&result, proto_err) {
+                (Some(r), _) => {
+                    outcome.kind = match r.verdict {
+                        Verdict::Pass => OutcomeKind::Pass,
+                        Verdict::Fail => OutcomeKind::Fail,
+                        Verdict::Hang => OutcomeKind::Hang,
+                        Verdict::Skip => OutcomeKind::InfraError,
+                    };
+                    outcome.summary = match r.verdict {
+                        Verdict::Skip => format!("test could not run: {}", r.summary),
+                        Verdict::Hang => format!("guest watchdog fired: {}", r.summary),
+                        _ => r.summary.clone(),
+                    };
+                }
+                (None, Some(e)) => {
+                    outcome.kind = OutcomeKind::InfraError;
+                    outcome.summary = e;
+                }
+                (None, None) if out.status == 127 => {
+                    outcome.summary = format!("/lab/bin/{test} is not in the guest image");
+                }
+                (None, None) => {
+                    outcome.kind = OutcomeKind::Fail;
+                    outcome.summary =
+                        format!("exited with status {} without a result line", out.status);
+                }
+            }
+            outcome.result = result;
+        }
+        Err(crate::transport::ssh::TransportError::Timeout { secs, .. }) => {
+            outcome.kind = OutcomeKind::Hang;
+            outcome.summary =
+                format!("host deadline fired: no answer from the guest within {secs:.0}s");
+            usable = false;
+        }
+        Err(e) => {
+            usable = false;
+            outcome.summary = if guest.vm.alive() {
+                format!("transport failed mid-test: {e}")
+            } else {
+                format!("QEMU exited mid-test: {e}")
+            };
+        }
+    }
+    if panicked {
+        usable = false;
+    }
+    if !crashes.is_empty() || panicked {
+        // A kernel report outranks what the test said: it is the stronger evidence.
+        outcome.kind = OutcomeKind::KernelCrash;
+        let first = crashes.first();
+        outcome.summary = match first {
+            Some(c) => format!("{} [{}] {}", c.title, c.fingerprint.id(), c.fingerprint),
+            None => "kernel panic (report incomplete on the console)".into(),
+        };
+    }
+    if !guest.vm.alive() {
+        usable = false;
+    }
+    (outcome, usable)
+}
+
+/// Runs the whole plan: boots as many guests as needed, runs every test iteration, tears
+/// everything down. Outcomes are appended to `results.jsonl` as they come.
+pub async fn run(
+    plan: &RunPlan,
+    accel_reason: &str,
+    reproduce: &str,
+    on_outcome: &(dyn Fn(&TestOutcome) + Send + Sync),
+) -> RunReport {
+    let _ = std::fs::create_dir_all(&plan.dir);
+    let mut queue: std::collections::VecDeque<Job> = (0..plan.iterations)
+        .flat_map(|i| {
+            plan.tests.iter().map(move |t| Job {
+                test: t.clone(),
+                iteration: i,
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    let mut boots = Vec::new();
+    let mut boot_no = 0;
+    let results_path = plan.dir.join("results.jsonl");
+    let record = |o: &TestOutcome, outcomes: &mut Vec<TestOutcome>| {
+        if let Ok(line) = serde_json::to_string(o) {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&results_path)
+            {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+        on_outcome(o);
+        outcomes.push(o.clone());
+    };
+    let mut consecutive_boot_failures = 0;
+    while let Some(job) = queue.front().cloned() {
+        boot_no += 1;
+        let dir = plan.dir.join(format!("boot-{boot_no}"));
+        match boot(plan, &dir).await {
+            Err((rec, failure)) => {
+                boots.push(rec);
+                consecutive_boot_failures += 1;
+                // The job that needed this boot gets the outcome; after two failed boots in a
+                // row, every remaining job does: the kernel or the lab is broken, not the test.
+                let take = if consecutive_boot_failures >= 2 {
+                    queue.len()
+                } else {
+                    1
+                };
+                for j in queue.drain(..take) {
+                    let seed = test_seed(plan.seed, &j.test, j.iteration);
+                    let o = match &failure {
+                        BootFailure::Infra(why) => TestOutcome::infra(
+                            &j.test,
+                            plan.arch,
+                            j.iteration,
+                            seed,
+                            format!("boot failed: {why}"),
+                        ),
+                        BootFailure::Crash(reports) => {
+                            let mut o = TestOutcome::infra(
+                                &j.test,
+                                plan.arch,
+                                j.iteration,
+                                seed,
+                                String::new(),
+                            );
+                            o.kind = OutcomeKind::KernelCrash;
+                            o.summary = reports.first().map_or_else(
+                                || "kernel crashed during boot".into(),
+                                |c| {
+                                    format!(
+                                        "during boot: {} [{}] {}",
+                                        c.title,
+                                        c.fingerprint.id(),
+                                        c.fingerprint
+                                    )
+                                },
+                            );
+                            o.crashes = reports.clone();
+                            o
+                        }
+                    };
+                    record(&o, &mut outcomes);
+                }
+                continue;
+            }
+            Ok(mut guest) => {
+                consecutive_boot_failures = 0;
+                let _ = job;
+                let mut usable = true;
+                while usable {
+                    let Some(j) = queue.pop_front() else { break };
+                    let (o, still) = run_test(plan, &mut guest, &j.test, j.iteration).await;
+                    usable = still;
+                    record(&o, &mut outcomes);
+                }
+                if usable {
+                    teardown(&mut guest).await;
+                } else {
+                    guest.vm.kill().await;
+                }
+                boots.push(guest.boot.clone());
+            }
+        }
+    }
+    let spec = spec_for(plan, &plan.dir, &plan.dir.join("boot-1/initramfs.cpio"), 0);
+    let manifest = RunManifest {
+        format_version: 1,
+        arch: plan.arch,
+        kernel_key: plan.artifact.manifest.key.clone(),
+        kernel_label: plan.artifact.label(),
+        kernel_release: plan.artifact.manifest.kernel_release.clone(),
+        image_digest: plan.image.manifest.digest.clone(),
+        test_digests: plan.image.manifest.programs.clone(),
+        qemu_version: qemu_version(plan.arch),
+        accel: plan.accel,
+        accel_reason: accel_reason.to_owned(),
+        cmdline: spec.cmdline(),
+        qemu_command: spec.reproduce(),
+        seed: plan.seed,
+        knobs: plan.knobs.clone(),
+        tests: plan.tests.clone(),
+        iterations: plan.iterations,
+        duration_ms: plan.duration.as_millis() as u64,
+        deadline_scale: plan.accel.deadline_scale(),
+        reproduce: reproduce.to_owned(),
+        boots,
+    };
+    let _ = std::fs::write(
+        plan.dir.join("manifest.json"),
+        serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
+    );
+    RunReport {
+        manifest,
+        outcomes,
+        dir: plan.dir.clone(),
+    }
+}
+
+/// Chooses the accelerator for `arch`: forced by the lab definition, or probed. The probe
+/// boots the real kernel under KVM with a short deadline, because a `/dev/kvm` that opens is
+/// not proof that a stock kernel boots on it (KERNEL-NOTES: paravirtual KVM hosts). The
+/// answer is remembered for the rest of this lab process.
+pub async fn choose_accel(
+    choice: crate::config::AccelChoice,
+    arch: Arch,
+    probe_spec: &VmSpec,
+) -> (Accel, String) {
+    use crate::config::AccelChoice;
+    static PROBED: Mutex<BTreeMap<Arch, (Accel, String)>> = Mutex::new(BTreeMap::new());
+    match choice {
+        AccelChoice::Tcg => {
+            return (
+                Accel::Tcg,
+                "TCG: forced by vm.accel in the lab definition".into(),
+            )
+        }
+        AccelChoice::Kvm => {
+            return (
+                Accel::Kvm,
+                "KVM: forced by vm.accel in the lab definition".into(),
+            )
+        }
+        AccelChoice::Auto => {}
+    }
+    if let Some(known) = PROBED.lock().ok().and_then(|p| p.get(&arch).cloned()) {
+        return known;
+    }
+    let answer = match qemu::probe_kvm(probe_spec, Duration::from_secs(8)).await {
+        Ok(()) => (Accel::Kvm, "KVM: a probe boot reached READY".to_owned()),
+        Err(why) => (Accel::Tcg, format!("TCG: {why}")),
+    };
+    if let Ok(mut p) = PROBED.lock() {
+        p.insert(arch, answer.clone());
+    }
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_are_reproducible_and_distinct() {
+        assert_eq!(
+            test_seed(1, "futex_errno", 0),
+            test_seed(1, "futex_errno", 0)
+        );
+        assert_ne!(
+            test_seed(1, "futex_errno", 0),
+            test_seed(1, "futex_errno", 1)
+        );
+        assert_ne!(test_seed(1, "futex_errno", 0), test_seed(1, "pipe_excl", 0));
+        assert_ne!(
+            test_seed(1, "futex_errno", 0),
+            test_seed(2, "futex_errno", 0)
+        );
+    }
+
+    #[test]
+    fn host_deadline_leaves_room_for_the_guest_watchdog() {
+        let d = Duration::from_secs(3);
+        assert!(host_deadline(d, 5.0) > d + Duration::from_secs(100));
+        assert!(host_deadline(d, 1.0) < host_deadline(d, 5.0));
+    }
+}

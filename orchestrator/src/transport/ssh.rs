@@ -1,0 +1,427 @@
+//! SSH transport over `ssh2`, for QEMU guests and for real boards alike.
+//!
+//! libssh2 is blocking, so every call runs in `spawn_blocking` with a session timeout set.
+//! Commands stream stdout and stderr line by line while they run. File transfer goes through
+//! `cat` on the far side, because a minimal guest has no sftp server or scp binary.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot resolve {host}:{port}: {why}")]
+    Resolve {
+        host: String,
+        port: u16,
+        why: String,
+    },
+    #[error("ssh to {addr} never came up within {secs:.0}s: last error: {last}")]
+    NeverUp {
+        addr: String,
+        secs: f64,
+        last: String,
+    },
+    #[error("ssh to {addr}: the target stopped before a login succeeded: {why}")]
+    TargetGone { addr: String, why: String },
+    #[error("ssh to {addr}: host key does not match the one generated for this run (got {got}); refusing to talk to it")]
+    HostKey { addr: String, got: String },
+    #[error("ssh to {addr}: {step} failed: {why}")]
+    Session {
+        addr: String,
+        step: &'static str,
+        why: String,
+    },
+    #[error("ssh to {addr}: `{command}` did not finish within {secs:.0}s")]
+    Timeout {
+        addr: String,
+        command: String,
+        secs: f64,
+    },
+}
+
+/// Where to connect and as whom.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub key: PathBuf,
+    /// Base64 public key blob the host must present (None: accept any, for real boards
+    /// whose key the user trusts through their own known_hosts).
+    pub host_key: Option<String>,
+}
+
+impl SshTarget {
+    pub fn addr(&self) -> String {
+        format!("{}@{}:{}", self.user, self.host, self.port)
+    }
+}
+
+/// The result of a remote command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A logged-in session.
+#[derive(Clone)]
+pub struct SshSession {
+    inner: Arc<Mutex<ssh2::Session>>,
+    target: SshTarget,
+}
+
+fn b64_decode(s: &str) -> Vec<u8> {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let Some(v) = T.iter().position(|&t| t == c) else {
+            continue;
+        };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+fn connect_once(
+    target: &SshTarget,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<ssh2::Session, (bool, String)> {
+    // (retryable, message)
+    let tcp = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| (true, format!("tcp connect: {e}")))?;
+    let _ = tcp.set_read_timeout(Some(timeout));
+    let mut sess = ssh2::Session::new().map_err(|e| (false, format!("libssh2 init: {e}")))?;
+    sess.set_timeout(timeout.as_millis() as u32);
+    sess.set_tcp_stream(tcp);
+    // QEMU's user networking accepts the TCP connection before the guest listens; the
+    // handshake then fails, and that is worth retrying.
+    sess.handshake()
+        .map_err(|e| (true, format!("handshake: {e}")))?;
+    if let Some(want) = &target.host_key {
+        let got = sess.host_key().map(|(k, _)| k.to_vec()).unwrap_or_default();
+        if got != b64_decode(want) {
+            return Err((false, format!("HOSTKEY:{}", got.len())));
+        }
+    }
+    sess.userauth_pubkey_file(&target.user, None, &target.key, None)
+        .map_err(|e| (true, format!("public-key login as {}: {e}", target.user)))?;
+    if !sess.authenticated() {
+        return Err((true, "not authenticated".into()));
+    }
+    Ok(sess)
+}
+
+impl SshSession {
+    /// Connects and logs in, retrying until `deadline` while `alive` says the target may still
+    /// come up (for a VM: QEMU is running).
+    pub async fn connect(
+        target: &SshTarget,
+        deadline: Duration,
+        alive: impl Fn() -> bool,
+    ) -> Result<SshSession, TransportError> {
+        let addr = (target.host.as_str(), target.port)
+            .to_socket_addrs()
+            .map_err(|e| TransportError::Resolve {
+                host: target.host.clone(),
+                port: target.port,
+                why: e.to_string(),
+            })?
+            .next()
+            .ok_or_else(|| TransportError::Resolve {
+                host: target.host.clone(),
+                port: target.port,
+                why: "no address".into(),
+            })?;
+        let started = Instant::now();
+        let mut last = String::from("no attempt");
+        let mut pause = Duration::from_millis(50);
+        loop {
+            if !alive() {
+                return Err(TransportError::TargetGone {
+                    addr: target.addr(),
+                    why: last,
+                });
+            }
+            let left = deadline.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(TransportError::NeverUp {
+                    addr: target.addr(),
+                    secs: deadline.as_secs_f64(),
+                    last,
+                });
+            }
+            let t = target.clone();
+            let attempt = left.min(Duration::from_secs(10));
+            let r = tokio::task::spawn_blocking(move || connect_once(&t, addr, attempt))
+                .await
+                .map_err(|e| TransportError::Session {
+                    addr: target.addr(),
+                    step: "connect task",
+                    why: e.to_string(),
+                })?;
+            match r {
+                Ok(sess) => {
+                    return Ok(SshSession {
+                        inner: Arc::new(Mutex::new(sess)),
+                        target: target.clone(),
+                    });
+                }
+                Err((_, msg)) if msg.starts_with("HOSTKEY:") => {
+                    return Err(TransportError::HostKey {
+                        addr: target.addr(),
+                        got: format!("a {}-byte key blob", &msg[8..]),
+                    });
+                }
+                Err((false, msg)) => {
+                    return Err(TransportError::Session {
+                        addr: target.addr(),
+                        step: "connect",
+                        why: msg,
+                    })
+                }
+                Err((true, msg)) => last = msg,
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(400));
+        }
+    }
+
+    pub fn target(&self) -> &SshTarget {
+        &self.target
+    }
+
+    /// Runs `command`, calling `on_line` for each line of output as it arrives, and returns
+    /// the exit status with the collected output. Fails after `timeout`.
+    pub async fn exec(
+        &self,
+        command: &str,
+        stdin: Option<Vec<u8>>,
+        timeout: Duration,
+        on_line: impl Fn(Stream, &str) + Send + 'static,
+    ) -> Result<ExecOutput, TransportError> {
+        let inner = self.inner.clone();
+        let addr = self.target.addr();
+        let command = command.to_owned();
+        tokio::task::spawn_blocking(move || {
+            exec_blocking(&inner, &addr, &command, stdin, timeout, on_line)
+        })
+        .await
+        .map_err(|e| TransportError::Session {
+            addr: self.target.addr(),
+            step: "exec task",
+            why: e.to_string(),
+        })?
+    }
+
+    /// Writes `data` to `path` on the target with `mode`.
+    pub async fn upload(
+        &self,
+        data: Vec<u8>,
+        path: &str,
+        mode: u32,
+        timeout: Duration,
+    ) -> Result<(), TransportError> {
+        let cmd = format!("cat > '{path}' && chmod {mode:o} '{path}'");
+        let out = self.exec(&cmd, Some(data), timeout, |_, _| {}).await?;
+        if out.status != 0 {
+            return Err(TransportError::Session {
+                addr: self.target.addr(),
+                step: "upload",
+                why: format!("{cmd}: exit {}: {}", out.status, out.stderr.trim()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads `path` from the target.
+    pub async fn download(&self, path: &str, timeout: Duration) -> Result<Vec<u8>, TransportError> {
+        let out = self
+            .exec(&format!("cat '{path}'"), None, timeout, |_, _| {})
+            .await?;
+        if out.status != 0 {
+            return Err(TransportError::Session {
+                addr: self.target.addr(),
+                step: "download",
+                why: format!("cat {path}: exit {}: {}", out.status, out.stderr.trim()),
+            });
+        }
+        Ok(out.stdout.into_bytes())
+    }
+}
+
+fn exec_blocking(
+    inner: &Mutex<ssh2::Session>,
+    addr: &str,
+    command: &str,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+    on_line: impl Fn(Stream, &str),
+) -> Result<ExecOutput, TransportError> {
+    let err = |step: &'static str, e: &dyn std::fmt::Display| TransportError::Session {
+        addr: addr.to_owned(),
+        step,
+        why: e.to_string(),
+    };
+    let sess = inner.lock().map_err(|e| err("session lock", &e))?;
+    sess.set_blocking(true);
+    sess.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
+    let mut ch = sess
+        .channel_session()
+        .map_err(|e| err("open channel", &e))?;
+    ch.exec(command).map_err(|e| err("exec", &e))?;
+    if let Some(data) = stdin {
+        ch.write_all(&data).map_err(|e| err("write stdin", &e))?;
+    }
+    ch.send_eof().map_err(|e| err("send eof", &e))?;
+    // Poll both streams without blocking, so a full stderr cannot stall stdout.
+    sess.set_blocking(false);
+    let started = Instant::now();
+    let (mut out, mut errb) = (Vec::new(), Vec::new());
+    let (mut out_line, mut err_line) = (Vec::new(), Vec::new());
+    let mut buf = [0u8; 16384];
+    let feed = |pending: &mut Vec<u8>, chunk: &[u8], stream: Stream| {
+        pending.extend_from_slice(chunk);
+        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            on_line(
+                stream,
+                String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']),
+            );
+        }
+    };
+    loop {
+        let mut progressed = false;
+        match ch.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                feed(&mut out_line, &buf[..n], Stream::Stdout);
+                progressed = true;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                sess.set_blocking(true);
+                return Err(err("read stdout", &e));
+            }
+        }
+        match ch.stderr().read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => {
+                errb.extend_from_slice(&buf[..n]);
+                feed(&mut err_line, &buf[..n], Stream::Stderr);
+                progressed = true;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                sess.set_blocking(true);
+                return Err(err("read stderr", &e));
+            }
+        }
+        if !progressed && ch.eof() {
+            break;
+        }
+        if started.elapsed() > timeout {
+            sess.set_blocking(true);
+            let _ = ch.close();
+            return Err(TransportError::Timeout {
+                addr: addr.to_owned(),
+                command: command.to_owned(),
+                secs: timeout.as_secs_f64(),
+            });
+        }
+        if !progressed {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    sess.set_blocking(true);
+    for (pending, stream) in [(&out_line, Stream::Stdout), (&err_line, Stream::Stderr)] {
+        if !pending.is_empty() {
+            on_line(
+                stream,
+                String::from_utf8_lossy(pending).trim_end_matches(['\n', '\r']),
+            );
+        }
+    }
+    let _ = ch.wait_close();
+    let status = ch.exit_status().map_err(|e| err("exit status", &e))?;
+    Ok(ExecOutput {
+        status,
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&errb).into_owned(),
+    })
+}
+
+/// A target from the lab definition's `[target]` section (a real board).
+pub fn board_target(t: &crate::config::Target) -> SshTarget {
+    SshTarget {
+        host: t.host.clone(),
+        port: t.port,
+        user: t.user.clone(),
+        key: t.key.clone(),
+        host_key: None,
+    }
+}
+
+/// Key path as shown to users.
+pub fn show_key(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_decodes_key_blobs() {
+        assert_eq!(b64_decode("aGVsbG8="), b"hello");
+        assert_eq!(b64_decode("AAAAE2VjZHNh"), b"\0\0\0\x13ecdsa");
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_an_error_within_the_deadline() {
+        // A port with nothing listening: connection refused on every attempt.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port");
+        let t = SshTarget {
+            host: "127.0.0.1".into(),
+            port,
+            user: "root".into(),
+            key: PathBuf::from("/nonexistent"),
+            host_key: None,
+        };
+        let started = Instant::now();
+        let err = SshSession::connect(&t, Duration::from_millis(600), || true)
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(err, TransportError::NeverUp { .. }), "{err}");
+        assert!(err.to_string().contains("refused"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let err = SshSession::connect(&t, Duration::from_secs(30), || false)
+            .await
+            .err()
+            .expect("gone");
+        assert!(matches!(err, TransportError::TargetGone { .. }), "{err}");
+    }
+}
