@@ -168,6 +168,19 @@ pub fn join<T>(h: JoinHandle<T>) -> T {
     }
 }
 
+/// Joins workers that return their counters and problems, and merges them in.
+pub fn join_all(
+    handles: Vec<JoinHandle<(Counts, Problems)>>,
+    counts: &mut Counts,
+    problems: &mut Problems,
+) {
+    for h in handles {
+        let (c, p) = join(h);
+        counts.merge(&c);
+        problems.merge(p);
+    }
+}
+
 /// Event counters of one thread, merged into the result's `counters` at the end.
 #[derive(Debug, Default, Clone)]
 pub struct Counts(BTreeMap<&'static str, u64>);

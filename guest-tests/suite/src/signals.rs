@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::blocked::Blocked;
-use crate::harness;
+use crate::harness::{self, Counts, Problems};
 use crate::rng::Rng;
 use crate::sys::{self, Errno};
 
@@ -81,9 +81,13 @@ impl Signaler {
         Ok(Signaler { stop, thread })
     }
 
-    /// Stops sending; returns how many signals were sent, or the errno that stopped it.
-    pub fn finish(self) -> Result<u64, Errno> {
+    /// Stops sending; records `signals_sent` and `signals_handled`, or why sending failed.
+    pub fn finish(self, counts: &mut Counts, problems: &mut Problems) {
         self.stop.store(true, SeqCst);
-        harness::join(self.thread)
+        match harness::join(self.thread) {
+            Ok(sent) => counts.add("signals_sent", sent),
+            Err(e) => problems.add(format!("tgkill failed with {}", sys::errno_name(e))),
+        }
+        counts.add("signals_handled", handled_total());
     }
 }

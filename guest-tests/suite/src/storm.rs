@@ -247,17 +247,9 @@ pub fn run(ctx: &Ctx, with_signals: bool) -> Result<TestResult, String> {
     ]);
     let mut problems = Problems::default();
     if let Some(s) = signaler {
-        match s.finish() {
-            Ok(sent) => counts.add("signals_sent", sent),
-            Err(e) => problems.add(format!("tgkill failed with {}", errno_name(e))),
-        }
-        counts.add("signals_handled", signals::handled_total());
+        s.finish(&mut counts, &mut problems);
     }
-    for h in wakers {
-        let (c, p) = harness::join(h);
-        counts.merge(&c);
-        problems.merge(p);
-    }
+    harness::join_all(wakers, &mut counts, &mut problems);
     // Untimed waiters sleep until woken: wake every word until all have seen `stop`.
     while st.waiters_left.load(SeqCst) > 0 {
         for w in 0..WORDS {
@@ -267,11 +259,7 @@ pub fn run(ctx: &Ctx, with_signals: bool) -> Result<TestResult, String> {
         }
         sys::sleep_ns(100_000);
     }
-    for h in waiters {
-        let (c, p) = harness::join(h);
-        counts.merge(&c);
-        problems.merge(p);
-    }
+    harness::join_all(waiters, &mut counts, &mut problems);
 
     let mut r = ctx.result();
     let g = |k| counts.get(k);

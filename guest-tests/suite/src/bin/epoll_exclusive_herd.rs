@@ -176,11 +176,7 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
         }
         sys::sleep_ns(100_000);
     }
-    for h in consumers {
-        let (c, p) = harness::join(h);
-        counts.merge(&c);
-        problems.merge(p);
-    }
+    harness::join_all(consumers, &mut counts, &mut problems);
     let leftover = take(&efd).unwrap_or(0);
     let produced = st.produced.load(SeqCst);
     let consumed = st.consumed.load(SeqCst);

@@ -299,11 +299,7 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
         "early_timeouts",
         "post_wakes",
     ]);
-    for h in producers {
-        let (c, p) = harness::join(h);
-        counts.merge(&c);
-        problems.merge(p);
-    }
+    harness::join_all(producers, &mut counts, &mut problems);
     // All K tokens are posted: wait for the consumers to take the rest.
     let posted = st.sem.posts_finished.load(SeqCst);
     while !lost && st.consumed.load(SeqCst) < posted {
@@ -317,11 +313,7 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
         }
         sys::sleep_ns(100_000);
     }
-    for h in consumers {
-        let (c, p) = harness::join(h);
-        counts.merge(&c);
-        problems.merge(p);
-    }
+    harness::join_all(consumers, &mut counts, &mut problems);
     let consumed = st.consumed.load(SeqCst);
     let left = st.sem.count.load(SeqCst);
     if !lost && (consumed != posted || left != 0) {

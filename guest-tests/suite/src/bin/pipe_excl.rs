@@ -205,18 +205,10 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
         }
     }
 
-    match signaler.finish() {
-        Ok(sent) => counts.add("signals_sent", sent),
-        Err(e) => problems.add(format!("tgkill failed with {}", errno_name(e))),
-    }
-    counts.add("signals_handled", signals::handled_total());
+    signaler.finish(&mut counts, &mut problems);
     // End of file wakes every reader, whatever state the wait queue is in.
     drop(wfd);
-    for h in readers {
-        let (c, p) = harness::join(h);
-        counts.merge(&c);
-        problems.merge(p);
-    }
+    harness::join_all(readers, &mut counts, &mut problems);
     let read = bytes_read.load(SeqCst);
     if read != written {
         problems.add(format!("{read} bytes read of {written} written"));

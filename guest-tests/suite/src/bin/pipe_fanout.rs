@@ -179,18 +179,10 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
     }
 
     st.stop.store(true, SeqCst);
-    match signaler.finish() {
-        Ok(sent) => counts.add("signals_sent", sent),
-        Err(e) => problems.add(format!("tgkill failed with {}", errno_name(e))),
-    }
-    counts.add("signals_handled", signals::handled_total());
+    signaler.finish(&mut counts, &mut problems);
     // End of file wakes every reader still in read().
     drop(wfd);
-    for h in readers {
-        let (c, p) = harness::join(h);
-        counts.merge(&c);
-        problems.merge(p);
-    }
+    harness::join_all(readers, &mut counts, &mut problems);
 
     let mut r = ctx.result();
     let ms = |q: f64| round_ns.quantile(q).unwrap_or(0) as f64 / 1e6;

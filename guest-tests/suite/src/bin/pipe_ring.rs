@@ -167,18 +167,10 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
         }
         sys::sleep_ns(100_000);
     }
-    match signaler.finish() {
-        Ok(sent) => counts.add("signals_sent", sent),
-        Err(e) => problems.add(format!("tgkill failed with {}", errno_name(e))),
-    }
-    counts.add("signals_handled", signals::handled_total());
+    signaler.finish(&mut counts, &mut problems);
     // End of file on every pipe lets every thread go.
     drop(pipes);
-    for h in handles {
-        let (c, p) = harness::join(h);
-        counts.merge(&c);
-        problems.merge(p);
-    }
+    harness::join_all(handles, &mut counts, &mut problems);
     let parked = st.parked_count.load(SeqCst);
     if parked != TOKENS as usize && counts.get("lost_wakeups") == 0 {
         problems.add(format!("{parked} of {TOKENS} tokens came back"));

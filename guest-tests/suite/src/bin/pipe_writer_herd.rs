@@ -201,11 +201,7 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
     }
 
     st.stop.store(true, SeqCst);
-    match signaler.finish() {
-        Ok(sent) => counts.add("signals_sent", sent),
-        Err(e) => problems.add(format!("tgkill failed with {}", errno_name(e))),
-    }
-    counts.add("signals_handled", signals::handled_total());
+    signaler.finish(&mut counts, &mut problems);
     // Keep draining until every writer has finished its last record, then take the rest.
     while st.writers_left.load(SeqCst) > 0 || sys::fionread(&rfd).unwrap_or(0) > 0 {
         if sys::fionread(&rfd).unwrap_or(0) > 0 {

@@ -182,11 +182,7 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
     for _ in 0..ACCEPTORS {
         connect_and_send(&name, POISON)?;
     }
-    for h in acceptors {
-        let (c, p) = harness::join(h);
-        counts.merge(&c);
-        problems.merge(p);
-    }
+    harness::join_all(acceptors, &mut counts, &mut problems);
     counts.add("connections", next_id);
     let accepted = st.accepted.load(SeqCst);
     let want_sum = next_id * next_id.saturating_sub(1) / 2;
