@@ -1,0 +1,856 @@
+//! Adaptive stopping for `lab compare`: monitors the compare loop feeds one batch
+//! of runs at a time, which answer after each batch whether A and B are different,
+//! equivalent within a margin, not yet known, or out of budget.
+//!
+//! # Design: repeated confidence intervals with error spending
+//!
+//! The monitors use a group-sequential design with Lan–DeMets error spending over a
+//! planned maximum number of runs per side (the budget), and decide from repeated
+//! confidence intervals (RCIs; Jennison & Turnbull, "Repeated confidence intervals
+//! for group sequential clinical trials", Controlled Clinical Trials 1984, and
+//! "Sequential equivalence testing and repeated confidence intervals", Biometrics
+//! 1993; also their 2000 book, ch. 9 and 6).
+//!
+//! At each look k, at information fraction t_k = n_k / n_max (n_k is the harmonic
+//! mean of the two sides' run counts, so unequal sides count for what they are
+//! worth), [`super::boundary`] gives two critical values from the spending
+//! function: c_k for level α and e_k for level 2α_eq. Each is used in place of the
+//! fixed-sample z in an interval for the difference Δ of B from A:
+//!
+//! - failure rates: Δ = rate(B) − rate(A), interval = Newcombe's hybrid score
+//!   interval with critical value c_k ([`super::proportion`]); well behaved at zero
+//!   failures, where a Wald interval would collapse;
+//! - latency/throughput: Δ = log of the shift ratio B/A, interval = the Moses
+//!   order-statistic interval of the log samples with critical value c_k
+//!   ([`super::rank`]); reported exponentiated, as a ratio.
+//!
+//! The decision after each look:
+//!
+//! 1. **Different** if the level-α RCI excludes 0; the side it falls on is the
+//!    direction.
+//! 2. **Equivalent** if the level-2α_eq RCI lies strictly inside the equivalence
+//!    region (−margin, +margin); this is the sequential form of two one-sided tests
+//!    (TOST) at α_eq each.
+//! 3. **Inconclusive** at the last look (the budget is reached) if neither holds,
+//!    with a rough estimate of the runs per side still needed.
+//! 4. **Continue** otherwise.
+//!
+//! Different wins when both hold: a real but small difference is still reported,
+//! with its size, and the caller can judge it against the margin.
+//!
+//! # Guarantees
+//!
+//! Because the critical values spend α over the looks, the RCIs cover the true Δ
+//! at every look simultaneously with probability 1 − α (resp. 1 − 2α_eq), whatever
+//! the number and timing of looks and whatever stopping rule is applied to them.
+//! Hence, without looking at a fixed-n p-value at any time:
+//!
+//! - P(Different | A and B behave the same) ≤ α, for any number of looks;
+//! - P(Different in the wrong direction) ≤ α/2;
+//! - P(Equivalent | |Δ| ≥ margin) ≤ α_eq;
+//! - the comparison ends by the budget, at most `max_runs_per_side` runs per side.
+//!
+//! These hold to the accuracy of the normal approximation behind the canonical
+//! joint distribution of the interim statistics (Jennison & Turnbull 2000, §3.1 and
+//! §13; for rank statistics on accumulating data see Sen, Sequential
+//! Nonparametrics, 1981), which the simulation tests of this module check for small
+//! samples. They need the look times not to be chosen from the results: feed
+//! batches whose sizes are decided before the batch runs. Stopping for equivalence
+//! is "non-binding" for the difference test (it can only lower its error), and vice
+//! versa. The power to detect a difference of the size of the margin before the
+//! budget runs out is that of the fixed-sample test with the same budget, reduced
+//! by a few percent for O'Brien–Fleming spending ([`super::boundary::inflation_factor`]).
+//!
+//! # Margins
+//!
+//! - Failure rates: `margin` is an absolute difference of proportions; 0.02 means
+//!   A and B are equivalent when their failure rates differ by less than 2
+//!   percentage points.
+//! - Latency and throughput: `margin` is relative; 0.05 means equivalent when the
+//!   shift ratio B/A lies strictly within (1/1.05, 1.05), a band symmetric on the
+//!   log scale (so swapping A and B gives the same answer), a hair narrower below 1
+//!   than 0.95.
+//!
+//! # What to feed
+//!
+//! Rates: per batch, each side's runs and failures of that test on that arch.
+//! Metrics: per batch, one summary value per run and side (say that run's p50 or
+//! p99 latency, or its throughput). Samples within one run are not independent, so
+//! feeding them individually would overstate the evidence.
+
+use serde::{Deserialize, Serialize};
+
+use super::boundary::{BoundaryCache, BoundaryTracker, Spending};
+use super::proportion::newcombe_bounds;
+use super::rank::{median_difference, moses_bounds_normal};
+use super::special::normal_quantile;
+use super::{check_open_unit, Counts, Direction, Interval, StatsError};
+
+/// Parameters of one sequential comparison, stated up front and never changed.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Design {
+    /// Two-sided probability of declaring Different when A and B behave the same.
+    pub alpha: f64,
+    /// Probability of declaring Equivalent when the true difference is at or beyond
+    /// the margin.
+    pub alpha_equivalence: f64,
+    /// Probability of detecting a difference the size of the margin; used for the
+    /// fixed-n comparison and the more-runs estimate, not by the stopping rule.
+    pub power: f64,
+    /// Equivalence margin: absolute for failure rates, relative for metrics.
+    pub margin: f64,
+    /// Budget, and the information at which the spending function reaches α.
+    pub max_runs_per_side: u64,
+    /// Shape of the error-spending function.
+    pub spending: Spending,
+}
+
+impl Design {
+    /// A design with the conventional α = α_eq = 0.05, power 0.8 and
+    /// O'Brien–Fleming-type spending.
+    pub fn new(margin: f64, max_runs_per_side: u64) -> Self {
+        Self {
+            alpha: 0.05,
+            alpha_equivalence: 0.05,
+            power: 0.8,
+            margin,
+            max_runs_per_side,
+            spending: Spending::OBrienFleming,
+        }
+    }
+
+    fn validate(&self, what: &'static str, margin_max: f64) -> Result<(), StatsError> {
+        check_open_unit(what, "alpha", self.alpha)?;
+        check_open_unit(what, "power", self.power)?;
+        if !(self.alpha_equivalence > 0.0 && self.alpha_equivalence < 0.5) {
+            return Err(StatsError::InvalidParameter {
+                what,
+                name: "alpha_equivalence",
+                value: self.alpha_equivalence,
+                expected: "a probability strictly between 0 and 0.5",
+            });
+        }
+        if !(self.margin > 0.0 && self.margin < margin_max) {
+            return Err(StatsError::InvalidParameter {
+                what,
+                name: "margin",
+                value: self.margin,
+                expected: if margin_max <= 1.0 {
+                    "an absolute rate difference strictly between 0 and 1"
+                } else {
+                    "a positive relative shift such as 0.05"
+                },
+            });
+        }
+        if self.max_runs_per_side < 2 {
+            return Err(StatsError::InvalidParameter {
+                what,
+                name: "max_runs_per_side",
+                value: self.max_runs_per_side as f64,
+                expected: "at least 2",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What the monitor concluded after a batch.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// B differs from A. `estimate` and `interval` are on the reporting scale
+    /// (rate difference, or ratio B/A); `error_rate` is the design's α.
+    Different {
+        direction: Direction,
+        estimate: f64,
+        interval: Interval,
+        error_rate: f64,
+    },
+    /// A and B are equivalent within `margin`; `error_rate` is α_eq.
+    Equivalent {
+        margin: f64,
+        estimate: f64,
+        interval: Interval,
+        error_rate: f64,
+    },
+    /// Not enough evidence yet; feed another batch.
+    Continue,
+    /// The budget is spent without a decision. `more_runs_estimate` is a rough
+    /// figure of the extra runs per side a comparison would likely need, from the
+    /// current estimate and spread as for a fixed-sample design; a new comparison
+    /// with a larger budget is the way to get them, since this one's error rates
+    /// were spent on this budget.
+    Inconclusive {
+        more_runs_estimate: u64,
+        estimate: f64,
+        interval: Option<Interval>,
+    },
+}
+
+impl Decision {
+    fn name(&self) -> &'static str {
+        match self {
+            Decision::Different { .. } => "different",
+            Decision::Equivalent { .. } => "equivalent",
+            Decision::Continue => "continue",
+            Decision::Inconclusive { .. } => "inconclusive",
+        }
+    }
+
+    /// Whether the comparison is over.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Decision::Continue)
+    }
+}
+
+/// Everything one look computed, for reports.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct LookReport {
+    /// 1-based look number.
+    pub look: usize,
+    pub runs_a: u64,
+    pub runs_b: u64,
+    pub information_fraction: f64,
+    /// Cumulative α spent for the difference test, up to and including this look.
+    pub alpha_spent: f64,
+    /// Critical value of the difference RCI; `None` when nothing was spent yet.
+    pub critical_value: Option<f64>,
+    /// Critical value of the equivalence RCI.
+    pub equivalence_critical_value: Option<f64>,
+    pub estimate: f64,
+    /// Level-α RCI on the reporting scale; `None` when it is unbounded.
+    pub interval: Option<Interval>,
+    /// Level-2α_eq RCI on the reporting scale.
+    pub equivalence_interval: Option<Interval>,
+    pub decision: Decision,
+}
+
+/// Sample sizes per side of the fixed-n design with the same α, α_eq, power and
+/// margin: the n for detecting a difference of the margin, the n for showing
+/// equivalence when there is no difference, and the larger of the two (a fixed-n
+/// design must be ready for either answer).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct FixedN {
+    pub difference: u64,
+    pub equivalence: u64,
+    pub per_side: u64,
+}
+
+/// Bookkeeping common to both monitors.
+#[derive(Debug, Clone)]
+struct Looks {
+    design: Design,
+    difference: BoundaryTracker,
+    equivalence: BoundaryTracker,
+    last_fraction: f64,
+    reports: Vec<LookReport>,
+    decided: Option<Decision>,
+}
+
+/// What a monitor computes at one look, on its working scale (the log scale for
+/// metrics).
+struct Evidence {
+    estimate: f64,
+    interval: Option<(f64, f64)>,
+    equivalence_interval: Option<(f64, f64)>,
+    /// Variance of Δ̂ for one run per side, for the more-runs estimate.
+    unit_variance: f64,
+}
+
+/// Smallest increase of the information fraction that counts as a new look.
+const MIN_FRACTION_STEP: f64 = 1e-9;
+
+impl Looks {
+    fn new(design: Design, cache: Option<BoundaryCache>) -> Self {
+        let make = |alpha| match &cache {
+            Some(c) => BoundaryTracker::with_cache(alpha, design.spending, c.clone()),
+            None => BoundaryTracker::new(alpha, design.spending),
+        };
+        Self {
+            difference: make(design.alpha),
+            equivalence: make(2.0 * design.alpha_equivalence),
+            design,
+            last_fraction: 0.0,
+            reports: Vec::new(),
+            decided: None,
+        }
+    }
+
+    fn check_open(&self) -> Result<(), StatsError> {
+        match &self.decided {
+            Some(d) => Err(StatsError::AlreadyDecided { decision: d.name() }),
+            None => Ok(()),
+        }
+    }
+
+    /// The information fraction of (runs_a, runs_b): harmonic mean over budget.
+    fn fraction(&self, runs_a: u64, runs_b: u64) -> f64 {
+        if runs_a == 0 || runs_b == 0 {
+            return 0.0;
+        }
+        let (a, b) = (runs_a as f64, runs_b as f64);
+        (2.0 * a * b / (a + b) / self.design.max_runs_per_side as f64).min(1.0)
+    }
+
+    /// Runs one look if the information grew; `evidence(z_diff, z_equiv)` computes
+    /// the estimate and both intervals at the given critical values; `report` maps
+    /// working-scale numbers to the reporting scale.
+    fn look(
+        &mut self,
+        runs_a: u64,
+        runs_b: u64,
+        margin_working: f64,
+        evidence: impl Fn(f64, f64) -> Evidence,
+        report: impl Fn(f64) -> f64,
+    ) -> Decision {
+        let t = self.fraction(runs_a, runs_b);
+        if t <= self.last_fraction + MIN_FRACTION_STEP {
+            return Decision::Continue;
+        }
+        self.last_fraction = t;
+        let is_last = t >= 1.0 - MIN_FRACTION_STEP;
+        let c = self.difference.next(t);
+        let e = self.equivalence.next(t);
+        let ev = evidence(c, e);
+        let to_report = |iv: Option<(f64, f64)>| {
+            iv.map(|(lower, upper)| Interval {
+                lower: report(lower),
+                upper: report(upper),
+            })
+        };
+        let interval = if c.is_finite() {
+            to_report(ev.interval)
+        } else {
+            None
+        };
+        let equivalence_interval = if e.is_finite() {
+            to_report(ev.equivalence_interval)
+        } else {
+            None
+        };
+        let estimate = report(ev.estimate);
+        let different = match ev.interval {
+            Some((lo, _)) if c.is_finite() && lo > 0.0 => Some(Direction::BHigher),
+            Some((_, hi)) if c.is_finite() && hi < 0.0 => Some(Direction::BLower),
+            _ => None,
+        };
+        let equivalent = e.is_finite()
+            && matches!(ev.equivalence_interval,
+                Some((lo, hi)) if lo > -margin_working && hi < margin_working);
+        let decision = match (different, interval, equivalence_interval) {
+            (Some(direction), Some(interval), _) => Decision::Different {
+                direction,
+                estimate,
+                interval,
+                error_rate: self.design.alpha,
+            },
+            (_, _, Some(interval)) if equivalent => Decision::Equivalent {
+                margin: self.design.margin,
+                estimate,
+                interval,
+                error_rate: self.design.alpha_equivalence,
+            },
+            _ if is_last => Decision::Inconclusive {
+                more_runs_estimate: self.more_runs(runs_a, runs_b, &ev, margin_working),
+                estimate,
+                interval,
+            },
+            _ => Decision::Continue,
+        };
+        self.reports.push(LookReport {
+            look: self.reports.len() + 1,
+            runs_a,
+            runs_b,
+            information_fraction: t,
+            alpha_spent: self.difference.spent(),
+            critical_value: c.is_finite().then_some(c),
+            equivalence_critical_value: e.is_finite().then_some(e),
+            estimate,
+            interval,
+            equivalence_interval,
+            decision: decision.clone(),
+        });
+        if decision.is_final() {
+            self.decided = Some(decision.clone());
+        }
+        decision
+    }
+
+    /// Extra runs per side to settle the question, as for a fixed-sample design
+    /// with the current estimate Δ̂ and per-run variance σ² taken as true: to show
+    /// the difference, n = σ²(z_{1−α/2} + z_{power})²/Δ̂²; to show equivalence,
+    /// n = σ²(z_{1−α_eq} + z_{(1+power)/2})²/(margin − |Δ̂|)². The smaller counts.
+    fn more_runs(&self, runs_a: u64, runs_b: u64, ev: &Evidence, margin: f64) -> u64 {
+        let d = &self.design;
+        let var = ev.unit_variance;
+        let diff = ev.estimate.abs();
+        let z_diff = normal_quantile(1.0 - d.alpha / 2.0) + normal_quantile(d.power);
+        let z_equiv =
+            normal_quantile(1.0 - d.alpha_equivalence) + normal_quantile(0.5 + d.power / 2.0);
+        let n_diff = if diff > 0.0 {
+            var * z_diff * z_diff / (diff * diff)
+        } else {
+            f64::INFINITY
+        };
+        let n_equiv = if diff < margin {
+            var * z_equiv * z_equiv / ((margin - diff) * (margin - diff))
+        } else {
+            f64::INFINITY
+        };
+        let needed = n_diff.min(n_equiv);
+        let now = runs_a.min(runs_b) as f64;
+        let more = (needed - now).ceil();
+        if more.is_finite() {
+            more.clamp(1.0, u64::MAX as f64) as u64
+        } else {
+            u64::MAX
+        }
+    }
+}
+
+/// Sequential comparison of failure rates for one test on one arch.
+#[derive(Debug, Clone)]
+pub struct RateMonitor {
+    looks: Looks,
+    a: Counts,
+    b: Counts,
+}
+
+impl RateMonitor {
+    /// A monitor for `design`, whose margin is an absolute rate difference.
+    pub fn new(design: Design) -> Result<Self, StatsError> {
+        Self::build(design, None)
+    }
+
+    /// Like [`RateMonitor::new`], sharing boundary computations with every monitor
+    /// given the same cache (all cells of one compare run see the same looks).
+    pub fn with_cache(design: Design, cache: &BoundaryCache) -> Result<Self, StatsError> {
+        Self::build(design, Some(cache.clone()))
+    }
+
+    fn build(design: Design, cache: Option<BoundaryCache>) -> Result<Self, StatsError> {
+        design.validate("a failure-rate monitor", 1.0)?;
+        Ok(Self {
+            looks: Looks::new(design, cache),
+            a: Counts::default(),
+            b: Counts::default(),
+        })
+    }
+
+    /// Records one batch (runs and failures per side) and decides.
+    pub fn observe(&mut self, a: Counts, b: Counts) -> Result<Decision, StatsError> {
+        const WHAT: &str = "a failure-rate batch";
+        self.looks.check_open()?;
+        for (side, c) in [('A', a), ('B', b)] {
+            if c.failures > c.runs {
+                return Err(StatsError::FailuresExceedRuns {
+                    what: WHAT,
+                    side,
+                    runs: c.runs,
+                    failures: c.failures,
+                });
+            }
+        }
+        self.a = Counts::new(self.a.runs + a.runs, self.a.failures + a.failures);
+        self.b = Counts::new(self.b.runs + b.runs, self.b.failures + b.failures);
+        let (ta, tb) = (self.a, self.b);
+        let margin = self.looks.design.margin;
+        Ok(self.looks.look(
+            ta.runs,
+            tb.runs,
+            margin,
+            |c, e| {
+                let bounds = |z: f64| z.is_finite().then(|| newcombe_bounds(ta, tb, z));
+                // Per-run variance of p̂_B − p̂_A with a half-failure added to each
+                // side so that 0 failures do not claim zero spread.
+                let smooth = |x: Counts| (x.failures as f64 + 0.5) / (x.runs as f64 + 1.0);
+                let (pa, pb) = (smooth(ta), smooth(tb));
+                Evidence {
+                    estimate: tb.rate() - ta.rate(),
+                    interval: bounds(c),
+                    equivalence_interval: bounds(e),
+                    unit_variance: pa * (1.0 - pa) + pb * (1.0 - pb),
+                }
+            },
+            |x| x,
+        ))
+    }
+
+    /// Totals so far: (A, B).
+    pub fn totals(&self) -> (Counts, Counts) {
+        (self.a, self.b)
+    }
+
+    /// Every look so far, in order.
+    pub fn looks(&self) -> &[LookReport] {
+        &self.looks.reports
+    }
+
+    pub fn design(&self) -> &Design {
+        &self.looks.design
+    }
+}
+
+/// Sequential comparison of a latency or throughput metric for one test on one
+/// arch, on the relative (log) scale.
+#[derive(Debug, Clone)]
+pub struct MetricMonitor {
+    looks: Looks,
+    /// Natural logs of the samples, kept sorted.
+    log_a: Vec<f64>,
+    log_b: Vec<f64>,
+}
+
+impl MetricMonitor {
+    /// A monitor for `design`, whose margin is a relative shift (0.05 = ±5 %).
+    pub fn new(design: Design) -> Result<Self, StatsError> {
+        Self::build(design, None)
+    }
+
+    /// Like [`MetricMonitor::new`], sharing boundary computations through `cache`.
+    pub fn with_cache(design: Design, cache: &BoundaryCache) -> Result<Self, StatsError> {
+        Self::build(design, Some(cache.clone()))
+    }
+
+    fn build(design: Design, cache: Option<BoundaryCache>) -> Result<Self, StatsError> {
+        design.validate("a metric monitor", f64::INFINITY)?;
+        Ok(Self {
+            looks: Looks::new(design, cache),
+            log_a: Vec::new(),
+            log_b: Vec::new(),
+        })
+    }
+
+    /// Records one batch (one value per run and side, all positive) and decides.
+    pub fn observe(&mut self, a: &[f64], b: &[f64]) -> Result<Decision, StatsError> {
+        const WHAT: &str = "a metric batch";
+        self.looks.check_open()?;
+        for (side, xs) in [('A', a), ('B', b)] {
+            if let Some(&value) = xs.iter().find(|x| !x.is_finite()) {
+                return Err(StatsError::NonFiniteSample {
+                    what: WHAT,
+                    side,
+                    value,
+                });
+            }
+            if let Some(&value) = xs.iter().find(|&&x| x <= 0.0) {
+                return Err(StatsError::NonPositiveSample {
+                    what: WHAT,
+                    side,
+                    value,
+                });
+            }
+        }
+        self.log_a.extend(a.iter().map(|x| x.ln()));
+        self.log_b.extend(b.iter().map(|x| x.ln()));
+        self.log_a.sort_by(f64::total_cmp);
+        self.log_b.sort_by(f64::total_cmp);
+        let (la, lb) = (&self.log_a, &self.log_b);
+        let margin = self.looks.design.margin.ln_1p();
+        Ok(self.looks.look(
+            la.len() as u64,
+            lb.len() as u64,
+            margin,
+            |c, e| {
+                let bounds = |z: f64| {
+                    if z.is_finite() {
+                        moses_bounds_normal(la, lb, z)
+                    } else {
+                        None
+                    }
+                };
+                Evidence {
+                    estimate: median_difference(la, lb),
+                    interval: bounds(c),
+                    equivalence_interval: bounds(e),
+                    // The rank interval's variance is that of the difference of
+                    // means inflated by π/3, the inverse of the Mann–Whitney test's
+                    // efficiency at the normal (log-normal latencies).
+                    unit_variance: std::f64::consts::FRAC_PI_3 * (variance(la) + variance(lb)),
+                }
+            },
+            f64::exp,
+        ))
+    }
+
+    /// Runs recorded so far: (A, B).
+    pub fn runs(&self) -> (usize, usize) {
+        (self.log_a.len(), self.log_b.len())
+    }
+
+    /// Every look so far, in order.
+    pub fn looks(&self) -> &[LookReport] {
+        &self.looks.reports
+    }
+
+    pub fn design(&self) -> &Design {
+        &self.looks.design
+    }
+}
+
+/// Unbiased sample variance; 0 below two samples.
+fn variance(xs: &[f64]) -> f64 {
+    if xs.len() < 2 {
+        return 0.0;
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+}
+
+/// Fixed-n runs per side for failure rates around `baseline_rate` (A's expected
+/// failure rate), with the design's α, α_eq, power and absolute margin δ.
+///
+/// Difference (Fleiss, Levin & Paik, Statistical Methods for Rates and
+/// Proportions, 3rd ed., §4.2, without continuity correction), for p₁ = baseline
+/// and p₂ = p₁ + δ (or p₁ − δ if that would pass 1):
+/// n = [z_{1−α/2} √(2p̄q̄) + z_{power} √(p₁q₁ + p₂q₂)]² / δ².
+/// Equivalence when the rates are equal (two one-sided tests; Chow, Shao & Wang,
+/// Sample Size Calculations in Clinical Research, §4.2):
+/// n = (z_{1−α_eq} + z_{(1+power)/2})² · 2p₁q₁ / δ².
+pub fn fixed_n_rate(design: &Design, baseline_rate: f64) -> Result<FixedN, StatsError> {
+    const WHAT: &str = "a fixed-n failure-rate design";
+    design.validate(WHAT, 1.0)?;
+    check_open_unit(WHAT, "baseline_rate", baseline_rate)?;
+    let delta = design.margin;
+    let p1 = baseline_rate;
+    let p2 = if p1 + delta < 1.0 {
+        p1 + delta
+    } else {
+        p1 - delta
+    };
+    let pbar = (p1 + p2) / 2.0;
+    let za = normal_quantile(1.0 - design.alpha / 2.0);
+    let zb = normal_quantile(design.power);
+    let diff = (za * (2.0 * pbar * (1.0 - pbar)).sqrt()
+        + zb * (p1 * (1.0 - p1) + p2 * (1.0 - p2)).sqrt())
+    .powi(2)
+        / (delta * delta);
+    let ze =
+        normal_quantile(1.0 - design.alpha_equivalence) + normal_quantile(0.5 + design.power / 2.0);
+    let equiv = ze * ze * 2.0 * p1 * (1.0 - p1) / (delta * delta);
+    Ok(fixed_n(diff, equiv))
+}
+
+/// Fixed-n runs per side for a metric whose per-run log values have standard
+/// deviation `log_sd` (about the coefficient of variation for small spreads), with
+/// the design's relative margin m, on the log scale δ = ln(1 + m).
+///
+/// The normal-theory sizes 2σ²(z₁ + z₂)²/δ² are divided by 3/π, the asymptotic
+/// relative efficiency of the Mann–Whitney test to the t test under normality
+/// (Lehmann, Nonparametrics, 1975, §2.4; Noether, JASA 1987): difference with
+/// z₁ = z_{1−α/2}, z₂ = z_{power}; equivalence with z₁ = z_{1−α_eq},
+/// z₂ = z_{(1+power)/2}.
+pub fn fixed_n_metric(design: &Design, log_sd: f64) -> Result<FixedN, StatsError> {
+    const WHAT: &str = "a fixed-n metric design";
+    design.validate(WHAT, f64::INFINITY)?;
+    if !(log_sd > 0.0 && log_sd.is_finite()) {
+        return Err(StatsError::InvalidParameter {
+            what: WHAT,
+            name: "log_sd",
+            value: log_sd,
+            expected: "a positive standard deviation of the log values",
+        });
+    }
+    let delta = design.margin.ln_1p();
+    let unit = std::f64::consts::FRAC_PI_3 * 2.0 * log_sd * log_sd / (delta * delta);
+    let zd = normal_quantile(1.0 - design.alpha / 2.0) + normal_quantile(design.power);
+    let ze =
+        normal_quantile(1.0 - design.alpha_equivalence) + normal_quantile(0.5 + design.power / 2.0);
+    Ok(fixed_n(unit * zd * zd, unit * ze * ze))
+}
+
+fn fixed_n(difference: f64, equivalence: f64) -> FixedN {
+    let difference = difference.ceil().max(1.0) as u64;
+    let equivalence = equivalence.ceil().max(1.0) as u64;
+    FixedN {
+        difference,
+        equivalence,
+        per_side: difference.max(equivalence),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn fixed_n_reference_values() {
+        // The formula of Fleiss, Levin & Paik (2003, §4.2), evaluated by hand for
+        // p₁ = 0.05, p₂ = 0.15, α = 0.05 two-sided, power 0.8: p̄ = 0.1,
+        // [1.95996·√0.18 + 0.84162·√(0.0475 + 0.1275)]² / 0.01
+        // = [0.83154 + 0.35207]² / 0.01 = 140.09 → 141 per side.
+        let mut d = Design::new(0.10, 1000);
+        d.alpha_equivalence = 0.05;
+        let n = fixed_n_rate(&d, 0.05).expect("valid");
+        assert_eq!(n.difference, 141);
+        // Equivalence by hand: (1.64485 + 1.28155)² · 2 · 0.05 · 0.95 / 0.01
+        // = 8.56381 · 9.5 = 81.356 → 82.
+        assert_eq!(n.equivalence, 82);
+        assert_eq!(n.per_side, 141);
+        // Metric: σ = 0.2, margin 5 %: δ = ln 1.05 = 0.048790, unit = (π/3)·2·0.04/δ²
+        // = 1.047198·0.08/0.0023805 = 35.193; difference 35.193 · 2.80158² = 276.2
+        // → 277; equivalence 35.193 · 2.92640² = 301.4 → 302.
+        let m = fixed_n_metric(&Design::new(0.05, 1000), 0.2).expect("valid");
+        assert_eq!((m.difference, m.equivalence, m.per_side), (277, 302, 302));
+    }
+
+    #[test]
+    fn designs_are_validated() {
+        assert!(RateMonitor::new(Design::new(0.0, 100)).is_err());
+        assert!(RateMonitor::new(Design::new(1.5, 100)).is_err());
+        assert!(MetricMonitor::new(Design::new(0.05, 1)).is_err());
+        let mut d = Design::new(0.05, 100);
+        d.alpha = 1.0;
+        assert!(MetricMonitor::new(d).is_err());
+        assert!(fixed_n_metric(&Design::new(0.05, 10), 0.0).is_err());
+    }
+
+    #[test]
+    fn rate_monitor_lifecycle() {
+        let mut m = RateMonitor::new(Design::new(0.2, 40)).expect("valid");
+        // No runs on one side: no look.
+        assert_eq!(
+            m.observe(Counts::new(5, 0), Counts::new(0, 0)),
+            Ok(Decision::Continue)
+        );
+        assert!(m.looks().is_empty());
+        assert!(m.observe(Counts::new(1, 2), Counts::new(1, 0)).is_err());
+        // 0/20 against 20/20 on a 40-run budget is overwhelming.
+        let d = m
+            .observe(Counts::new(15, 0), Counts::new(20, 20))
+            .expect("valid");
+        match d {
+            Decision::Different {
+                direction,
+                interval,
+                ..
+            } => {
+                assert_eq!(direction, Direction::BHigher);
+                assert!(interval.lower > 0.0);
+            }
+            other => panic!("expected Different, got {other:?}"),
+        }
+        assert_eq!(m.looks().len(), 1);
+        assert!(matches!(
+            m.observe(Counts::new(1, 0), Counts::new(1, 0)),
+            Err(StatsError::AlreadyDecided { .. })
+        ));
+    }
+
+    #[test]
+    fn budget_end_is_inconclusive_with_an_estimate() {
+        // 10 % against 13 % with a 2-point margin and 60 runs: far too few runs.
+        let mut m = RateMonitor::new(Design::new(0.02, 60)).expect("valid");
+        let mut last = Decision::Continue;
+        for _ in 0..3 {
+            last = m
+                .observe(Counts::new(20, 2), Counts::new(20, 3))
+                .expect("valid");
+        }
+        match last {
+            Decision::Inconclusive {
+                more_runs_estimate, ..
+            } => {
+                // Difference route: σ² ≈ 0.1·0.9 + 0.15·0.85 ≈ 0.22 (smoothed),
+                // Δ̂ = 0.05, (2.8²·0.22/0.0025) ≈ 690 runs; equivalence impossible
+                // (|Δ̂| > margin). So several hundred more runs per side.
+                assert!(
+                    (300..2000).contains(&more_runs_estimate),
+                    "{more_runs_estimate}"
+                );
+            }
+            other => panic!("expected Inconclusive, got {other:?}"),
+        }
+        let report = serde_json::to_string(m.looks()).expect("serializable");
+        let back: Vec<LookReport> = serde_json::from_str(&report).expect("round trip");
+        // serde_json's default float parser may be off by an ulp, so compare loosely.
+        assert_eq!(back.len(), m.looks().len());
+        for (x, y) in back.iter().zip(m.looks()) {
+            assert_eq!((x.look, x.runs_a, x.runs_b), (y.look, y.runs_a, y.runs_b));
+            assert_eq!(x.decision.name(), y.decision.name());
+            assert!((x.estimate - y.estimate).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn metric_monitor_detects_a_clear_shift() {
+        let a: Vec<f64> = (0..30).map(|i| 100.0 + f64::from(i % 10)).collect();
+        let b: Vec<f64> = a.iter().map(|x| x * 1.3).collect();
+        let mut m = MetricMonitor::new(Design::new(0.05, 60)).expect("valid");
+        let d = m.observe(&a, &b).expect("valid");
+        match d {
+            Decision::Different {
+                direction,
+                estimate,
+                interval,
+                ..
+            } => {
+                assert_eq!(direction, Direction::BHigher);
+                assert!((estimate - 1.3).abs() < 1e-9);
+                assert!(interval.lower > 1.0 && interval.contains(estimate));
+            }
+            other => panic!("expected Different, got {other:?}"),
+        }
+        assert!(m.observe(&[1.0], &[-1.0]).is_err());
+    }
+
+    fn batches() -> impl Strategy<Value = Vec<(Counts, Counts)>> {
+        let side = (1_u64..30)
+            .prop_flat_map(|n| (Just(n), 0..=n))
+            .prop_map(|(n, x)| Counts::new(n, x));
+        prop::collection::vec((side.clone(), side), 1..6)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn swapping_a_and_b_mirrors_rate_decisions(batches in batches()) {
+            let design = Design::new(0.1, 80);
+            let mut ab = RateMonitor::new(design.clone()).expect("valid");
+            let mut ba = RateMonitor::new(design).expect("valid");
+            for (a, b) in batches {
+                let (Ok(x), Ok(y)) = (ab.observe(a, b), ba.observe(b, a)) else { break };
+                match (&x, &y) {
+                    (Decision::Different { direction: d1, .. }, Decision::Different { direction: d2, .. }) => {
+                        prop_assert_eq!(*d1, d2.flipped());
+                    }
+                    _ => prop_assert_eq!(x.name(), y.name()),
+                }
+                for (l1, l2) in ab.looks().iter().zip(ba.looks()) {
+                    prop_assert!((l1.estimate + l2.estimate).abs() < 1e-12);
+                    if let (Some(i1), Some(i2)) = (l1.interval, l2.interval) {
+                        prop_assert!(i1.contains(l1.estimate));
+                        prop_assert!((i1.lower + i2.upper).abs() < 1e-12);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn swapping_a_and_b_mirrors_metric_decisions(
+            a in prop::collection::vec(1.0_f64..2.0, 4..40),
+            b in prop::collection::vec(1.0_f64..2.5, 4..40),
+        ) {
+            let design = Design::new(0.05, 40);
+            let mut ab = MetricMonitor::new(design.clone()).expect("valid");
+            let mut ba = MetricMonitor::new(design).expect("valid");
+            let x = ab.observe(&a, &b).expect("valid");
+            let y = ba.observe(&b, &a).expect("valid");
+            match (&x, &y) {
+                (Decision::Different { direction: d1, .. }, Decision::Different { direction: d2, .. }) => {
+                    prop_assert_eq!(*d1, d2.flipped());
+                }
+                _ => prop_assert_eq!(x.name(), y.name()),
+            }
+            if let (Some(l1), Some(l2)) = (ab.looks().first(), ba.looks().first()) {
+                prop_assert!((l1.estimate * l2.estimate - 1.0).abs() < 1e-9);
+                if let Some(i1) = l1.interval {
+                    prop_assert!(i1.lower <= l1.estimate && l1.estimate <= i1.upper);
+                }
+            }
+        }
+    }
+}
