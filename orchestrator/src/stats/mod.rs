@@ -37,13 +37,18 @@ mod simulation;
 use serde::{Deserialize, Serialize};
 
 pub use bootstrap::{bootstrap_quantile_ratio, quantile, BootstrapConfig, QuantileRatio};
-pub use boundary::Spending;
+pub use boundary::{
+    crossing_probabilities, inflation_factor, spending_boundaries, BoundaryCache, Spending,
+};
 pub use multiple::{benjamini_hochberg, holm};
 pub use proportion::{
     clopper_pearson, fisher_exact, newcombe_difference, wilson, DifferenceInterval, FisherTest,
     ProportionInterval,
 };
-pub use rank::{hodges_lehmann, mann_whitney, HodgesLehmann, MannWhitney, MannWhitneyMethod};
+pub use rank::{
+    hodges_lehmann, hodges_lehmann_ratio, mann_whitney, HodgesLehmann, MannWhitney,
+    MannWhitneyMethod,
+};
 pub use sequential::{
     fixed_n_metric, fixed_n_rate, Decision, Design, FixedN, LookReport, MetricMonitor, RateMonitor,
 };

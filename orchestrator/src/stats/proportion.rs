@@ -132,7 +132,9 @@ pub fn clopper_pearson(counts: Counts, confidence: f64) -> Result<ProportionInte
     })
 }
 
-/// Newcombe's hybrid score interval for rate(B) − rate(A); see [`newcombe_bounds`].
+/// Newcombe's hybrid score interval for rate(B) − rate(A): with Wilson bounds
+/// (l₁, u₁) for p₁ = rate(B), (l₂, u₂) for p₂ = rate(A) and δ̂ = p₁ − p₂,
+/// L = δ̂ − √((p₁ − l₁)² + (u₂ − p₂)²) and U = δ̂ + √((u₁ − p₁)² + (p₂ − l₂)²).
 ///
 /// Of the eleven intervals Newcombe (1998b) compared, this one keeps coverage near
 /// nominal with small counts and zero cells, and it never exceeds [−1, 1].

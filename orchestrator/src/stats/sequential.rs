@@ -51,10 +51,10 @@
 //! - the comparison ends by the budget, at most `max_runs_per_side` runs per side.
 //!
 //! These hold to the accuracy of the normal approximation behind the canonical
-//! joint distribution of the interim statistics (Jennison & Turnbull 2000, §3.1 and
-//! §13; for rank statistics on accumulating data see Sen, Sequential
-//! Nonparametrics, 1981), which the simulation tests of this module check for small
-//! samples. They need the look times not to be chosen from the results: feed
+//! joint distribution of the interim statistics (Jennison & Turnbull 2000, ch. 3
+//! and 11; ch. 12 for binary data; for rank statistics on accumulating data see
+//! Sen, Sequential Nonparametrics, 1981), which the simulation tests in
+//! `stats/simulation.rs` check at small samples. They need the look times not to be chosen from the results: feed
 //! batches whose sizes are decided before the batch runs. Stopping for equivalence
 //! is "non-binding" for the difference test (it can only lower its error), and vice
 //! versa. The power to detect a difference of the size of the margin before the
@@ -603,7 +603,7 @@ fn variance(xs: &[f64]) -> f64 {
 ///
 /// Difference (Fleiss, Levin & Paik, Statistical Methods for Rates and
 /// Proportions, 3rd ed., §4.2, without continuity correction), for p₁ = baseline
-/// and p₂ = p₁ + δ (or p₁ − δ if that would pass 1):
+/// and p₂ = p₁ + δ (or p₁ − δ, floored at 0, if that would pass 1):
 /// n = [z_{1−α/2} √(2p̄q̄) + z_{power} √(p₁q₁ + p₂q₂)]² / δ².
 /// Equivalence when the rates are equal (two one-sided tests; Chow, Shao & Wang,
 /// Sample Size Calculations in Clinical Research, §4.2):
@@ -617,7 +617,7 @@ pub fn fixed_n_rate(design: &Design, baseline_rate: f64) -> Result<FixedN, Stats
     let p2 = if p1 + delta < 1.0 {
         p1 + delta
     } else {
-        p1 - delta
+        (p1 - delta).max(0.0)
     };
     let pbar = (p1 + p2) / 2.0;
     let za = normal_quantile(1.0 - design.alpha / 2.0);
