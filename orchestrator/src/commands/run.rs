@@ -141,6 +141,8 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32, LabError> {
             cpus: s.vm_cpus,
             memory_mib: s.vm_memory_mib,
             boot_timeout: s.boot_timeout,
+            host_deadline: None,
+            cmdline_extra: Vec::new(),
             dir: arch_dir,
         });
         let _ = reason;

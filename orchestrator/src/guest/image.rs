@@ -74,6 +74,9 @@ pub const GUEST_DEBS: &[&str] = &[
     "busybox-static",
 ];
 
+/// lab's own fault programs (guest-tests/faults), always in the image for lab's own tests.
+pub const FAULT_PROGRAMS: &[&str] = &["fault_panic", "fault_wedge"];
+
 /// The digest and contents of a base image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageManifest {
@@ -297,11 +300,18 @@ pub fn assemble(
         };
     add_program(&programs.join("lab-init"), "sbin/init", &mut files)?;
     files.push(Entry::symlink("sbin/poweroff", "init"));
-    for t in &inputs.tests {
+    let mut programs_wanted: Vec<&str> = inputs.tests.iter().map(String::as_str).collect();
+    programs_wanted.extend(
+        FAULT_PROGRAMS
+            .iter()
+            .copied()
+            .filter(|f| !inputs.tests.iter().any(|t| t == f)),
+    );
+    for t in programs_wanted {
         let p = programs.join(t);
         if !p.is_file() {
             return Err(ImageError::UnknownTest {
-                name: t.clone(),
+                name: t.to_owned(),
                 path: p,
             });
         }

@@ -40,6 +40,10 @@ pub struct RunPlan {
     pub cpus: u32,
     pub memory_mib: u32,
     pub boot_timeout: Duration,
+    /// Overrides the host-side deadline of each test (default: duration + scaled grace).
+    pub host_deadline: Option<Duration>,
+    /// Extra kernel command-line words.
+    pub cmdline_extra: Vec<String>,
     pub dir: PathBuf,
 }
 
@@ -131,6 +135,7 @@ struct Job {
 fn spec_for(plan: &RunPlan, dir: &Path, initramfs: &Path, port: u16) -> VmSpec {
     let mut extra = vec!["lab.mode=ssh".to_owned()];
     extra.extend(plan.boot_knobs.iter().map(|(k, v)| format!("{k}={v}")));
+    extra.extend(plan.cmdline_extra.iter().cloned());
     VmSpec {
         arch: plan.arch,
         image: plan.artifact.image(),

@@ -176,10 +176,10 @@ pub enum Decision {
     /// Not enough evidence yet; feed another batch.
     Continue,
     /// The budget is spent without a decision. `more_runs_estimate` is a rough
-    /// figure of the extra runs per side a comparison would likely need, from the
-    /// current estimate and spread as for a fixed-sample design; a new comparison
-    /// with a larger budget is the way to get them, since this one's error rates
-    /// were spent on this budget.
+    /// figure of the runs per side needed beyond those already made, from the
+    /// current estimate and spread as for a fixed-sample design. This monitor's
+    /// error rates were spent on its budget, so the way to get them is a new
+    /// comparison with a budget of about the runs so far plus this estimate.
     Inconclusive {
         more_runs_estimate: u64,
         estimate: f64,

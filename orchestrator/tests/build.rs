@@ -1,0 +1,207 @@
+//! `lab build` end to end: real kernels, and a clear error with exit code 2 for each kind of
+//! bad input.
+
+mod common;
+
+use common::{built, lab, lab_toml, run};
+
+/// Base, then base plus a candidate, then base again: the variant recompiles only what the
+/// patch touched, and going back is a cache hit with no make call.
+#[test]
+fn variant_rebuild_is_incremental_and_going_back_is_a_cache_hit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = lab_toml(dir.path(), "arches = [\"x86_64\"]\n");
+    let base = run(lab(&toml).args(["build", "--arch", "x86_64", "--json"]));
+    assert_eq!(base.code, 0, "base build failed");
+    let base = built(&base);
+    let base_key = base["key"].as_str().expect("key").to_owned();
+    assert!(std::path::Path::new(base["image"].as_str().expect("image")).is_file());
+    assert!(std::path::Path::new(base["vmlinux"].as_str().expect("vmlinux")).is_file());
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(base["manifest"].as_str().expect("manifest")).expect("read"),
+    )
+    .expect("json");
+    assert_eq!(manifest["source"]["kind"], "tarball");
+    assert_eq!(
+        manifest["source"]["id"].as_str().map(str::len),
+        Some(64),
+        "the tarball hash is in the manifest"
+    );
+    let config =
+        std::fs::read_to_string(base["config"].as_str().expect("config")).expect("read config");
+    assert!(
+        config.contains("CONFIG_PREEMPT_RT=y"),
+        "the base kernel is PREEMPT_RT"
+    );
+
+    let variant = run(lab(&toml).args([
+        "build",
+        "--arch",
+        "x86_64",
+        "--patches",
+        "futex-lockless-wakeup-revert",
+        "--json",
+    ]));
+    assert_eq!(variant.code, 0);
+    let variant = built(&variant);
+    assert_ne!(variant["key"], base["key"]);
+    if variant["cached"] == false {
+        assert_eq!(
+            variant["touched"],
+            serde_json::json!(["kernel/futex/waitwake.c"])
+        );
+        let compiled = variant["compiled"].as_u64().expect("compiled");
+        assert!(
+            compiled < 40,
+            "a one-file patch recompiled {compiled} files: the O= tree is not being reused"
+        );
+    }
+
+    let log = std::path::Path::new(base["log"].as_str().expect("log")).to_owned();
+    let again = run(lab(&toml).args(["build", "--arch", "x86_64", "--json"]));
+    assert_eq!(again.code, 0);
+    let again = built(&again);
+    assert_eq!(
+        again["key"].as_str(),
+        Some(base_key.as_str()),
+        "same inputs, same key"
+    );
+    assert_eq!(again["cached"], true);
+    assert_eq!(again["compiled"], 0);
+    assert!(log.is_file());
+}
+
+#[test]
+fn a_patch_that_does_not_apply_names_patch_hunk_and_file_and_leaves_nothing_half_applied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let set = dir.path().join("broken");
+    std::fs::create_dir_all(&set).expect("mkdir");
+    // The first patch applies; the second does not. Neither may reach the work tree.
+    std::fs::write(
+        set.join("0001-ok.patch"),
+        "Subject: [PATCH 1/2] ok\n---\n--- a/kernel/futex/waitwake.c\n+++ b/kernel/futex/waitwake.c\n@@ -1,3 +1,4 @@\n // SPDX-License-Identifier: GPL-2.0-or-later\n+/* lab test: this line must never reach the work tree */\n \n #include <linux/plist.h>\n",
+    )
+    .expect("write");
+    std::fs::write(
+        set.join("0002-bad.patch"),
+        "Subject: [PATCH 2/2] bad\n---\n--- a/kernel/futex/core.c\n+++ b/kernel/futex/core.c\n@@ -40,3 +40,3 @@\n this context line is not in the file\n-neither is this\n+replacement\n",
+    )
+    .expect("write");
+    std::fs::write(set.join("series"), "0001-ok.patch\n0002-bad.patch\n").expect("write");
+    let toml = lab_toml(dir.path(), "");
+    let r = run(lab(&toml)
+        .args(["build", "--arch", "x86_64", "--patches"])
+        .arg(&set));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("0002-bad.patch"), "names the patch file");
+    assert!(r.stderr.contains("hunk #1"), "names the hunk");
+    assert!(
+        r.stderr.contains("kernel/futex/core.c"),
+        "names the target file"
+    );
+    let cache = std::env::var("LAB_CACHE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/lab")
+        });
+    if let Ok(rd) = std::fs::read_dir(cache.join("work")) {
+        for e in rd.filter_map(Result::ok) {
+            let f = e.path().join("src/kernel/futex/waitwake.c");
+            if let Ok(text) = std::fs::read_to_string(&f) {
+                assert!(
+                    !text.contains("must never reach the work tree"),
+                    "{} was half-patched",
+                    f.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_dropped_config_option_names_the_value_and_the_unmet_dependency() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("configs");
+    std::fs::create_dir_all(&cfg).expect("mkdir");
+    std::fs::write(
+        cfg.join("rt-only.config"),
+        "# PREEMPT_RT without EXPERT: Kconfig drops it\nCONFIG_PREEMPT_RT=y\n",
+    )
+    .expect("write");
+    let toml = lab_toml(
+        dir.path(),
+        &format!(
+            "[config]\ndir = \"{}\"\nfragments = [\"rt-only\"]\narch-fragment = false\n",
+            cfg.display()
+        ),
+    );
+    let r = run(lab(&toml).args(["build", "--arch", "x86_64"]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("PREEMPT_RT=y was dropped"),
+        "names option and value"
+    );
+    assert!(r.stderr.contains("got n"), "names the value got");
+    assert!(
+        r.stderr.contains("EXPERT && ARCH_SUPPORTS_RT"),
+        "quotes the dependency from Kconfig"
+    );
+    assert!(r.stderr.contains("EXPERT=n"), "names the unmet symbol");
+}
+
+#[test]
+fn an_unknown_arch_is_a_usage_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = lab_toml(dir.path(), "");
+    let r = run(lab(&toml).args(["build", "--arch", "riscv64"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("unknown arch \"riscv64\""));
+}
+
+#[test]
+fn a_malformed_lab_toml_names_the_key_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = dir.path().join("lab.toml");
+    std::fs::write(
+        &toml,
+        "kernel = \"debian-6.12\"\n[build]\njobs = 2\nccahce = true\n",
+    )
+    .expect("write");
+    let r = run(lab(&toml).args(["build", "--arch", "x86_64"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("ccahce"), "names the key");
+    assert!(r.stderr.contains("line 4"), "names the line");
+    std::fs::write(&toml, "arches = [\"x86_64\"\n").expect("write");
+    let r = run(lab(&toml).args(["build"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("line"));
+}
+
+#[test]
+fn a_missing_cross_compiler_is_reported_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = lab_toml(
+        dir.path(),
+        "[build.cross-compile]\narm64 = \"nonexistent-linux-gnu-\"\n",
+    );
+    let r = run(lab(&toml).args(["build", "--arch", "arm64"]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("nonexistent-linux-gnu-gcc not found"),
+        "names the tool"
+    );
+    assert!(r.stderr.contains("arm64"), "names the arch");
+}
+
+#[test]
+fn cache_list_and_help_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = lab_toml(dir.path(), "");
+    let r = run(lab(&toml).args(["cache", "list"]));
+    assert_eq!(r.code, 0);
+    let r = run(lab(&toml).args(["build", "--help"]));
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("Examples:") && r.stdout.contains("Exit codes"));
+    let r = run(lab(&toml).args(["cache", "prune"]));
+    assert_eq!(r.code, 2, "prune without a limit is refused");
+}

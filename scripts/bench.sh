@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# `make bench`: lab's performance figures, measured in one run on this machine, printed as
+# ratios against each other (timings on a shared machine are noisy: compare within a run).
+#   - base build, one-file variant rebuild, cache hit (x86_64)
+#   - boot-to-READY and boot-to-SSH per arch (median of 3 boots)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LAB=${LAB:-target/release/lab}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+now() { date +%s.%N; }
+secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$2"; }
+field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d[0][sys.argv[2]])" "$1" "$2"; }
+
+echo "bench: kernel builds (x86_64)"
+t0=$(now); $LAB -q build --arch x86_64 --json > "$tmp/base.json"; t1=$(now)
+base_s=$(secs "$t0" "$t1"); base_cached=$(field "$tmp/base.json" cached)
+cold_s=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"{json.load(open(d[0]['manifest']))['build-seconds']:.1f}\")" "$tmp/base.json")
+
+# A variant that is new every time: a comment in kernel/futex/waitwake.c, so the figure is a
+# real one-file rebuild and never a cache hit.
+mkdir -p "$tmp/variant"
+stamp=$(date +%s%N)
+cat > "$tmp/variant/0001-bench.patch" <<PATCH
+From: lab bench <lab@example.org>
+Subject: [PATCH] futex: bench variant $stamp
+
+Signed-off-by: lab bench <lab@example.org>
+---
+--- a/kernel/futex/waitwake.c
++++ b/kernel/futex/waitwake.c
+@@ -1,3 +1,4 @@
+ // SPDX-License-Identifier: GPL-2.0-or-later
++/* lab bench variant $stamp */
+ 
+ #include <linux/plist.h>
+PATCH
+t0=$(now); $LAB -q build --arch x86_64 --patches "$tmp/variant/0001-bench.patch" --json > "$tmp/variant.json"; t1=$(now)
+variant_s=$(secs "$t0" "$t1"); variant_compiled=$(field "$tmp/variant.json" compiled)
+t0=$(now); $LAB -q build --arch x86_64 --json > "$tmp/hit.json"; t1=$(now)
+hit_s=$(secs "$t0" "$t1"); hit_cached=$(field "$tmp/hit.json" cached)
+
+echo "bench: boots (3 per arch, TCG unless KVM probes fine)"
+declare -A ready ssh
+for arch in x86_64 arm64; do
+  r=(); s=()
+  for i in 1 2 3; do
+    $LAB -q run --arch "$arch" --test futex_errno --duration 200ms --seed "$i" --json > "$tmp/run-$arch-$i.json" || true
+    read -r a b < <(python3 -c "
+import json,sys
+d=json.load(open(sys.argv[1]))
+b=d[0]['manifest']['boots'][0]
+print(b.get('ready_ms') or 'nan', b.get('ssh_ms') or 'nan')" "$tmp/run-$arch-$i.json")
+    r+=("$a"); s+=("$b")
+  done
+  ready[$arch]=$(printf '%s\n' "${r[@]}" | sort -g | sed -n 2p)
+  ssh[$arch]=$(printf '%s\n' "${s[@]}" | sort -g | sed -n 2p)
+done
+
+python3 - "$base_s" "$base_cached" "$cold_s" "$variant_s" "$variant_compiled" "$hit_s" "$hit_cached" \
+  "${ready[x86_64]}" "${ssh[x86_64]}" "${ready[arm64]}" "${ssh[arm64]}" <<'PY'
+import sys
+(base_s, base_cached, cold_s, variant_s, compiled, hit_s, hit_cached,
+ rx, sx, ra, sa) = sys.argv[1:]
+f = float
+print()
+print("lab bench (one run, this machine)")
+print(f"  base build x86_64        {f(base_s):8.2f} s  ({'cache hit' if base_cached == 'True' else 'built'}; the cold build took {f(cold_s):.1f} s)")
+print(f"  one-file variant rebuild {f(variant_s):8.2f} s  ({compiled} compile steps)")
+print(f"  cache hit                {f(hit_s):8.2f} s  (cached={hit_cached})")
+print(f"  ratio cold build / variant rebuild   {f(cold_s) / f(variant_s):8.1f}x")
+print(f"  ratio variant rebuild / cache hit    {f(variant_s) / max(f(hit_s), 1e-3):8.1f}x")
+print(f"  boot to READY  x86_64 {f(rx) / 1000:6.2f} s   arm64 {f(ra) / 1000:6.2f} s   (median of 3)")
+print(f"  boot to SSH    x86_64 {f(sx) / 1000:6.2f} s   arm64 {f(sa) / 1000:6.2f} s")
+print(f"  ratio arm64 / x86_64 boot-to-SSH     {f(sa) / f(sx):8.2f}x")
+print("  compare time to verdict               (lab compare is not built yet)")
+PY
