@@ -31,6 +31,9 @@ pub enum Command {
     /// Boot kernels in QEMU, run the guest tests over SSH, catch kernel crashes.
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
+    /// The positive-control matrix: every guest test is shown to fail on a known-bad kernel.
+    #[command(after_help = SELFTEST_EXAMPLES)]
+    Selftest(SelftestArgs),
     /// List, show and prune the kernel artifact cache.
     #[command(subcommand, after_help = CACHE_EXAMPLES)]
     Cache(CacheCommand),
@@ -54,6 +57,15 @@ const RUN_EXAMPLES: &str = "Examples:
 
 Outcomes: pass, fail (the test saw the kernel misbehave), kernel-crash (a report on the console, with its fingerprint), hang (guest watchdog or host deadline), infra-error (the lab could not run the test; never a test failure).
 Exit codes: 0 all passed; 1 a test failed, crashed or hung; 2 bad input; 3 infrastructure failure only.";
+
+const SELFTEST_EXAMPLES: &str = "Rows come from patches/*/expect.toml: base (every test passes), each candidate (every test passes), each debug set with its amplifier knobs on (no false alarm), each known-bad set on top of its amplifiers (its must-fail tests fail).
+
+Examples:
+  lab selftest --arch x86_64
+  lab selftest --arch all --iterations 3
+  lab selftest --arch x86_64 --row bad-futex
+
+Exit codes: 0 the matrix came out as expected; 1 a cell mismatched; 2 bad input; 3 infrastructure failure.";
 
 const CACHE_EXAMPLES: &str = "Examples:
   lab cache list
@@ -109,6 +121,26 @@ pub struct RunArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    /// Architectures: x86_64, arm64 or all (default: lab.toml).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Vec<String>,
+    /// Runs of each test on each row.
+    #[arg(long, default_value_t = 1)]
+    pub iterations: u32,
+    /// How long each test runs (default: tests.duration in lab.toml).
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Only rows whose label contains this text.
+    #[arg(long, value_name = "TEXT")]
+    pub row: Vec<String>,
+    #[arg(long)]
+    pub seed: Option<u64>,
     #[arg(long)]
     pub json: bool,
 }

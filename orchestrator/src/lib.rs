@@ -13,6 +13,7 @@ pub mod kernel;
 pub mod process;
 pub mod results;
 pub mod run;
+pub mod selftest;
 pub mod stats;
 pub mod transport;
 pub mod vm;

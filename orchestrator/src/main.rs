@@ -33,6 +33,7 @@ async fn dispatch(cli: Cli) -> Result<i32, LabError> {
     match &cli.command {
         Command::Build(args) => commands::build::run(&ctx, args).await,
         Command::Run(args) => commands::run::run(&ctx, args).await,
+        Command::Selftest(args) => commands::selftest::run(&ctx, args).await,
         Command::Cache(cmd) => commands::cache::run(&ctx, cmd),
     }
 }

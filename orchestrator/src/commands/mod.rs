@@ -5,6 +5,7 @@ pub mod build;
 pub mod cache;
 pub mod progress;
 pub mod run;
+pub mod selftest;
 
 use crate::arch::{self, Arch};
 use crate::cli::KernelSelect;

@@ -1,0 +1,237 @@
+//! `lab selftest`: the positive-control matrix, run end to end through `lab run`'s path.
+
+use std::collections::BTreeMap;
+
+use super::progress::BuildProgress;
+use super::{kernel_requests, Context};
+use crate::cli::{KernelSelect, SelftestArgs};
+use crate::config::parse_duration;
+use crate::error::{LabError, EXIT_OK, EXIT_REGRESSION};
+use crate::guest::image::{self, ImageInputs};
+use crate::kernel::build;
+use crate::results::TestOutcome;
+use crate::run::{self, RunPlan};
+use crate::selftest::{self, matches, observe, Expected, Observed};
+use crate::vm::qemu::VmSpec;
+
+#[derive(Debug, serde::Serialize)]
+struct Cell {
+    arch: String,
+    row: String,
+    test: String,
+    expected: Expected,
+    observed: Observed,
+    bad_runs: usize,
+    runs: usize,
+    ok: bool,
+    evidence: String,
+}
+
+pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<i32, LabError> {
+    let s = &ctx.settings;
+    let sets = selftest::load_all(&s.patches_dir).map_err(|e| LabError::Usage(e.to_string()))?;
+    let mut rows = selftest::rows(&sets, &s.suite);
+    if !args.row.is_empty() {
+        rows.retain(|r| args.row.iter().any(|w| r.label.contains(w.as_str())));
+    }
+    if rows.is_empty() {
+        return Err(LabError::Usage("--row matches no row of the matrix".into()));
+    }
+    let duration = match &args.duration {
+        Some(d) => parse_duration(d)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| LabError::Usage(format!("--duration {d:?}: use a duration like 3s")))?,
+        None => s.test_duration,
+    };
+    let all_tests: Vec<String> = {
+        let mut t: Vec<String> = rows.iter().flat_map(|r| r.expect.keys().cloned()).collect();
+        t.sort();
+        t.dedup();
+        t
+    };
+    let seed = args.seed.unwrap_or(1);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let root = s.cache_dir.join("runs").join(format!("{stamp}-selftest"));
+    let inputs = ImageInputs {
+        workspace: s.root.clone(),
+        cache: s.cache_dir.clone(),
+        tests: all_tests.clone(),
+    };
+    let arches = KernelSelect {
+        arch: args.arch.clone(),
+        ..Default::default()
+    };
+    let mut cells = Vec::new();
+    for base_req in kernel_requests(ctx, &arches)? {
+        let arch = base_req.arch;
+        let programs = image::build_programs(&inputs, arch)
+            .await
+            .map_err(|e| LabError::Infra(e.to_string()))?;
+        let img = image::assemble(&inputs, arch, &programs)
+            .map_err(|e| LabError::Infra(e.to_string()))?;
+        for (ri, row) in rows.iter().enumerate() {
+            let sel = KernelSelect {
+                arch: vec![arch.to_string()],
+                patches: row.stack.clone(),
+                ..Default::default()
+            };
+            let req = kernel_requests(ctx, &sel)?.remove(0);
+            let progress = BuildProgress::new(&format!("{arch} {}", row.label), ctx.quiet);
+            let report = |e| progress.event(e);
+            let built = build::build(&req, &s.cache_dir, &report).await;
+            progress.finish();
+            let built = built?;
+            let dir = root.join(arch.name()).join(format!("row-{ri}"));
+            let probe = VmSpec {
+                arch,
+                image: built.artifact.image(),
+                vmlinux: built.artifact.vmlinux(),
+                initramfs: img.path.clone(),
+                cpus: s.vm_cpus,
+                memory_mib: s.vm_memory_mib,
+                accel: crate::vm::machine::Accel::Tcg,
+                cmdline_extra: vec![],
+                dir: dir.clone(),
+                ssh_port: None,
+            };
+            let (accel, _) = run::choose_accel(s.accel, arch, &probe).await;
+            let plan = RunPlan {
+                arch,
+                artifact: built.artifact,
+                image: img.clone(),
+                tests: row.expect.keys().cloned().collect(),
+                iterations: args.iterations.max(1),
+                duration,
+                knobs: row.knobs.clone(),
+                boot_knobs: vec![],
+                seed,
+                accel,
+                cpus: s.vm_cpus,
+                memory_mib: s.vm_memory_mib,
+                boot_timeout: s.boot_timeout,
+                host_deadline: None,
+                cmdline_extra: vec![],
+                dir,
+            };
+            if !ctx.quiet {
+                eprintln!(
+                    "lab selftest: {arch}: {} ({} tests x {})",
+                    row.label,
+                    plan.tests.len(),
+                    plan.iterations
+                );
+            }
+            let report = run::run(&plan, accel.name(), "lab selftest", &|_| {}).await;
+            let mut by_test: BTreeMap<&str, Vec<&TestOutcome>> = BTreeMap::new();
+            for o in &report.outcomes {
+                by_test.entry(o.test.as_str()).or_default().push(o);
+            }
+            for (test, expected) in &row.expect {
+                let outs = by_test.get(test.as_str()).cloned().unwrap_or_default();
+                let (observed, bad, runs) = observe(&outs);
+                let evidence = outs
+                    .iter()
+                    .find(|o| o.kind.is_kernel_failure())
+                    .or(outs.first())
+                    .map(|o| format!("{}: {}", o.kind, o.summary))
+                    .unwrap_or_default();
+                let ok = matches(*expected, observed);
+                if !ctx.quiet {
+                    eprintln!(
+                        "  {:<22} expected {:<4} observed {:<7} ({bad}/{runs} bad) {}",
+                        test,
+                        format!("{expected:?}").to_lowercase(),
+                        format!("{observed:?}").to_lowercase(),
+                        if ok { "" } else { "MISMATCH" }
+                    );
+                }
+                cells.push(Cell {
+                    arch: arch.to_string(),
+                    row: row.label.clone(),
+                    test: test.clone(),
+                    expected: *expected,
+                    observed,
+                    bad_runs: bad,
+                    runs,
+                    ok,
+                    evidence,
+                });
+            }
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&cells).unwrap_or_default()
+        );
+    } else {
+        print_matrix(&cells, &all_tests);
+    }
+    let mismatches = cells.iter().filter(|c| !c.ok).count();
+    println!(
+        "selftest: {} cells, {} as expected, {} mismatched; run dirs under {}",
+        cells.len(),
+        cells.len() - mismatches,
+        mismatches,
+        root.display()
+    );
+    Ok(if mismatches == 0 {
+        EXIT_OK
+    } else {
+        EXIT_REGRESSION
+    })
+}
+
+fn print_matrix(cells: &[Cell], tests: &[String]) {
+    let short = |t: &str| -> String { t.chars().take(12).collect() };
+    print!("{:<7} {:<62}", "arch", "kernel");
+    for t in tests {
+        print!(" {:>12}", short(t));
+    }
+    println!();
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for c in cells {
+        let k = (c.arch.clone(), c.row.clone());
+        if !rows.contains(&k) {
+            rows.push(k);
+        }
+    }
+    for (arch, row) in rows {
+        print!(
+            "{:<7} {:<62}",
+            arch,
+            row.chars().take(62).collect::<String>()
+        );
+        for t in tests {
+            let cell = cells
+                .iter()
+                .find(|c| c.arch == arch && c.row == row && &c.test == t);
+            let text = match cell {
+                None => "-".to_owned(),
+                Some(c) => {
+                    let e = if c.expected == Expected::Pass {
+                        "pass"
+                    } else {
+                        "FAIL"
+                    };
+                    let o = match c.observed {
+                        Observed::Pass => "pass",
+                        Observed::Fail => "FAIL",
+                        Observed::Unknown => "?",
+                    };
+                    format!("{e}/{o}{}", if c.ok { " " } else { "!" })
+                }
+            };
+            print!(" {text:>12}");
+        }
+        println!();
+    }
+    println!(
+        "cells read expected/observed; ! marks a mismatch; FAIL means the test caught the kernel"
+    );
+    for c in cells.iter().filter(|c| !c.ok) {
+        println!("  mismatch {} {} {}: {}", c.arch, c.row, c.test, c.evidence);
+    }
+}

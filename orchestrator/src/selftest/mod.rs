@@ -1,0 +1,287 @@
+//! The positive-control matrix: proof that the lab's own tests can fail.
+//!
+//! Each patch set's `expect.toml` says what must happen on its kernel: a known-bad set names
+//! the tests that must fail (with the amplifier knobs that make them fail), a debug set the
+//! tests that must still pass with its amplifiers switched on, a candidate the tests that
+//! must pass. The base kernel must pass everything. This module reads those expectations,
+//! turns them into rows, and compares what was observed with what was expected.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::results::{OutcomeKind, TestOutcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SelftestError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid {path}:\n{message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {why}")]
+    Invalid { path: PathBuf, why: String },
+}
+
+/// A patch set's `expect.toml` (keys documented in patches/README.md).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Expect {
+    pub format_version: u32,
+    pub role: Role,
+    pub summary: String,
+    pub requires: Vec<String>,
+    pub knobs: Vec<String>,
+    pub must_fail: Vec<String>,
+    pub must_pass: Vec<String>,
+    pub compare: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Candidate,
+    Debug,
+    KnownBad,
+}
+
+/// Reads every `<patches>/<set>/expect.toml`, sorted by set name.
+pub fn load_all(patches_dir: &Path) -> Result<Vec<(String, Expect)>, SelftestError> {
+    let rd = std::fs::read_dir(patches_dir).map_err(|source| SelftestError::Read {
+        path: patches_dir.to_owned(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for e in rd.filter_map(Result::ok) {
+        let path = e.path().join("expect.toml");
+        if !path.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| SelftestError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let ex: Expect = toml::from_str(&text).map_err(|err| SelftestError::Parse {
+            path: path.clone(),
+            message: err.to_string(),
+        })?;
+        if ex.format_version != 1 {
+            return Err(SelftestError::Invalid {
+                path,
+                why: format!("format-version {} is not supported", ex.format_version),
+            });
+        }
+        if ex.role != Role::KnownBad && !ex.must_fail.is_empty() {
+            return Err(SelftestError::Invalid {
+                path,
+                why: "only a known-bad set may list must-fail tests".into(),
+            });
+        }
+        if ex.role == Role::KnownBad && ex.must_fail.is_empty() {
+            return Err(SelftestError::Invalid {
+                path,
+                why: "a known-bad set must list the tests that catch it (must-fail)".into(),
+            });
+        }
+        out.push((e.file_name().to_string_lossy().into_owned(), ex));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// What a test must do on a row's kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expected {
+    Pass,
+    Fail,
+}
+
+/// One row of the matrix: a kernel (a stack of sets), its knobs, and per-test expectations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub label: String,
+    pub stack: Vec<String>,
+    pub knobs: Vec<(String, String)>,
+    pub expect: BTreeMap<String, Expected>,
+}
+
+fn parse_knob(k: &str) -> Option<(String, String)> {
+    k.split_once('=').map(|(a, b)| (a.to_owned(), b.to_owned()))
+}
+
+/// The rows: base, each candidate, each debug set with its knobs on, each known-bad set on
+/// top of what it requires with its knobs on. `suite` is what base must pass.
+pub fn rows(sets: &[(String, Expect)], suite: &[String]) -> Vec<Row> {
+    let mut rows = vec![Row {
+        label: "base".into(),
+        stack: vec![],
+        knobs: vec![],
+        expect: suite.iter().map(|t| (t.clone(), Expected::Pass)).collect(),
+    }];
+    let mut ordered: Vec<&(String, Expect)> = sets.iter().collect();
+    ordered.sort_by_key(|(name, e)| (e.role, name.clone()));
+    for (name, e) in ordered {
+        let mut stack = e.requires.clone();
+        stack.push(name.clone());
+        let mut expect: BTreeMap<String, Expected> = e
+            .must_pass
+            .iter()
+            .map(|t| (t.clone(), Expected::Pass))
+            .collect();
+        expect.extend(e.must_fail.iter().map(|t| (t.clone(), Expected::Fail)));
+        let knobs: Vec<(String, String)> = e.knobs.iter().filter_map(|k| parse_knob(k)).collect();
+        let label = match e.role {
+            Role::Candidate => format!("base + {name}"),
+            Role::Debug => format!("base + {name} (knobs on)"),
+            Role::KnownBad => format!("{} (knobs on)", stack.join(" + ")),
+        };
+        rows.push(Row {
+            label,
+            stack,
+            knobs,
+            expect,
+        });
+    }
+    rows
+}
+
+/// What was seen for one test on one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Observed {
+    /// Every iteration passed.
+    Pass,
+    /// At least one iteration failed, crashed or hung.
+    Fail,
+    /// The lab could not tell: infra-errors only.
+    Unknown,
+}
+
+/// Folds the iterations of one test into what was observed, with a count of bad runs.
+pub fn observe(outcomes: &[&TestOutcome]) -> (Observed, usize, usize) {
+    let bad = outcomes
+        .iter()
+        .filter(|o| o.kind.is_kernel_failure())
+        .count();
+    let good = outcomes
+        .iter()
+        .filter(|o| o.kind == OutcomeKind::Pass)
+        .count();
+    let obs = if bad > 0 {
+        Observed::Fail
+    } else if good > 0 {
+        Observed::Pass
+    } else {
+        Observed::Unknown
+    };
+    (obs, bad, outcomes.len())
+}
+
+/// Whether an observation matches the expectation.
+pub fn matches(expected: Expected, observed: Observed) -> bool {
+    matches!(
+        (expected, observed),
+        (Expected::Pass, Observed::Pass) | (Expected::Fail, Observed::Fail)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(role: Role, requires: &[&str], must_fail: &[&str], must_pass: &[&str]) -> Expect {
+        Expect {
+            format_version: 1,
+            role,
+            summary: String::new(),
+            requires: requires.iter().map(|s| (*s).to_owned()).collect(),
+            knobs: vec!["k=1".into()],
+            must_fail: must_fail.iter().map(|s| (*s).to_owned()).collect(),
+            must_pass: must_pass.iter().map(|s| (*s).to_owned()).collect(),
+            compare: vec![],
+        }
+    }
+
+    #[test]
+    fn shipped_expectations_load_and_make_the_matrix() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../patches");
+        let sets = load_all(&dir).expect("shipped expect.toml files are valid");
+        assert!(
+            sets.iter().any(|(_, e)| e.role == Role::KnownBad),
+            "there are positive controls"
+        );
+        let r = rows(&sets, &["futex_errno".into()]);
+        assert_eq!(r[0].label, "base");
+        let bad = r
+            .iter()
+            .find(|r| {
+                r.stack
+                    .last()
+                    .is_some_and(|s| s == "bad-futex-no-spurious-retry")
+            })
+            .expect("bad futex row");
+        assert_eq!(
+            bad.stack,
+            vec!["futex-race-amplifiers", "bad-futex-no-spurious-retry"]
+        );
+        assert_eq!(bad.expect.get("futex_errno"), Some(&Expected::Fail));
+        assert!(!bad.knobs.is_empty());
+    }
+
+    #[test]
+    fn rows_follow_roles() {
+        let sets = vec![
+            ("amp".to_owned(), ex(Role::Debug, &[], &[], &["t1"])),
+            (
+                "bad".to_owned(),
+                ex(Role::KnownBad, &["amp"], &["t1"], &["t2"]),
+            ),
+            (
+                "cand".to_owned(),
+                ex(Role::Candidate, &[], &[], &["t1", "t2"]),
+            ),
+        ];
+        let r = rows(&sets, &["t1".into(), "t2".into()]);
+        let labels: Vec<&str> = r.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            vec![
+                "base",
+                "base + cand",
+                "base + amp (knobs on)",
+                "amp + bad (knobs on)"
+            ]
+        );
+        assert_eq!(r[3].expect["t1"], Expected::Fail);
+        assert_eq!(r[3].expect["t2"], Expected::Pass);
+    }
+
+    #[test]
+    fn observations_and_matching() {
+        use crate::arch::Arch;
+        let o = |k| TestOutcome {
+            kind: k,
+            ..TestOutcome::infra("t", Arch::X86_64, 0, 0, String::new())
+        };
+        let (p, f, i) = (
+            o(OutcomeKind::Pass),
+            o(OutcomeKind::Fail),
+            o(OutcomeKind::InfraError),
+        );
+        assert_eq!(observe(&[&p, &p]).0, Observed::Pass);
+        assert_eq!(observe(&[&p, &f]), (Observed::Fail, 1, 2));
+        assert_eq!(observe(&[&i]).0, Observed::Unknown);
+        assert_eq!(observe(&[&p, &i]).0, Observed::Pass);
+        assert!(matches(Expected::Fail, Observed::Fail));
+        assert!(!matches(Expected::Fail, Observed::Pass));
+        assert!(
+            !matches(Expected::Pass, Observed::Unknown),
+            "an unknown cell is a mismatch: the control was not shown"
+        );
+    }
+}
