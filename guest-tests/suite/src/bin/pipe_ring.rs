@@ -99,17 +99,20 @@ fn hop(st: &State, blocked: &Blocked, i: usize, from: i32, to: i32) -> (Counts, 
 fn run(ctx: &Ctx) -> Result<TestResult, String> {
     let delta = ctx.delta_ns();
     signals::install(false)?;
-    let mut pipes: Vec<(Fd, Fd)> = Vec::new();
+    let mut read_ends: Vec<Fd> = Vec::new();
+    let mut write_ends: Vec<Fd> = Vec::new();
     for _ in 0..PIPES {
-        pipes.push(sys::pipe().map_err(|e| format!("pipe: {}", errno_name(e)))?);
+        let (r, w) = sys::pipe().map_err(|e| format!("pipe: {}", errno_name(e)))?;
+        read_ends.push(r);
+        write_ends.push(w);
     }
     let st = Arc::new(State::default());
     let threads = PIPES * PER_PIPE;
     let blocked = Blocked::new("ring thread", "read()", threads);
     let mut handles = Vec::new();
     for i in 0..threads {
-        let from = pipes[i / PER_PIPE].0.raw();
-        let to = pipes[(i / PER_PIPE + 1) % PIPES].1.raw();
+        let from = read_ends[i / PER_PIPE].raw();
+        let to = write_ends[(i / PER_PIPE + 1) % PIPES].raw();
         let (st, b) = (Arc::clone(&st), Arc::clone(&blocked));
         handles.push(harness::spawn(&format!("ring{i}"), move || {
             hop(&st, &b, i, from, to)
@@ -133,7 +136,7 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
         ctx.rng(1),
     )?;
     for t in 0..TOKENS {
-        let to = &pipes[t as usize % PIPES].1;
+        let to = &write_ends[t as usize % PIPES];
         sys::write(to.raw(), &[t]).map_err(|e| format!("write token: {}", errno_name(e)))?;
     }
     let started = sys::now_ns();
@@ -150,9 +153,9 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
     let stopped = sys::now_ns();
     while st.parked_count.load(SeqCst) < TOKENS as usize {
         if sys::now_ns() - stopped > 4 * delta {
-            let queued: usize = pipes
+            let queued: usize = read_ends
                 .iter()
-                .map(|(r, _)| sys::fionread(r).unwrap_or(0))
+                .map(|r| sys::fionread(r).unwrap_or(0))
                 .sum();
             if let (true, Inside::Asleep { .. }) = (queued > 0, blocked.inside()) {
                 counts.inc("lost_wakeups");
@@ -168,9 +171,11 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
         sys::sleep_ns(100_000);
     }
     signaler.finish(&mut counts, &mut problems);
-    // End of file on every pipe lets every thread go.
-    drop(pipes);
+    // End of file on every pipe lets every thread go; the read ends stay open until then,
+    // or a thread about to read would get EBADF.
+    drop(write_ends);
     harness::join_all(handles, &mut counts, &mut problems);
+    drop(read_ends);
     let parked = st.parked_count.load(SeqCst);
     if parked != TOKENS as usize && counts.get("lost_wakeups") == 0 {
         problems.add(format!("{parked} of {TOKENS} tokens came back"));
