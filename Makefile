@@ -3,12 +3,15 @@
 #   make lab      the main job: build the default lab's kernels and run the guest suite on both arches
 #   make test     everything the CI runs: unit tests, real kernel builds, real QEMU boots
 #   make bench    boot-to-ready per arch, variant rebuild time, cache hit time
+#   make selftest the positive-control matrix (ARCH=x86_64 by default; ARCH=all for both)
 #   make setup    Debian packages, guest packages (arm64 via multiarch), rustup targets
 
 CARGO ?= cargo
 LAB := target/release/lab
 
-.PHONY: setup lab test bench lint build-lab clean-cache
+.PHONY: setup lab test bench selftest lint build-lab clean-cache
+
+ARCH ?= x86_64
 
 setup:
 	./scripts/setup.sh
@@ -27,6 +30,9 @@ test: setup
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+selftest: build-lab
+	$(LAB) selftest --arch $(ARCH)
 
 bench: build-lab
 	./scripts/bench.sh

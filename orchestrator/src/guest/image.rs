@@ -123,6 +123,8 @@ pub async fn build_programs(inputs: &ImageInputs, arch: Arch) -> Result<PathBuf,
             "lab-init",
             "-p",
             "lab-guest-tests",
+            "-p",
+            "lab-faults",
         ])
         .env("CARGO_TARGET_DIR", &target_dir)
         .stdin(Stdio::null())

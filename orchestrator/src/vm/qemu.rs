@@ -79,6 +79,9 @@ impl VmSpec {
             "sysctl.kernel.hung_task_timeout_secs=20".into(),
         ];
         words.extend(m.cmdline.iter().map(|s| (*s).to_owned()));
+        if self.accel == Accel::Tcg {
+            words.extend((m.tcg_cmdline)());
+        }
         words.extend(self.cmdline_extra.iter().cloned());
         words.join(" ")
     }
@@ -501,10 +504,19 @@ mod tests {
 
     #[test]
     fn x86_64_command_line_snapshot() {
+        let mut s = spec(Arch::X86_64);
+        s.accel = Accel::Kvm;
         assert_eq!(
-            spec(Arch::X86_64).reproduce(),
-            "qemu-system-x86_64 -machine microvm,x-option-roms=off,isa-serial=on,rtc=on,pit=on,pic=on -accel tcg -cpu max -smp 2 -m 512M -nodefaults -no-user-config -display none -no-reboot -serial stdio -kernel /k/vmlinux -initrd /r/initrd -append 'console=ttyS0 panic=-1 loglevel=5 printk.time=1 sysctl.kernel.hung_task_timeout_secs=20 earlyprintk=ttyS0 reboot=t lab.mode=ssh' -netdev user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-device,netdev=n0"
+            s.reproduce(),
+            "qemu-system-x86_64 -machine microvm,x-option-roms=off,isa-serial=on,rtc=on,pit=on,pic=on,acpi=off -accel kvm -cpu host -smp 2 -m 512M -nodefaults -no-user-config -display none -no-reboot -serial stdio -kernel /k/vmlinux -initrd /r/initrd -append 'console=ttyS0 panic=-1 loglevel=5 printk.time=1 sysctl.kernel.hung_task_timeout_secs=20 reboot=t pci=off no_timer_check lab.mode=ssh' -netdev user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-device,netdev=n0"
         );
+        // Under TCG the kernel is told the host TSC rate, measured once per process.
+        let tcg = spec(Arch::X86_64).cmdline();
+        assert!(
+            tcg.contains("tsc_early_khz=") && tcg.contains("tsc=reliable"),
+            "{tcg}"
+        );
+        assert_eq!(tcg, spec(Arch::X86_64).cmdline(), "stable within a process");
     }
 
     #[test]
