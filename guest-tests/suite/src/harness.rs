@@ -313,6 +313,9 @@ fn emit(shared: &Shared, mut r: TestResult) -> ! {
     }
     r.duration_ms = shared.elapsed_ms();
     r.seed = shared.seed;
+    // Every timing in the result is only as fine as this.
+    r.counters
+        .insert("clock_res_ns".into(), sys::clock_res_ns());
     sys::write_all_raw(1, format!("{}\n", r.to_line()).as_bytes());
     sys::exit_now(exit_code(r.verdict))
 }

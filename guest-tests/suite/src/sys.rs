@@ -78,6 +78,16 @@ pub fn now_ns() -> u64 {
     ts.tv_sec as u64 * NS_PER_S + ts.tv_nsec as u64
 }
 
+/// The resolution of CLOCK_MONOTONIC: 1 ns with high-resolution timers, a whole tick
+/// (`KTIME_LOW_RES`) when the kernel runs without them, e.g. on the `refined-jiffies`
+/// clocksource that an x86 guest without ACPI falls back to under TCG.
+pub fn clock_res_ns() -> u64 {
+    let mut ts = timespec(0);
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * NS_PER_S + ts.tv_nsec as u64
+}
+
 /// Sleeps about `ns`; a signal may cut it short, which every caller tolerates.
 pub fn sleep_ns(ns: u64) {
     let ts = timespec(ns);
