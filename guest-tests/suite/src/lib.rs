@@ -6,7 +6,8 @@
 //! watchdog, the one result line of `lab_proto`, exit codes); [`sys`] wraps the raw system
 //! calls; [`blocked`] records who is inside a blocking call, which is the evidence for
 //! lost-wake-up verdicts; [`signals`] sends SIGUSR1 noise; [`rng`] is the seeded PRNG;
-//! [`storm`] is the futex wait/wake storm behind `futex_errno` and `futex_errno_sig`.
+//! [`storm`] is the futex wait/wake storm behind `futex_errno` and `futex_errno_sig`, with the
+//! timeout helpers `futex_sem_tokens` shares.
 //!
 //! The code under test is only ever reached through raw system calls: no `std::sync`
 //! primitive, channel or `sem_*` stands between a test and the kernel's futex and wait-queue

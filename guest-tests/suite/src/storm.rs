@@ -67,6 +67,39 @@ impl State {
     }
 }
 
+/// A random FUTEX_WAIT timeout as the lab's futex tests mix them: a third untimed, a third
+/// 1–50 µs, a third 0.2–2 ms. Returns the counter to bump and the timeout.
+pub fn random_timeout(rng: &mut Rng) -> (&'static str, Option<u64>) {
+    match rng.below(3) {
+        0 => ("untimed_waits", None),
+        1 => ("short_waits", Some(rng.between(1_000, 50_000))),
+        _ => ("long_waits", Some(rng.between(200_000, 2_000_000))),
+    }
+}
+
+/// Judges an ETIMEDOUT after `slept` ns: only a timed wait may see it, and never before its
+/// timeout. `what` describes the wait for the report.
+pub fn check_timeout(
+    timeout: Option<u64>,
+    slept: u64,
+    what: &str,
+    c: &mut Counts,
+    p: &mut Problems,
+) {
+    c.inc("timeouts");
+    match timeout {
+        None => {
+            c.inc("bad_errnos");
+            p.bad_errno(libc::ETIMEDOUT, format!("{what} with ETIMEDOUT"));
+        }
+        Some(t) if slept < t => {
+            c.inc("early_timeouts");
+            p.add(format!("{what} with ETIMEDOUT, {} ns early", t - slept));
+        }
+        Some(_) => {}
+    }
+}
+
 fn waiter(
     st: &State,
     blocked: &Blocked,
@@ -81,16 +114,8 @@ fn waiter(
         let w = rng.index(WORDS);
         st.current[i].store(w as u32, SeqCst);
         let word = &st.words[w];
-        let (kind, timeout) = match rng.below(3) {
-            0 => ("untimed", None),
-            1 => ("short", Some(rng.between(1_000, 50_000))),
-            _ => ("long", Some(rng.between(200_000, 2_000_000))),
-        };
-        c.inc(match kind {
-            "untimed" => "untimed_waits",
-            "short" => "short_waits",
-            _ => "long_waits",
-        });
+        let (kind, timeout) = random_timeout(&mut rng);
+        c.inc(kind);
         let v = word.val.load(SeqCst);
         let finished_before = word.finished.load(SeqCst);
         let handled_before = signals::handled_here();
@@ -101,7 +126,7 @@ fn waiter(
         c.inc("waits");
         let what = || {
             format!(
-                "waiter {i}: {kind} FUTEX_WAIT on word {w} (timeout {} ns) returned after {} µs",
+                "waiter {i}: FUTEX_WAIT on word {w} (timeout {} ns) returned after {} µs",
                 timeout.unwrap_or(0),
                 slept / 1000
             )
@@ -118,20 +143,7 @@ fn waiter(
                 }
             }
             Err(libc::EAGAIN) => c.inc("eagain"),
-            Err(libc::ETIMEDOUT) => {
-                c.inc("timeouts");
-                match timeout {
-                    None => {
-                        c.inc("bad_errnos");
-                        p.bad_errno(libc::ETIMEDOUT, format!("{} with ETIMEDOUT", what()));
-                    }
-                    Some(t) if slept < t => {
-                        c.inc("early_timeouts");
-                        p.add(format!("{} with ETIMEDOUT, {} ns early", what(), t - slept));
-                    }
-                    Some(_) => {}
-                }
-            }
+            Err(libc::ETIMEDOUT) => check_timeout(timeout, slept, &what(), &mut c, &mut p),
             Err(libc::EINTR) => {
                 c.inc("eintr");
                 if with_signals && signals::handled_here() == handled_before {

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use lab_guest_tests::blocked::{Blocked, Inside};
 use lab_guest_tests::harness::{self, Counts, Ctx, Problems, Spec};
 use lab_guest_tests::rng::Rng;
+use lab_guest_tests::storm;
 use lab_guest_tests::sys::{self, errno_name};
 use lab_proto::TestResult;
 
@@ -124,18 +125,7 @@ fn sem_wait(
             Err(libc::EAGAIN) => c.inc("eagain"),
             Err(libc::EINTR) => c.inc("eintr"),
             Err(libc::ETIMEDOUT) => {
-                c.inc("timeouts");
-                match timeout {
-                    None => {
-                        c.inc("bad_errnos");
-                        p.bad_errno(libc::ETIMEDOUT, format!("{} with ETIMEDOUT", what()));
-                    }
-                    Some(t) if slept < t => {
-                        c.inc("early_timeouts");
-                        p.add(format!("{} with ETIMEDOUT, {} ns early", what(), t - slept));
-                    }
-                    Some(_) => {}
-                }
+                storm::check_timeout(timeout, slept, &what(), c, p);
                 return false;
             }
             Err(e) => {
@@ -151,11 +141,8 @@ fn consumer(st: &State, blocked: &Blocked, i: usize, mut rng: Rng) -> (Counts, P
     let mut c = Counts::default();
     let mut p = Problems::default();
     while !st.stop.load(SeqCst) {
-        let timeout = match rng.below(3) {
-            0 => None,
-            1 => Some(rng.between(1_000, 50_000)),
-            _ => Some(rng.between(200_000, 2_000_000)),
-        };
+        let (kind, timeout) = storm::random_timeout(&mut rng);
+        c.inc(kind);
         if sem_wait(st, blocked, i, timeout, &mut c, &mut p) {
             c.inc("consumed");
             st.consumed.fetch_add(1, SeqCst);
