@@ -75,8 +75,11 @@ pub fn host_tsc_khz() -> Option<u64> {
         std::thread::sleep(Duration::from_millis(20));
         let (t1, c1) = (Instant::now(), tsc());
         let ns = t1.duration_since(t0).as_nanos() as u64;
-        if ns > 0 {
-            let khz = c1.wrapping_sub(c0).saturating_mul(1_000_000) / ns;
+        if let Some(khz) = c1
+            .wrapping_sub(c0)
+            .saturating_mul(1_000_000)
+            .checked_div(ns)
+        {
             best = Some(best.map_or(khz, |b: u64| b.min(khz)));
         }
     }
@@ -135,6 +138,13 @@ const ARM64: Machine = Machine {
     extra_args: &[],
 };
 
+pub fn machine(arch: Arch) -> &'static Machine {
+    match arch {
+        Arch::X86_64 => &X86_64,
+        Arch::Arm64 => &ARM64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,12 +155,5 @@ mod tests {
             let khz = host_tsc_khz().expect("an x86_64 host has a TSC");
             assert!((100_000..10_000_000).contains(&khz), "{khz} kHz");
         }
-    }
-}
-
-pub fn machine(arch: Arch) -> &'static Machine {
-    match arch {
-        Arch::X86_64 => &X86_64,
-        Arch::Arm64 => &ARM64,
     }
 }
