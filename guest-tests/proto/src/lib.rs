@@ -261,7 +261,9 @@ impl TestParams {
                         .parse::<f64>()
                         .ok()
                         .filter(|s| s.is_finite() && *s > 0.0)
-                        .ok_or_else(|| format!("--deadline-scale: {v:?} is not a positive number"))?;
+                        .ok_or_else(|| {
+                            format!("--deadline-scale: {v:?} is not a positive number")
+                        })?;
                 }
                 "--knob" => {
                     let v = value()?;
@@ -401,7 +403,10 @@ mod tests {
         r.verdict = Verdict::Fail;
         r.first_bad_errno = Some(512);
         r.counters.insert("waits".into(), 10);
-        r.histograms.entry("wake_ns".into()).or_default().record(1500);
+        r.histograms
+            .entry("wake_ns".into())
+            .or_default()
+            .record(1500);
         let line = r.to_line();
         assert_eq!(TestResult::parse_line(&line).ok().flatten(), Some(r));
         let future = line.replace("\"proto\":1", "\"proto\":9");
