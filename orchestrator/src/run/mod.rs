@@ -342,6 +342,13 @@ pub async fn run_test(
         )
         .await;
     let duration_ms = started.elapsed().as_millis() as u64;
+    // A lost connection usually means the guest died: a panic reboots it (panic=-1) and QEMU
+    // exits (-no-reboot). Wait for that, so the console has the whole report before the
+    // outcome is decided.
+    if result.is_err() {
+        let _ = guest.vm.child.wait_timeout(Duration::from_secs(10)).await;
+        guest.vm.settle().await;
+    }
     // A report may still be printing: give the console a moment to finish it.
     if guest.vm.started_kinds().len() > kinds_before {
         for _ in 0..40 {

@@ -390,6 +390,9 @@ struct Collector {
     trace: Trace,
     /// Reliable frames of the first call trace, normalised, innermost first.
     frames: Vec<String>,
+    /// The `? fn` guesses of the same trace: used only when it has no reliable frame at
+    /// all, as with x86's guess unwinder (CONFIG_UNWINDER_GUESS), where every frame is one.
+    guessed: Vec<String>,
 }
 
 impl Collector {
@@ -416,6 +419,7 @@ impl Collector {
             regs_frame: None,
             trace: Trace::Before,
             frames: Vec::new(),
+            guessed: Vec::new(),
         }
     }
 
@@ -485,6 +489,12 @@ impl Collector {
                 match trace_line(text) {
                     TraceLine::Frame(name) => {
                         self.frames.push(normalize_frame(name));
+                        frames += 1;
+                        strays = 0;
+                        self.keep = len;
+                    }
+                    TraceLine::Guess(name) => {
+                        self.guessed.push(normalize_frame(name));
                         frames += 1;
                         strays = 0;
                         self.keep = len;
@@ -573,8 +583,12 @@ impl Collector {
     /// the kernel.
     fn fingerprint_frames(&self, max_frames: usize) -> Vec<String> {
         let kind = self.kind;
-        let trace = self
-            .frames
+        let source = if self.frames.is_empty() {
+            &self.guessed
+        } else {
+            &self.frames
+        };
+        let trace = source
             .iter()
             .filter(|name| !is_entry_frame(name))
             .skip_while(|name| is_reporting_frame(kind, name));
@@ -838,8 +852,9 @@ fn ends_trace(text: &str) -> bool {
 enum TraceLine<'a> {
     /// A reliable frame with a symbol name.
     Frame(&'a str),
-    /// A frame that names nothing useful: x86's unreliable `? fn+off/size` guesses, or an
-    /// address the kernel could not symbolise.
+    /// x86's unreliable `? fn+off/size` guess.
+    Guess(&'a str),
+    /// An address the kernel could not symbolise.
     Unnamed,
     /// `<IRQ>`, `<TASK>`, `<NMI>`, ...
     Open,
@@ -871,7 +886,7 @@ fn trace_line(text: &str) -> TraceLine<'_> {
         return TraceLine::Other;
     };
     match parse_symbol(first) {
-        Some(_) if unreliable => TraceLine::Unnamed,
+        Some(name) if unreliable => TraceLine::Guess(name),
         Some(name) => TraceLine::Frame(name),
         None if is_hex_literal(first) => TraceLine::Unnamed,
         None => TraceLine::Other,
@@ -2280,5 +2295,39 @@ mod tests {
                 serde_json::Value::String(kind.as_str().to_owned())
             );
         }
+    }
+
+    /// x86 built with the guess unwinder prints every frame as `? fn`: the fingerprint falls
+    /// back to those guesses rather than coming out empty (seen on the lab's own tinyconfig
+    /// kernel before it switched to ORC).
+    #[test]
+    fn guess_unwinder_traces_still_fingerprint() {
+        let log = "[    1.654000] sysrq: Trigger a crash
+[    1.654100] Kernel panic - not syncing: sysrq triggered crash
+[    1.654200] CPU: 1 UID: 0 PID: 120 Comm: fault_panic Not tainted 6.12.117 #1
+[    1.654300] Hardware name: QEMU Standard PC (i440FX + PIIX, 1996), BIOS rel-1.16.2
+[    1.654639] Call Trace:
+[    1.654920]  <TASK>
+[    1.654962]  ? panic+0xff/0x297
+[    1.655057]  ? sysrq_handle_crash+0x11/0x11
+[    1.655072]  ? __handle_sysrq+0x96/0x115
+[    1.655082]  ? write_sysrq_trigger+0x4c/0x64
+[    1.655098]  ? proc_reg_write+0x61/0x73
+[    1.655196]  </TASK>
+[    1.656646] Kernel Offset: disabled";
+        let mut w = ConsoleWatcher::new();
+        for l in log.lines() {
+            w.feed_line(l);
+        }
+        w.finish();
+        let r = w.reports().first().expect("a panic report");
+        assert_eq!(r.kind, CrashKind::Panic);
+        assert!(
+            r.fingerprint
+                .frames
+                .contains(&"sysrq_handle_crash".to_owned()),
+            "{}",
+            r.fingerprint
+        );
     }
 }

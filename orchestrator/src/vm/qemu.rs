@@ -396,6 +396,14 @@ impl Vm {
         self.drain().await;
     }
 
+    /// After QEMU exited: waits for the console reader to read everything, then closes any
+    /// report still being collected. Returns at once while QEMU runs.
+    pub async fn settle(&mut self) {
+        if !self.alive() {
+            self.drain().await;
+        }
+    }
+
     /// Waits briefly for the console reader to reach end of file.
     async fn drain(&self) {
         for _ in 0..50 {
