@@ -43,7 +43,14 @@ async fn main() {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     lab::process::install_interrupt_handler();
-    let code = match dispatch(cli).await {
+    let result = dispatch(cli).await;
+    if let Some(code) = lab::process::interrupted() {
+        // Whatever failed, failed because its children were stopped. The handler is tearing
+        // them down and exits with this code; give it the time it needs.
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        std::process::exit(code);
+    }
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("lab: error: {e}");

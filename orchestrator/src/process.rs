@@ -15,6 +15,18 @@ use tokio::process::Command;
 /// Process groups of live children.
 static GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
+/// The exit code an interrupt asked for (0: none yet).
+static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Set once Ctrl-C or SIGTERM arrived: the exit code lab must end with (130 or 143). Work
+/// that fails because its children were stopped is then not reported as an error.
+pub fn interrupted() -> Option<i32> {
+    match INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        code => Some(code),
+    }
+}
+
 fn register(pgid: i32) {
     if let Ok(mut g) = GROUPS.lock() {
         g.insert(pgid);
@@ -100,6 +112,7 @@ pub fn install_interrupt_handler() {
             _ = int.recv() => 130,
             _ = term.recv() => 143,
         };
+        INTERRUPTED.store(code, std::sync::atomic::Ordering::SeqCst);
         eprintln!("lab: interrupted; stopping child processes");
         tokio::task::spawn_blocking(|| terminate_all(Duration::from_secs(3)))
             .await

@@ -205,3 +205,85 @@ fn cache_list_and_help_work() {
     let r = run(lab(&toml).args(["cache", "prune"]));
     assert_eq!(r.code, 2, "prune without a limit is refused");
 }
+
+/// Ctrl-C while make runs: lab exits 130 and no make or compiler is left behind.
+#[test]
+fn sigint_during_make_leaves_no_process_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = lab_toml(dir.path(), "");
+    // A variant nobody built before, so make has work to do.
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let patch = dir.path().join("0001-unique.patch");
+    std::fs::write(
+        &patch,
+        format!("Subject: [PATCH] unique\n---\n--- a/kernel/futex/waitwake.c\n+++ b/kernel/futex/waitwake.c\n@@ -1,3 +1,4 @@\n // SPDX-License-Identifier: GPL-2.0-or-later\n+/* lab test {stamp} */\n \n #include <linux/plist.h>\n"),
+    )
+    .expect("write");
+    let mut child = lab(&toml)
+        .args(["build", "--arch", "x86_64", "--patches"])
+        .arg(&patch)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("lab starts");
+    let lab_pid = child.id() as i32;
+    let mut make = Vec::new();
+    for _ in 0..6000 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        make = descendants(lab_pid);
+        if !make.is_empty() {
+            break;
+        }
+    }
+    if make.is_empty() {
+        // The build finished before make could be caught (a warm cache): nothing to test.
+        let _ = child.wait();
+        eprintln!("make was never seen running; skipping the interrupt check");
+        return;
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(lab_pid, libc::SIGINT) };
+    let status = child.wait().expect("lab exits");
+    assert_eq!(status.code(), Some(130));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for pid in make {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let alive = stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, r)| !r.starts_with('Z'));
+        assert!(!alive, "{pid} outlived lab: {stat}");
+    }
+}
+
+/// Processes under `root` (children and their children) whose command is make.
+fn descendants(root: i32) -> Vec<i32> {
+    let mut all = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return all;
+    };
+    let procs: Vec<(i32, i32, String)> = rd
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(") ")?;
+            let comm = head.split_once(" (")?.1.to_owned();
+            let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid, comm))
+        })
+        .collect();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for (pid, ppid, comm) in &procs {
+            if *ppid == p {
+                frontier.push(*pid);
+                if comm == "make" {
+                    all.push(*pid);
+                }
+            }
+        }
+    }
+    all
+}
