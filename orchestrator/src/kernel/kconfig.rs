@@ -243,6 +243,8 @@ pub fn verify(
 #[derive(Debug, Default)]
 pub struct KconfigIndex {
     pub defs: BTreeMap<String, Vec<SymbolDef>>,
+    /// Members of each `choice` block, by where the block starts (`file:line`).
+    pub choices: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -252,6 +254,8 @@ pub struct SymbolDef {
     /// Every dependency expression that must hold, as written.
     pub depends: Vec<String>,
     pub ranges: Vec<String>,
+    /// The `choice` block it belongs to (`file:line`), if any.
+    pub choice: Option<String>,
 }
 
 impl KconfigIndex {
@@ -296,6 +300,8 @@ impl KconfigIndex {
     pub fn add_file(&mut self, file: &str, text: &str) {
         // Dependencies of the blocks we are inside: `if EXPR`, `menu` + `depends on`, `choice`.
         let mut blocks: Vec<(&'static str, Vec<String>)> = Vec::new();
+        // Where each open choice block starts, innermost last.
+        let mut choice_at: Vec<String> = Vec::new();
         // The entry whose attributes we are reading.
         enum Entry {
             None,
@@ -329,6 +335,15 @@ impl KconfigIndex {
                 "config" | "menuconfig" => {
                     finish(&mut cur, &mut self.defs);
                     let inherited = blocks.iter().flat_map(|(_, d)| d.clone()).collect();
+                    let choice = (blocks.last().map(|(k, _)| *k) == Some("choice"))
+                        .then(|| choice_at.last().cloned())
+                        .flatten();
+                    if let Some(c) = &choice {
+                        self.choices
+                            .entry(c.clone())
+                            .or_default()
+                            .push(rest.to_owned());
+                    }
                     cur = Entry::Symbol(
                         rest.to_owned(),
                         SymbolDef {
@@ -336,6 +351,7 @@ impl KconfigIndex {
                             line: i + 1,
                             depends: inherited,
                             ranges: Vec::new(),
+                            choice,
                         },
                     );
                 }
@@ -359,11 +375,13 @@ impl KconfigIndex {
                 "choice" => {
                     finish(&mut cur, &mut self.defs);
                     blocks.push(("choice", Vec::new()));
+                    choice_at.push(format!("{file}:{}", i + 1));
                     cur = Entry::Choice;
                 }
                 "endchoice" => {
                     finish(&mut cur, &mut self.defs);
                     pop_block(&mut blocks, "choice");
+                    choice_at.pop();
                 }
                 "depends" => {
                     let expr = rest
@@ -422,6 +440,22 @@ impl KconfigIndex {
         if !unmet.is_empty() {
             unmet.dedup();
             return unmet.join("; ");
+        }
+        // A choice member loses to the member the base config already chose.
+        for def in defs {
+            let Some(choice) = &def.choice else { continue };
+            let chosen: Vec<&String> = self
+                .choices
+                .get(choice)
+                .into_iter()
+                .flatten()
+                .filter(|m| *m != option && config.get(*m).is_some_and(|v| v == "y"))
+                .collect();
+            if let Some(winner) = chosen.first() {
+                return format!(
+                    "it is one of a choice ({choice}) in which {winner}=y was kept; add `# CONFIG_{winner} is not set` to the fragment"
+                );
+            }
         }
         let ranges: Vec<&String> = defs.iter().flat_map(|d| &d.ranges).collect();
         if !ranges.is_empty() {
@@ -744,6 +778,20 @@ mod tests {
         assert!(index.explain("X", &cfg).contains("NET=n"));
         assert!(index.defs["Y"][0].depends.is_empty(), "menu scope ended");
         assert!(index.explain("NO_SUCH_THING", &cfg).contains("no Kconfig"));
+    }
+
+    #[test]
+    fn a_choice_member_that_lost_names_the_winner() {
+        let mut index = KconfigIndex::default();
+        index.add_file(
+            "arch/x86/Kconfig.debug",
+            "choice\n\tprompt \"Choose kernel unwinder\"\n\tdefault UNWINDER_ORC if X86_64\n\nconfig UNWINDER_ORC\n\tbool \"ORC unwinder\"\n\tdepends on X86_64\n\nconfig UNWINDER_GUESS\n\tbool \"Guess unwinder\"\n\nendchoice\n\nconfig AFTER\n\tbool\n",
+        );
+        let cfg = config_map("CONFIG_X86_64=y\nCONFIG_UNWINDER_GUESS=y\n");
+        let why = index.explain("UNWINDER_ORC", &cfg);
+        assert!(why.contains("UNWINDER_GUESS=y was kept"), "{why}");
+        assert!(why.contains("# CONFIG_UNWINDER_GUESS is not set"), "{why}");
+        assert!(index.defs["AFTER"][0].choice.is_none(), "the choice ended");
     }
 
     #[test]
