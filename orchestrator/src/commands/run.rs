@@ -82,7 +82,10 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32, LabError> {
         .cache_dir
         .join("runs")
         .join(format!("{stamp}-{}", std::process::id()));
-    let reproduce = std::env::args().collect::<Vec<_>>().join(" ") + &format!(" --seed {seed}");
+    let mut reproduce = std::env::args().collect::<Vec<_>>().join(" ");
+    if args.seed.is_none() {
+        reproduce.push_str(&format!(" --seed {seed}"));
+    }
 
     let inputs = ImageInputs {
         workspace: s.root.clone(),

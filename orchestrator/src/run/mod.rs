@@ -493,7 +493,7 @@ pub async fn run(
         outcomes.push(o.clone());
     };
     let mut consecutive_boot_failures = 0;
-    while let Some(job) = queue.front().cloned() {
+    while !queue.is_empty() {
         boot_no += 1;
         let dir = plan.dir.join(format!("boot-{boot_no}"));
         match boot(plan, &dir).await {
@@ -547,7 +547,6 @@ pub async fn run(
             }
             Ok(mut guest) => {
                 consecutive_boot_failures = 0;
-                let _ = job;
                 let mut usable = true;
                 while usable {
                     let Some(j) = queue.pop_front() else { break };
