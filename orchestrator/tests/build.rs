@@ -84,7 +84,7 @@ fn a_patch_that_does_not_apply_names_patch_hunk_and_file_and_leaves_nothing_half
     .expect("write");
     std::fs::write(
         set.join("0002-bad.patch"),
-        "Subject: [PATCH 2/2] bad\n---\n--- a/kernel/futex/core.c\n+++ b/kernel/futex/core.c\n@@ -40,3 +40,3 @@\n this context line is not in the file\n-neither is this\n+replacement\n",
+        "Subject: [PATCH 2/2] bad\n---\n--- a/kernel/futex/core.c\n+++ b/kernel/futex/core.c\n@@ -40,2 +40,2 @@\n this context line is not in the file\n-neither is this\n+replacement\n",
     )
     .expect("write");
     std::fs::write(set.join("series"), "0001-ok.patch\n0002-bad.patch\n").expect("write");
@@ -123,9 +123,11 @@ fn a_dropped_config_option_names_the_value_and_the_unmet_dependency() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("configs");
     std::fs::create_dir_all(&cfg).expect("mkdir");
+    // tinyconfig sets EXPERT=y (kernel/configs/tiny-base.config); a fragment that turns it
+    // off makes Kconfig drop PREEMPT_RT silently, which lab must not.
     std::fs::write(
         cfg.join("rt-only.config"),
-        "# PREEMPT_RT without EXPERT: Kconfig drops it\nCONFIG_PREEMPT_RT=y\n",
+        "# PREEMPT_RT without EXPERT: Kconfig drops it\n# CONFIG_EXPERT is not set\nCONFIG_PREEMPT_RT=y\n",
     )
     .expect("write");
     let toml = lab_toml(
