@@ -47,7 +47,7 @@ async fn kernel_and_image(arch: Arch) -> (Artifact, BaseImage) {
             .await
             .expect("base kernel builds");
         let inputs = ImageInputs {
-            workspace: s.root.clone(),
+            workspace: s.guest_source.clone(),
             cache: s.cache_dir.clone(),
             tests: vec!["futex_errno".into()],
         };

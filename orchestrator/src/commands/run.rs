@@ -88,7 +88,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32, LabError> {
     }
 
     let inputs = ImageInputs {
-        workspace: s.root.clone(),
+        workspace: s.guest_source.clone(),
         cache: s.cache_dir.clone(),
         tests: tests.clone(),
     };

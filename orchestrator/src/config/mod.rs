@@ -100,6 +100,7 @@ struct VmSection {
 struct TestsSection {
     suite: Option<Vec<String>>,
     duration: Option<String>,
+    guest_source: Option<String>,
 }
 
 /// A real machine reachable over SSH, used instead of a QEMU guest.
@@ -157,6 +158,8 @@ pub struct Settings {
     pub accel: AccelChoice,
     pub suite: Vec<String>,
     pub test_duration: Duration,
+    /// The cargo workspace holding guest-tests/.
+    pub guest_source: PathBuf,
     pub target: Option<Target>,
 }
 
@@ -357,6 +360,16 @@ impl Settings {
             rel(cache_raw)
         };
 
+        let guest_raw: String = pick!(tests.guest_source, "tests.guest-source");
+        let guest_source = if guest_raw.is_empty() {
+            // The workspace this binary was built from: orchestrator/ is one of its members.
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .map_or_else(|| root.clone(), Path::to_owned)
+        } else {
+            rel(guest_raw)
+        };
+
         let target = match user.target.clone() {
             None => None,
             Some(t) => Some(Target {
@@ -391,6 +404,7 @@ impl Settings {
             accel,
             suite: pick!(tests.suite, "tests.suite"),
             test_duration,
+            guest_source,
             target,
             root,
         })
@@ -435,6 +449,12 @@ mod tests {
         );
         assert_eq!(s.vm_memory_mib, 512);
         assert!(!s.suite.is_empty());
+        assert!(
+            s.guest_source
+                .join("guest-tests/suite/Cargo.toml")
+                .is_file(),
+            "defaults to this workspace"
+        );
     }
 
     #[test]
