@@ -1,7 +1,8 @@
 # The few targets a person types. Each one does its own set-up first (idempotent).
 #
 #   make lab      the main job: build the default lab's kernels and run the guest suite on both arches
-#   make test     everything the CI runs: unit tests, real kernel builds, real QEMU boots
+#   make test     everything the CI runs: unit tests, real kernel builds, real QEMU boots, and
+#                 the positive-control matrix on x86_64
 #   make bench    boot-to-ready per arch, variant rebuild time, cache hit time
 #   make selftest the positive-control matrix (ARCH=x86_64 by default; ARCH=all for both)
 #   make setup    Debian packages, guest packages (arm64 via multiarch), rustup targets
@@ -25,7 +26,8 @@ lab: build-lab
 
 test: setup
 	$(CARGO) build --release --locked -p lab
-	$(CARGO) test --workspace --locked -- --nocapture --test-threads=2
+	$(CARGO) test --workspace --locked -- --test-threads=2
+	$(LAB) selftest --arch x86_64
 
 lint:
 	$(CARGO) fmt --all -- --check
