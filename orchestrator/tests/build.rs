@@ -57,6 +57,36 @@ fn variant_rebuild_is_incremental_and_going_back_is_a_cache_hit() {
         );
     }
 
+    // A variant that is new on every run, so the one-file rebuild is exercised even when the
+    // candidate above came from the cache.
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let fresh = dir.path().join("0001-fresh.patch");
+    std::fs::write(
+        &fresh,
+        format!("Subject: [PATCH] fresh\n---\n--- a/kernel/futex/waitwake.c\n+++ b/kernel/futex/waitwake.c\n@@ -1,3 +1,4 @@\n // SPDX-License-Identifier: GPL-2.0-or-later\n+/* lab test variant {stamp} */\n \n #include <linux/plist.h>\n"),
+    )
+    .expect("write");
+    let unique = run(lab(&toml)
+        .args(["build", "--arch", "x86_64", "--json", "--patches"])
+        .arg(&fresh));
+    assert_eq!(unique.code, 0);
+    let unique = built(&unique);
+    assert_eq!(
+        unique["cached"], false,
+        "a new variant cannot be a cache hit"
+    );
+    assert_eq!(
+        unique["touched"],
+        serde_json::json!(["kernel/futex/waitwake.c"])
+    );
+    let compiled = unique["compiled"].as_u64().expect("compiled");
+    assert!(
+        compiled < 40,
+        "a one-file patch recompiled {compiled} files: the O= tree is not being reused"
+    );
+
     let log = std::path::Path::new(base["log"].as_str().expect("log")).to_owned();
     let again = run(lab(&toml).args(["build", "--arch", "x86_64", "--json"]));
     assert_eq!(again.code, 0);
