@@ -12,7 +12,6 @@ use crate::guest::image::{self, ImageInputs};
 use crate::kernel::build;
 use crate::results::{OutcomeKind, TestOutcome};
 use crate::run::{self, RunPlan, RunReport};
-use crate::vm::qemu::VmSpec;
 
 /// Parses `--knob name=value`.
 pub fn parse_knobs(raw: &[String]) -> Result<Vec<(String, String)>, LabError> {
@@ -107,18 +106,13 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32, LabError> {
             other => LabError::Infra(other.to_string()),
         })?;
         let arch_dir = run_root.join(req.arch.name());
-        let probe = VmSpec {
-            arch: req.arch,
-            image: built.artifact.image(),
-            vmlinux: built.artifact.vmlinux(),
-            initramfs: base.path.clone(),
-            cpus: s.vm_cpus,
-            memory_mib: s.vm_memory_mib,
-            accel: crate::vm::machine::Accel::Tcg,
-            cmdline_extra: vec![],
-            dir: arch_dir.clone(),
-            ssh_port: None,
-        };
+        let probe = run::probe_spec(
+            &built.artifact,
+            &base,
+            s.vm_cpus,
+            s.vm_memory_mib,
+            &arch_dir,
+        );
         let (accel, reason) = run::choose_accel(s.accel, req.arch, &probe).await;
         if !ctx.quiet {
             eprintln!("lab: {}: {reason}", req.arch);

@@ -12,7 +12,6 @@ use crate::kernel::build;
 use crate::results::TestOutcome;
 use crate::run::{self, RunPlan};
 use crate::selftest::{self, matches, observe, Expected, Observed};
-use crate::vm::qemu::VmSpec;
 
 #[derive(Debug, serde::Serialize)]
 struct Cell {
@@ -84,18 +83,7 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<i32, LabError> {
             progress.finish();
             let built = built?;
             let dir = root.join(arch.name()).join(format!("row-{ri}"));
-            let probe = VmSpec {
-                arch,
-                image: built.artifact.image(),
-                vmlinux: built.artifact.vmlinux(),
-                initramfs: img.path.clone(),
-                cpus: s.vm_cpus,
-                memory_mib: s.vm_memory_mib,
-                accel: crate::vm::machine::Accel::Tcg,
-                cmdline_extra: vec![],
-                dir: dir.clone(),
-                ssh_port: None,
-            };
+            let probe = run::probe_spec(&built.artifact, &img, s.vm_cpus, s.vm_memory_mib, &dir);
             let (accel, _) = run::choose_accel(s.accel, arch, &probe).await;
             let plan = RunPlan {
                 arch,

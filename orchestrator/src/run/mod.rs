@@ -597,6 +597,28 @@ pub async fn run(
     }
 }
 
+/// The boot that [`choose_accel`] probes KVM with: the run's kernel and base image, no network.
+pub fn probe_spec(
+    artifact: &Artifact,
+    image: &BaseImage,
+    cpus: u32,
+    memory_mib: u32,
+    dir: &Path,
+) -> VmSpec {
+    VmSpec {
+        arch: artifact.manifest.arch,
+        image: artifact.image(),
+        vmlinux: artifact.vmlinux(),
+        initramfs: image.path.clone(),
+        cpus,
+        memory_mib,
+        accel: Accel::Tcg,
+        cmdline_extra: vec![],
+        dir: dir.to_owned(),
+        ssh_port: None,
+    }
+}
+
 /// Where the probe's answer is remembered, and the key it is valid for: the host kernel,
 /// the QEMU version and the arch. The cache folder is found from the probe's run folder.
 fn probe_memo_path(arch: Arch, run_dir: &Path) -> Option<(PathBuf, String)> {
