@@ -7,8 +7,9 @@
 //!   only when the eventfd is still readable and every consumer sleeps in `epoll_wait()`;
 //!   slower ones count as `slow_events`. The total read must equal the total written.
 //!   `wakeups_per_event` shows how well EPOLLEXCLUSIVE avoids the herd (1.0 is ideal; each
-//!   write wakes at least one waiter). EINTR is retried: the amplifier's fake signal makes
-//!   `ep_poll()` return -EINTR, which is not a restart code.
+//!   write wakes at least one waiter). EINTR is retried, for a real signal's sake; the
+//!   wait-queue amplifier's fake signal does not reach here, because epoll's entries use
+//!   `ep_autoremove_wake_function()`, not `autoremove_wake_function()`.
 //! - **Kernel path**: `fs/eventfd.c:eventfd_write()` wakes `ctx->wqh` once exclusively;
 //!   `fs/eventpoll.c:ep_poll_callback()` is the wake function of each EPOLLEXCLUSIVE entry
 //!   (registered at `fs/eventpoll.c:1560`) and stops the walk at the first instance with a
