@@ -13,6 +13,27 @@ use crate::kernel::build::BuildError;
 use crate::kernel::cache::CacheError;
 use crate::kernel::source::SourceError;
 
+use std::path::{Path, PathBuf};
+
+/// A filesystem or process step that failed on a path: "cannot write /x/y".
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {path}")]
+pub struct IoError {
+    pub what: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// For `map_err`: wraps an `io::Error` with the step that failed and its path.
+pub fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> IoError + 'a {
+    move |source| IoError {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_REGRESSION: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
@@ -53,7 +74,7 @@ impl LabError {
             LabError::Infra(_) => EXIT_INFRA,
             LabError::Cache(e) => match e {
                 CacheError::NoMatch(_) | CacheError::Ambiguous(_) => EXIT_USAGE,
-                CacheError::Io { .. } => EXIT_INFRA,
+                CacheError::Io(_) => EXIT_INFRA,
             },
             LabError::Build(e) => match e {
                 BuildError::Toolchain(_) | BuildError::Patch(_) | BuildError::Kconfig(_) => {
@@ -65,15 +86,13 @@ impl LabError {
                     | SourceError::TarballMissing { .. }
                     | SourceError::TarballHash { .. }
                     | SourceError::Git { .. } => EXIT_USAGE,
-                    SourceError::Unpack { .. } | SourceError::Io { .. } => EXIT_INFRA,
+                    SourceError::Unpack { .. } | SourceError::Io(_) => EXIT_INFRA,
                 },
                 BuildError::Cache(c) => match c {
                     CacheError::NoMatch(_) | CacheError::Ambiguous(_) => EXIT_USAGE,
-                    CacheError::Io { .. } => EXIT_INFRA,
+                    CacheError::Io(_) => EXIT_INFRA,
                 },
-                BuildError::Spawn(_) | BuildError::Make { .. } | BuildError::Io { .. } => {
-                    EXIT_INFRA
-                }
+                BuildError::Spawn(_) | BuildError::Make { .. } | BuildError::Io(_) => EXIT_INFRA,
             },
         }
     }

@@ -9,6 +9,7 @@
 //! Debian's packages are unpacked from the `.deb` files that `make setup` downloads for each
 //! arch, never copied from the host, so an arm64 guest gets arm64 libraries.
 
+use crate::error::{io, IoError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -45,21 +46,8 @@ pub enum ImageError {
     Keygen { tool: &'static str, why: String },
     #[error(transparent)]
     Spawn(#[from] process::SpawnError),
-    #[error("{what} {path}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ImageError + 'a {
-    move |source| ImageError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// The Debian packages the guest needs, per arch (see KERNEL-NOTES, "SSH into a guest").
@@ -461,7 +449,7 @@ pub fn run_keys(dir: &Path) -> Result<RunKeys, ImageError> {
 pub fn write_initramfs(base: &BaseImage, keys: &RunKeys, out: &Path) -> Result<(), ImageError> {
     let mut data = std::fs::read(&base.path).map_err(io("cannot read", &base.path))?;
     data.extend_from_slice(&keys.archive);
-    std::fs::write(out, data).map_err(io("cannot write", out))
+    Ok(std::fs::write(out, data).map_err(io("cannot write", out))?)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! shared work tree is synced, and make runs out of tree in an `O=` folder per (source
 //! family, arch, final config), so switching patch variants recompiles only what changed.
 
+use crate::error::{io, IoError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -49,21 +50,8 @@ pub enum BuildError {
         tail: String,
         log: PathBuf,
     },
-    #[error("{what} {path}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BuildError + 'a {
-    move |source| BuildError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// What to build.
@@ -253,10 +241,12 @@ pub async fn build(
         let w = work.clone();
         tokio::task::spawn_blocking(move || w.lock())
             .await
-            .map_err(|e| BuildError::Io {
-                what: "lock task failed for",
-                path: work.dir.clone(),
-                source: std::io::Error::other(e),
+            .map_err(|e| {
+                BuildError::Io(IoError {
+                    what: "lock task failed for",
+                    path: work.dir.clone(),
+                    source: std::io::Error::other(e),
+                })
             })??
     };
     let touched = work.sync(&plan.source, &overlay, &lock)?;
@@ -394,7 +384,7 @@ fn write_file(path: &Path, data: &[u8]) -> Result<(), BuildError> {
     }
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, data).map_err(io("cannot write", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io("cannot write", path))
+    Ok(std::fs::rename(&tmp, path).map_err(io("cannot write", path))?)
 }
 
 /// Makes the final .config in a scratch `O=` tree: `make <base>`, merge the fragments,
@@ -497,9 +487,7 @@ async fn run_make(
     let _ = logf.write_all(header.as_bytes()).await;
     let mut child = process::spawn("make", &mut cmd)?;
     let (Some(out), Some(err)) = (child.stdout(), child.stderr()) else {
-        return Err(io("no output pipes from make for", obj)(
-            std::io::Error::other("pipe"),
-        ));
+        return Err(io("no output pipes from make for", obj)(std::io::Error::other("pipe")).into());
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(256);
     for stream in [

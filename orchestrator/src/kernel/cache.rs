@@ -6,6 +6,7 @@
 //! `.config`, System.map, the build log and `manifest.json`. Entries are written to a
 //! temporary folder and renamed into place, so a cache entry is whole or absent.
 
+use crate::error::{io, IoError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -21,25 +22,12 @@ pub const MANIFEST_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("{what} {path}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("no cached kernel matches {0:?}: list them with `lab cache list`")]
     NoMatch(String),
     #[error("{0:?} matches several cached kernels; give more of the key")]
     Ambiguous(String),
-}
-
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CacheError + 'a {
-    move |source| CacheError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
 }
 
 /// One patch as recorded in a manifest.

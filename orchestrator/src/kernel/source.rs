@@ -12,6 +12,7 @@
 //! sync writes only files whose content differs from what is on disk, which keeps mtimes,
 //! and so make's view of what changed, honest.
 
+use crate::error::{io, IoError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -47,21 +48,8 @@ pub enum SourceError {
         what: String,
         why: String,
     },
-    #[error("{what} {path}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SourceError + 'a {
-    move |source| SourceError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 #[derive(Debug, Deserialize)]
@@ -475,10 +463,12 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SourceError> {
     let tmp = tempfile::NamedTempFile::new_in(dir)
         .map_err(io("cannot create a temporary file in", dir))?;
     std::fs::write(tmp.path(), data).map_err(io("cannot write", tmp.path()))?;
-    tmp.persist(path).map_err(|e| SourceError::Io {
-        what: "cannot write",
-        path: path.to_owned(),
-        source: e.error,
+    tmp.persist(path).map_err(|e| {
+        SourceError::Io(IoError {
+            what: "cannot write",
+            path: path.to_owned(),
+            source: e.error,
+        })
     })?;
     Ok(())
 }
@@ -525,9 +515,7 @@ impl WorkTree {
         // SAFETY: flock on a descriptor we own.
         let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
         if rc != 0 {
-            return Err(io("cannot lock", &self.lock_path)(
-                std::io::Error::last_os_error(),
-            ));
+            return Err(io("cannot lock", &self.lock_path)(std::io::Error::last_os_error()).into());
         }
         Ok(WorkLock(f))
     }

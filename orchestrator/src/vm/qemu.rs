@@ -1,6 +1,7 @@
 //! One QEMU guest: its command line, its process group, and its serial console, which is
 //! written to a file and parsed live for lab's markers and for kernel crash reports.
 
+use crate::error::IoError;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -39,13 +40,8 @@ pub enum VmError {
     },
     #[error("no free TCP port on 127.0.0.1: {0}")]
     Port(std::io::Error),
-    #[error("{what} {path}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// What to boot.
@@ -211,17 +207,21 @@ impl Vm {
                 .into(),
             });
         }
-        std::fs::create_dir_all(&spec.dir).map_err(|source| VmError::Io {
-            what: "cannot create",
-            path: spec.dir.clone(),
-            source,
+        std::fs::create_dir_all(&spec.dir).map_err(|source| {
+            VmError::Io(IoError {
+                what: "cannot create",
+                path: spec.dir.clone(),
+                source,
+            })
         })?;
         let console_path = spec.dir.join("console.log");
         let stderr_path = spec.dir.join("qemu.log");
-        let stderr_file = std::fs::File::create(&stderr_path).map_err(|source| VmError::Io {
-            what: "cannot create",
-            path: stderr_path.clone(),
-            source,
+        let stderr_file = std::fs::File::create(&stderr_path).map_err(|source| {
+            VmError::Io(IoError {
+                what: "cannot create",
+                path: stderr_path.clone(),
+                source,
+            })
         })?;
         let mut cmd = tokio::process::Command::new(m.qemu);
         cmd.args(spec.qemu_args())
@@ -235,10 +235,12 @@ impl Vm {
         let out = child.stdout();
         let mut file = tokio::fs::File::create(&console_path)
             .await
-            .map_err(|source| VmError::Io {
-                what: "cannot create",
-                path: console_path.clone(),
-                source,
+            .map_err(|source| {
+                VmError::Io(IoError {
+                    what: "cannot create",
+                    path: console_path.clone(),
+                    source,
+                })
             })?;
         {
             let state = state.clone();
@@ -292,10 +294,12 @@ impl Vm {
         loop {
             let notified = self.changed.notified();
             {
-                let s = self.state.lock().map_err(|_| VmError::Io {
-                    what: "console state poisoned for",
-                    path: self.console_path.clone(),
-                    source: std::io::Error::other("poisoned"),
+                let s = self.state.lock().map_err(|_| {
+                    VmError::Io(IoError {
+                        what: "console state poisoned for",
+                        path: self.console_path.clone(),
+                        source: std::io::Error::other("poisoned"),
+                    })
                 })?;
                 if let (Some(up), Some(at)) = (s.ready, s.ready_at) {
                     return Ok((up, at.duration_since(self.started)));
