@@ -328,7 +328,8 @@ pub async fn run_test(
         .exec(
             &command,
             None,
-            host_deadline(plan.duration, scale),
+            plan.host_deadline
+                .unwrap_or_else(|| host_deadline(plan.duration, scale)),
             move |stream, line| {
                 if stream == Stream::Stderr {
                     if let Ok(mut t) = tail.lock() {

@@ -319,7 +319,7 @@ fn exec_blocking(
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => {
-                sess.set_blocking(true);
+                abandon(&sess, ch);
                 return Err(err("read stdout", &e));
             }
         }
@@ -332,7 +332,7 @@ fn exec_blocking(
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => {
-                sess.set_blocking(true);
+                abandon(&sess, ch);
                 return Err(err("read stderr", &e));
             }
         }
@@ -340,8 +340,7 @@ fn exec_blocking(
             break;
         }
         if started.elapsed() > timeout {
-            sess.set_blocking(true);
-            let _ = ch.close();
+            abandon(&sess, ch);
             return Err(TransportError::Timeout {
                 addr: addr.to_owned(),
                 command: command.to_owned(),
@@ -368,6 +367,15 @@ fn exec_blocking(
         stdout: String::from_utf8_lossy(&out).into_owned(),
         stderr: String::from_utf8_lossy(&errb).into_owned(),
     })
+}
+
+/// Gives up on a channel without waiting for the far side. A blocking close waits for the
+/// remote close, which dropbear sends only when the command exits: a wedged command would
+/// hold the caller for minutes (seen: 391 s past an 8 s deadline). The session is left in
+/// non-blocking mode for the rest of its short life; callers treat it as dead after this.
+fn abandon(sess: &ssh2::Session, ch: ssh2::Channel) {
+    sess.set_blocking(false);
+    drop(ch);
 }
 
 /// A target from the lab definition's `[target]` section (a real board).
