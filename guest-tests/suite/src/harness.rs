@@ -137,6 +137,12 @@ impl Ctx {
     }
 
     /// Tells the watchdog how to describe what is still blocked, should it fire.
+    /// The common case of [`Ctx::on_hang`]: the hang report says who is still blocked where.
+    pub fn on_hang_blocked(&self, blocked: &std::sync::Arc<crate::blocked::Blocked>) {
+        let b = std::sync::Arc::clone(blocked);
+        self.on_hang(move || b.describe());
+    }
+
     pub fn on_hang(&self, describe: impl Fn() -> String + Send + Sync + 'static) {
         let boxed: Box<Describer> = Box::new(Box::new(describe));
         // The previous describer is leaked on purpose: the watchdog may be calling it.

@@ -211,10 +211,7 @@ pub fn run(ctx: &Ctx, with_signals: bool) -> Result<TestResult, String> {
         waiters_left: AtomicUsize::new(WAITERS),
     });
     let blocked = Blocked::new("waiter", "FUTEX_WAIT", WAITERS);
-    ctx.on_hang({
-        let b = Arc::clone(&blocked);
-        move || b.describe()
-    });
+    ctx.on_hang_blocked(&blocked);
 
     let mut waiters = Vec::new();
     for i in 0..WAITERS {

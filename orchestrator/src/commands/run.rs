@@ -142,7 +142,6 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32, LabError> {
             cmdline_extra: Vec::new(),
             dir: arch_dir,
         });
-        let _ = reason;
     }
 
     // Shard iterations across VMs: one shard per job and arch, iterations split evenly.

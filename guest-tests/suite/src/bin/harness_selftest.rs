@@ -14,7 +14,6 @@
 //! `/sys/module/kernel/parameters`; only this program honours it.
 
 use std::sync::atomic::AtomicU32;
-use std::sync::Arc;
 
 use lab_guest_tests::blocked::Blocked;
 use lab_guest_tests::harness::{self, Ctx, Problems, Spec};
@@ -31,10 +30,7 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
         "fail" => problems.add("deliberate failure"),
         "hang" => {
             let blocked = Blocked::new("stuck", "FUTEX_WAIT", 1);
-            ctx.on_hang({
-                let b = Arc::clone(&blocked);
-                move || b.describe()
-            });
+            ctx.on_hang_blocked(&blocked);
             blocked.register(0);
             let word = AtomicU32::new(0);
             loop {

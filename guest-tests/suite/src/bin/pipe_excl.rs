@@ -138,10 +138,7 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
             reader(fd, &b, i, work_ns, &bytes)
         })?);
     }
-    ctx.on_hang({
-        let b = Arc::clone(&blocked);
-        move || b.describe()
-    });
+    ctx.on_hang_blocked(&blocked);
     let signaler = Signaler::start(
         Arc::clone(&blocked),
         (0..NOISY).collect(),

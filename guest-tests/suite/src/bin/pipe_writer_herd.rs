@@ -143,10 +143,7 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
             writer(fd, &st, &b, i)
         })?);
     }
-    ctx.on_hang({
-        let b = Arc::clone(&blocked);
-        move || b.describe()
-    });
+    ctx.on_hang_blocked(&blocked);
     let signaler = Signaler::start(
         Arc::clone(&blocked),
         (0..NOISY).collect(),
