@@ -37,6 +37,13 @@ pub enum Command {
     /// List, show and prune the kernel artifact cache.
     #[command(subcommand, after_help = CACHE_EXAMPLES)]
     Cache(CacheCommand),
+    /// Do two kernels or patch sets behave differently? Interleaved runs, sequential
+    /// statistics with stated error rates, and reports.
+    #[command(after_help = COMPARE_EXAMPLES)]
+    Compare(CompareArgs),
+    /// List, show and export what the results store holds.
+    #[command(subcommand, after_help = RESULTS_EXAMPLES)]
+    Results(ResultsCommand),
 }
 
 const BUILD_EXAMPLES: &str = "Examples:
@@ -66,6 +73,26 @@ Examples:
   lab selftest --arch x86_64 --row bad-futex
 
 Exit codes: 0 the matrix came out as expected; 1 a cell mismatched; 2 bad input; 3 infrastructure failure.";
+
+const COMPARE_EXAMPLES: &str = "A and B are each `base`, patch-set names stacked with commas (amplifier sets first), a kernel definition (kernels/NAME.toml or a path), or `key:PREFIX` for a stored build.
+
+Examples:
+  lab compare base futex-lockless-wakeup-revert            every arch in lab.toml, the suite
+  lab compare base bad-futex-no-spurious-retry --arch x86_64 --tests futex_errno
+  lab compare futex-race-amplifiers futex-race-amplifiers,bad-futex-no-spurious-retry \\
+          --knob futex_amp_spurious_wake_us=200 --tests futex_errno
+  lab compare base base --budget 5m                        an A/A check of the lab itself
+  lab compare base sched-wait-abort-exclusive-wait --html report.html --markdown cover.md
+
+Verdicts per test, arch and metric: regression, improvement, no difference (within the stated margin), inconclusive (with the runs it would likely need). A kernel crash on either side is a regression at once.
+Exit codes: 0 no regression; 1 a regression; 2 bad input; 3 infrastructure failure before any verdict.";
+
+const RESULTS_EXAMPLES: &str = "Examples:
+  lab results list                      recent comparisons and runs
+  lab results show 12                   one comparison, re-rendered from the store
+  lab results show 12 --format markdown
+  lab results export --format json > all.json
+  lab results runs --kernel 3f2a9c      stored runs of one kernel key";
 
 const CACHE_EXAMPLES: &str = "Examples:
   lab cache list
@@ -168,5 +195,101 @@ pub enum CacheCommand {
         /// Remove every entry.
         #[arg(long)]
         all: bool,
+    },
+}
+
+/// Arguments of `lab compare`.
+#[derive(Debug, Args, Clone)]
+pub struct CompareArgs {
+    /// The baseline: `base`, patch sets (`a,b`), a kernel definition, or `key:PREFIX`.
+    pub a: String,
+    /// The candidate, in the same forms.
+    pub b: String,
+    /// Architectures (`x86_64`, `arm64`, `all`); default: the lab's.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Vec<String>,
+    /// Tests to compare, comma-separated; default: `[compare] tests` of lab.toml.
+    #[arg(long, value_delimiter = ',', value_name = "NAME[,NAME...]")]
+    pub tests: Vec<String>,
+    /// Wall-time budget, e.g. `8m`; default: `[compare] budget`.
+    #[arg(long, value_name = "DURATION")]
+    pub budget: Option<String>,
+    /// Family-wise probability of a false "different" across all questions.
+    #[arg(long, value_name = "P")]
+    pub alpha: Option<f64>,
+    /// Equivalence margin for failure rates (absolute, e.g. 0.15).
+    #[arg(long, value_name = "DIFF")]
+    pub margin: Option<f64>,
+    /// Equivalence margin for metrics (relative, e.g. 0.10 for 10 %).
+    #[arg(long, value_name = "RATIO")]
+    pub metric_margin: Option<f64>,
+    /// Cap on runs per test and side (the design's maximum); default: from the budget.
+    #[arg(long, value_name = "N")]
+    pub max_runs: Option<u64>,
+    /// Per-iteration test duration; default: `[compare] duration`.
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Runtime knobs for both sides (`name=value`, /sys/module/kernel/parameters/NAME).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub knob: Vec<String>,
+    /// Extra config fragments for both sides.
+    #[arg(long = "config", value_name = "FRAGMENT")]
+    pub config: Vec<String>,
+    /// Guests at once; default: as many as cores and memory allow.
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Do not reuse stored runs of the same kernels and test binaries.
+    #[arg(long)]
+    pub fresh: bool,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the report as JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the report as markdown, JSON, JUnit XML or HTML.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    #[arg(long = "json-out", value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+/// `lab results ...`
+#[derive(Debug, Subcommand)]
+pub enum ResultsCommand {
+    /// Recent comparisons (sessions) and runs.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One comparison, re-rendered from the store.
+    Show {
+        session: i64,
+        /// terminal, markdown, json, junit or html
+        #[arg(long, default_value = "terminal")]
+        format: String,
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Stored runs, optionally of one kernel key (prefix).
+    Runs {
+        #[arg(long, value_name = "KEY")]
+        kernel: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything in the store as JSON lines (sessions, runs, outcomes, metrics, crashes).
+    Export {
+        #[arg(long, default_value = "json")]
+        format: String,
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }

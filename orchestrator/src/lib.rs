@@ -6,11 +6,13 @@
 pub mod arch;
 pub mod cli;
 pub mod commands;
+pub mod compare;
 pub mod config;
 pub mod error;
 pub mod guest;
 pub mod kernel;
 pub mod process;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod selftest;

@@ -35,6 +35,8 @@ async fn dispatch(cli: Cli) -> Result<i32, LabError> {
         Command::Run(args) => commands::run::run(&ctx, args).await,
         Command::Selftest(args) => commands::selftest::run(&ctx, args).await,
         Command::Cache(cmd) => commands::cache::run(&ctx, cmd),
+        Command::Compare(args) => commands::compare::run(&ctx, args).await,
+        Command::Results(cmd) => commands::results::run(&ctx, cmd),
     }
 }
 

@@ -3,7 +3,9 @@
 
 pub mod build;
 pub mod cache;
+pub mod compare;
 pub mod progress;
+pub mod results;
 pub mod run;
 pub mod selftest;
 
