@@ -58,7 +58,36 @@ struct LabFile {
     vm: VmSection,
     #[serde(default)]
     tests: TestsSection,
+    #[serde(default)]
+    compare: CompareSection,
     target: Option<TargetSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct CompareSection {
+    tests: Option<Vec<String>>,
+    duration: Option<String>,
+    budget: Option<String>,
+    alpha: Option<f64>,
+    margin_rate: Option<f64>,
+    margin_metric: Option<f64>,
+    batch_runs: Option<u32>,
+    metrics: Option<Vec<String>>,
+}
+
+/// `[compare]`, resolved.
+#[derive(Debug, Clone)]
+pub struct CompareSettings {
+    pub tests: Vec<String>,
+    pub duration: Duration,
+    pub budget: Duration,
+    pub alpha: f64,
+    pub margin_rate: f64,
+    pub margin_metric: f64,
+    pub batch_runs: u32,
+    /// Suffixes of the metric names compared (`_p50`, `_p99`, `_per_s`).
+    pub metrics: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,6 +189,7 @@ pub struct Settings {
     pub test_duration: Duration,
     /// The cargo workspace holding guest-tests/.
     pub guest_source: PathBuf,
+    pub compare: CompareSettings,
     pub target: Option<Target>,
 }
 
@@ -370,6 +400,39 @@ impl Settings {
             rel(guest_raw)
         };
 
+        let cmp_dur: String = pick!(compare.duration, "compare.duration");
+        let cmp_budget: String = pick!(compare.budget, "compare.budget");
+        let alpha: f64 = pick!(compare.alpha, "compare.alpha");
+        let margin_rate: f64 = pick!(compare.margin_rate, "compare.margin-rate");
+        let margin_metric: f64 = pick!(compare.margin_metric, "compare.margin-metric");
+        let batch_runs: u32 = pick!(compare.batch_runs, "compare.batch-runs");
+        let mut cmp_tests: Vec<String> = pick!(compare.tests, "compare.tests");
+        if cmp_tests.is_empty() {
+            cmp_tests = pick!(tests.suite, "tests.suite");
+        }
+        let compare = CompareSettings {
+            tests: cmp_tests,
+            duration: parse_duration(&cmp_dur)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| bad("compare.duration", &cmp_dur, "use a duration like \"1s\""))?,
+            budget: parse_duration(&cmp_budget)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| bad("compare.budget", &cmp_budget, "use a duration like \"8m\""))?,
+            alpha: Some(alpha)
+                .filter(|a| *a > 0.0 && *a < 0.5)
+                .ok_or_else(|| bad("compare.alpha", &alpha.to_string(), "use a probability between 0 and 0.5, such as 0.05"))?,
+            margin_rate: Some(margin_rate)
+                .filter(|m| *m > 0.0 && *m < 1.0)
+                .ok_or_else(|| bad("compare.margin-rate", &margin_rate.to_string(), "use an absolute rate difference between 0 and 1, such as 0.15"))?,
+            margin_metric: Some(margin_metric)
+                .filter(|m| *m > 0.0 && *m < 10.0)
+                .ok_or_else(|| bad("compare.margin-metric", &margin_metric.to_string(), "use a relative shift such as 0.10 for 10 %"))?,
+            batch_runs: Some(batch_runs)
+                .filter(|b| (1..=100).contains(b))
+                .ok_or_else(|| bad("compare.batch-runs", &batch_runs.to_string(), "use 1 to 100"))?,
+            metrics: pick!(compare.metrics, "compare.metrics"),
+        };
+
         let target = match user.target.clone() {
             None => None,
             Some(t) => Some(Target {
@@ -405,6 +468,7 @@ impl Settings {
             suite: pick!(tests.suite, "tests.suite"),
             test_duration,
             guest_source,
+            compare,
             target,
             root,
         })

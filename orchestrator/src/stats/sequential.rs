@@ -245,6 +245,19 @@ struct Looks {
     last_fraction: f64,
     reports: Vec<LookReport>,
     decided: Option<Decision>,
+    /// What the last look saw, for [`Looks::conclude`].
+    last: Option<LastLook>,
+}
+
+#[derive(Debug, Clone)]
+struct LastLook {
+    runs_a: u64,
+    runs_b: u64,
+    estimate: f64,
+    reported_estimate: f64,
+    interval: Option<Interval>,
+    unit_variance: f64,
+    margin_working: f64,
 }
 
 /// What a monitor computes at one look, on its working scale (the log scale for
@@ -273,7 +286,39 @@ impl Looks {
             last_fraction: 0.0,
             reports: Vec::new(),
             decided: None,
+            last: None,
         }
+    }
+
+    /// Ends the comparison before the planned maximum (the wall-time budget ran out):
+    /// Inconclusive from the last look, or the decision already made. Stopping early
+    /// without a decision can only lower the error rates.
+    fn conclude(&mut self) -> Decision {
+        if let Some(d) = &self.decided {
+            return d.clone();
+        }
+        let decision = match &self.last {
+            Some(l) => {
+                let ev = Evidence {
+                    estimate: l.estimate,
+                    interval: None,
+                    equivalence_interval: None,
+                    unit_variance: l.unit_variance,
+                };
+                Decision::Inconclusive {
+                    more_runs_estimate: self.more_runs(l.runs_a, l.runs_b, &ev, l.margin_working),
+                    estimate: l.reported_estimate,
+                    interval: l.interval,
+                }
+            }
+            None => Decision::Inconclusive {
+                more_runs_estimate: u64::MAX,
+                estimate: f64::NAN,
+                interval: None,
+            },
+        };
+        self.decided = Some(decision.clone());
+        decision
     }
 
     fn check_open(&self) -> Result<(), StatsError> {
@@ -329,6 +374,15 @@ impl Looks {
             None
         };
         let estimate = report(ev.estimate);
+        self.last = Some(LastLook {
+            runs_a,
+            runs_b,
+            estimate: ev.estimate,
+            reported_estimate: estimate,
+            interval,
+            unit_variance: ev.unit_variance,
+            margin_working,
+        });
         let different = match ev.interval {
             Some((lo, _)) if c.is_finite() && lo > 0.0 => Some(Direction::BHigher),
             Some((_, hi)) if c.is_finite() && hi < 0.0 => Some(Direction::BLower),
@@ -489,6 +543,12 @@ impl RateMonitor {
     pub fn design(&self) -> &Design {
         &self.looks.design
     }
+
+    /// Stops before the planned maximum: the decision already made, or Inconclusive with
+    /// the estimate of the last look and the runs it would likely still need.
+    pub fn conclude(&mut self) -> Decision {
+        self.looks.conclude()
+    }
 }
 
 /// Sequential comparison of a latency or throughput metric for one test on one
@@ -585,6 +645,12 @@ impl MetricMonitor {
 
     pub fn design(&self) -> &Design {
         &self.looks.design
+    }
+
+    /// Stops before the planned maximum: the decision already made, or Inconclusive with
+    /// the estimate of the last look and the runs it would likely still need.
+    pub fn conclude(&mut self) -> Decision {
+        self.looks.conclude()
     }
 }
 
