@@ -4,6 +4,8 @@
 //! matters most is the last one: an infra-error (QEMU did not start, SSH never came up, the
 //! build failed, the test could not run) is never counted as a test failure.
 
+pub mod store;
+
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
