@@ -1,10 +1,521 @@
-//! `lab compare A B`. (Being written.)
+//! `lab compare A B`: resolve both sides to kernels (building them through the cache), set
+//! up each arch, run the comparison, render the reports and map the verdict to an exit code.
 
-use super::Context;
-use crate::cli::CompareArgs;
-use crate::error::LabError;
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+
+use super::progress::BuildProgress;
+use super::run::{clamp_jobs, parse_knobs};
+use super::{kernel_requests, Context};
+use crate::arch::{self, Arch};
+use crate::cli::{CompareArgs, KernelSelect};
+use crate::compare::analysis::Params;
+use crate::compare::model::{CompareReport, Overall, Side};
+use crate::compare::{self, ArchPlan, ComparePlan, Event};
+use crate::config::parse_duration;
+use crate::error::{LabError, EXIT_INFRA, EXIT_OK, EXIT_REGRESSION};
+use crate::guest::image::{self, BaseImage, ImageInputs};
+use crate::kernel::build;
+use crate::kernel::cache::{Artifact, Cache};
+use crate::report::{self, ReportFormat};
+use crate::results::store::Store;
+use crate::run;
+use crate::stats::Spending;
+
+/// What one side names.
+#[derive(Debug, Clone, PartialEq)]
+enum SideSpec {
+    /// Patch sets on the lab's kernel; empty is `base`.
+    Patches(Vec<String>),
+    /// A kernel definition (name in kernels/ or a path).
+    Kernel(String),
+    /// Stored builds, by key prefix (one per arch).
+    Stored(Vec<String>),
+}
+
+fn parse_side(spec: &str, ctx: &Context) -> Result<SideSpec, LabError> {
+    let spec = spec.trim();
+    if spec.is_empty() {
+        return Err(LabError::Usage(
+            "an empty side: name `base`, patch sets, a kernel definition or key:PREFIX".into(),
+        ));
+    }
+    if let Some(keys) = spec.strip_prefix("key:") {
+        return Ok(SideSpec::Stored(
+            keys.split(',')
+                .map(|k| k.trim().trim_start_matches("key:").to_owned())
+                .collect(),
+        ));
+    }
+    if spec == "base" {
+        return Ok(SideSpec::Patches(Vec::new()));
+    }
+    let s = &ctx.settings;
+    let is_def = spec.ends_with(".toml")
+        || s.kernels_dir.join(format!("{spec}.toml")).is_file();
+    if is_def {
+        return Ok(SideSpec::Kernel(spec.to_owned()));
+    }
+    Ok(SideSpec::Patches(
+        spec.split(',')
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty() && p != "base")
+            .collect(),
+    ))
+}
+
+/// Builds (or finds) one side's kernel for every arch.
+async fn resolve_side(
+    ctx: &Context,
+    spec: &SideSpec,
+    arches: &[Arch],
+    config: &[String],
+) -> Result<Vec<Artifact>, LabError> {
+    let s = &ctx.settings;
+    let arch_names: Vec<String> = arches.iter().map(|a| a.name().to_owned()).collect();
+    let select = |patches: Vec<String>, kernel: Option<String>| KernelSelect {
+        arch: arch_names.clone(),
+        patches,
+        config: config.to_vec(),
+        kernel,
+    };
+    let requests = match spec {
+        SideSpec::Stored(keys) => {
+            let cache = Cache::new(&s.cache_dir);
+            let mut found = Vec::new();
+            for k in keys {
+                found.push(cache.find(k)?);
+            }
+            let mut out = Vec::new();
+            for a in arches {
+                let art = found
+                    .iter()
+                    .find(|f| f.manifest.arch == *a)
+                    .cloned()
+                    .ok_or_else(|| {
+                        LabError::Usage(format!(
+                            "key:{}: no stored build for {a} among these keys; give one key per arch, comma-separated (see `lab cache list`)",
+                            keys.join(",")
+                        ))
+                    })?;
+                out.push(art);
+            }
+            return Ok(out);
+        }
+        SideSpec::Patches(p) => kernel_requests(ctx, &select(p.clone(), None))?,
+        SideSpec::Kernel(k) => kernel_requests(ctx, &select(Vec::new(), Some(k.clone())))?,
+    };
+    let mut out = Vec::new();
+    for req in &requests {
+        let progress = BuildProgress::new(req.arch.name(), ctx.quiet);
+        let report = |e| progress.event(e);
+        let built = build::build(req, &s.cache_dir, &report).await;
+        progress.finish();
+        let built = built?;
+        if !ctx.quiet {
+            eprintln!(
+                "lab: {}: {} {} ({}{})",
+                req.arch,
+                built.artifact.label(),
+                &built.artifact.manifest.key[..12],
+                if built.cached { "cached" } else { "built" },
+                if built.cached {
+                    String::new()
+                } else {
+                    format!(" in {:.0}s", built.seconds)
+                }
+            );
+        }
+        out.push(built.artifact);
+    }
+    Ok(out)
+}
+
+/// The guest image of one arch, with the programs of `tests`.
+pub async fn guest_image(
+    ctx: &Context,
+    arch: Arch,
+    tests: &[String],
+) -> Result<BaseImage, LabError> {
+    let s = &ctx.settings;
+    let inputs = ImageInputs {
+        workspace: s.guest_source.clone(),
+        cache: s.cache_dir.clone(),
+        tests: tests.to_vec(),
+    };
+    let programs = image::build_programs(&inputs, arch)
+        .await
+        .map_err(|e| LabError::Infra(e.to_string()))?;
+    image::assemble(&inputs, arch, &programs).map_err(|e| match e {
+        image::ImageError::UnknownTest { .. } => LabError::Usage(e.to_string()),
+        other => LabError::Infra(other.to_string()),
+    })
+}
+
+fn session_key(plan: &ComparePlan) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for a in &plan.arches {
+        h.update(a.arch.name());
+        h.update(&a.a.manifest.key);
+        h.update(&a.b.manifest.key);
+        h.update(&a.image.manifest.digest);
+    }
+    h.update(plan.tests.join(","));
+    h.update(format!(
+        "{:?}|{}|{}|{}|{}|{}",
+        plan.knobs,
+        plan.duration.as_millis(),
+        plan.params.alpha,
+        plan.params.margin_rate,
+        plan.params.margin_metric,
+        plan.batch_runs
+    ));
+    hex::encode(h.finalize())[..24].to_owned()
+}
 
 pub async fn run(ctx: &Context, args: &CompareArgs) -> Result<i32, LabError> {
-    let _ = (ctx, args);
-    Err(LabError::Usage("lab compare is not written yet".into()))
+    let s = &ctx.settings;
+    let c = &s.compare;
+    let arches: Vec<Arch> = if args.arch.is_empty() {
+        s.arches.clone()
+    } else {
+        arch::parse_list(&args.arch)?
+    };
+    let tests: Vec<String> = if args.tests.is_empty() {
+        c.tests.clone()
+    } else {
+        args.tests.iter().map(|t| t.trim().to_owned()).collect()
+    };
+    let dur = |flag: &str, v: &Option<String>, default| -> Result<std::time::Duration, LabError> {
+        match v {
+            Some(d) => parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
+                LabError::Usage(format!("{flag} {d:?}: use a duration like 90s, 8m or 1h"))
+            }),
+            None => Ok(default),
+        }
+    };
+    let budget = dur("--budget", &args.budget, c.budget)?;
+    let duration = dur("--duration", &args.duration, c.duration)?;
+    let alpha = args.alpha.unwrap_or(c.alpha);
+    if !(alpha > 0.0 && alpha < 0.5) {
+        return Err(LabError::Usage(format!(
+            "--alpha {alpha}: use a probability between 0 and 0.5, such as 0.05"
+        )));
+    }
+    let margin_rate = args.margin.unwrap_or(c.margin_rate);
+    if !(margin_rate > 0.0 && margin_rate < 1.0) {
+        return Err(LabError::Usage(format!(
+            "--margin {margin_rate}: use an absolute failure-rate difference between 0 and 1, such as 0.15"
+        )));
+    }
+    let margin_metric = args.metric_margin.unwrap_or(c.margin_metric);
+    if !(margin_metric > 0.0 && margin_metric < 10.0) {
+        return Err(LabError::Usage(format!(
+            "--metric-margin {margin_metric}: use a relative shift such as 0.10 for 10 %"
+        )));
+    }
+    if args.max_runs.is_some_and(|m| m < 2) {
+        return Err(LabError::Usage("--max-runs must be at least 2".into()));
+    }
+    let knobs = parse_knobs(&args.knob)?;
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs())
+    });
+    let a_spec = parse_side(&args.a, ctx)?;
+    let b_spec = parse_side(&args.b, ctx)?;
+
+    // Both sides through the cache, then one image per arch (both sides share it, so the
+    // test binaries are the same).
+    let a_arts = resolve_side(ctx, &a_spec, &arches, &args.config).await?;
+    let b_arts = resolve_side(ctx, &b_spec, &arches, &args.config).await?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let dir = s
+        .cache_dir
+        .join("runs")
+        .join(format!("{stamp}-{}-compare", std::process::id()));
+    let mut arch_plans = Vec::new();
+    for (i, arch) in arches.iter().enumerate() {
+        let image = guest_image(ctx, *arch, &tests).await?;
+        let probe = run::probe_spec(
+            &a_arts[i],
+            &image,
+            s.vm_cpus,
+            s.vm_memory_mib,
+            &dir.join(arch.name()),
+        );
+        let (accel, reason) = run::choose_accel(s.accel, *arch, &probe).await;
+        if !ctx.quiet {
+            eprintln!("lab: {arch}: {reason}");
+        }
+        arch_plans.push(ArchPlan {
+            arch: *arch,
+            a: a_arts[i].clone(),
+            b: b_arts[i].clone(),
+            image,
+            accel,
+            accel_reason: reason,
+        });
+    }
+    let asked_jobs = args.jobs.unwrap_or(usize::MAX).max(1);
+    let (jobs, note) = clamp_jobs(asked_jobs.min(64), s.vm_cpus, s.vm_memory_mib);
+    if let (Some(n), Some(_)) = (note, args.jobs) {
+        eprintln!("lab: {n}");
+    }
+    let mut reproduce = std::env::args().collect::<Vec<_>>().join(" ");
+    if args.seed.is_none() {
+        reproduce.push_str(&format!(" --seed {seed}"));
+    }
+    let plan = ComparePlan {
+        a_spec: args.a.clone(),
+        b_spec: args.b.clone(),
+        arches: arch_plans,
+        tests,
+        duration,
+        knobs,
+        seed,
+        cpus: s.vm_cpus,
+        memory_mib: s.vm_memory_mib,
+        boot_timeout: s.boot_timeout,
+        jobs,
+        batch_runs: c.batch_runs,
+        budget,
+        params: Params {
+            alpha,
+            alpha_equivalence: alpha,
+            power: 0.8,
+            margin_rate,
+            margin_metric,
+            max_runs_per_side: args.max_runs.unwrap_or(2),
+            spending: Spending::Pocock,
+            metric_suffixes: c.metrics.clone(),
+        },
+        max_runs: args.max_runs,
+        reuse: !args.fresh,
+        dir: dir.clone(),
+        reproduce,
+    };
+
+    let store_path = Store::default_path(&s.cache_dir);
+    let mut store = Store::open(&store_path).map_err(|e| LabError::Infra(e.to_string()))?;
+    let key = session_key(&plan);
+    let args_json = serde_json::json!({
+        "a": args.a, "b": args.b, "arches": arches, "tests": plan.tests,
+        "budget_s": budget.as_secs(), "alpha": alpha, "margin": margin_rate,
+        "metric_margin": margin_metric, "knobs": plan.knobs, "seed": seed,
+    })
+    .to_string();
+    let session = match store
+        .open_session("compare", &key)
+        .map_err(|e| LabError::Infra(e.to_string()))?
+    {
+        Some(open) => {
+            if !ctx.quiet {
+                eprintln!(
+                    "lab: resuming comparison {} (started {}); its finished runs are reused",
+                    open.id, open.created_at
+                );
+            }
+            open.id
+        }
+        None => store
+            .begin_session("compare", &key, &args_json)
+            .map_err(|e| LabError::Infra(e.to_string()))?,
+    };
+    let store = Arc::new(Mutex::new(store));
+    if !ctx.quiet {
+        eprintln!(
+            "lab: comparing A={} with B={} on {}; {} tests, budget {}s, alpha {alpha}, margins {margin_rate} (rates) and {:.0}% (metrics); session {session}",
+            args.a,
+            args.b,
+            arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(","),
+            plan.tests.len(),
+            budget.as_secs(),
+            margin_metric * 100.0,
+        );
+        eprintln!("lab: runs in {}", dir.display());
+    }
+    let quiet = ctx.quiet;
+    let verbose_outcomes = std::env::var_os("LAB_COMPARE_VERBOSE").is_some();
+    let on = move |e: Event| {
+        if quiet {
+            return;
+        }
+        match e {
+            Event::Reused {
+                arch,
+                side,
+                outcomes,
+            } => eprintln!(
+                "lab: {arch} {}: reusing {outcomes} stored runs",
+                side.name()
+            ),
+            Event::Outcome { side, outcome: o } => {
+                if verbose_outcomes || o.kind != crate::results::OutcomeKind::Pass {
+                    eprintln!(
+                        "  {} {} {} #{}: {} {}",
+                        o.arch,
+                        side.name(),
+                        o.test,
+                        o.iteration,
+                        o.kind,
+                        o.summary.chars().take(100).collect::<String>()
+                    );
+                }
+            }
+            Event::Horizon {
+                max_runs_per_side,
+                batch_s,
+            } => eprintln!(
+                "lab: first batch took {batch_s:.0}s; the design allows up to {max_runs_per_side} runs per test and side"
+            ),
+            Event::Batch {
+                number,
+                elapsed_s,
+                decided,
+                questions,
+            } => eprintln!(
+                "lab: batch {number} done at {elapsed_s:.0}s: {decided} of {questions} questions decided"
+            ),
+            Event::Decided {
+                arch,
+                test,
+                question,
+                verdict,
+                runs_per_side,
+            } => eprintln!(
+                "lab: {arch} {test} {question}: {verdict} after {runs_per_side} runs per side"
+            ),
+            Event::BudgetSpent { elapsed_s } => eprintln!(
+                "lab: budget spent at {elapsed_s:.0}s; the open questions are inconclusive"
+            ),
+            Event::StoreError(e) => eprintln!("lab: results store: {e}"),
+        }
+    };
+    let report = compare::compare(&plan, store.clone(), session, &on).await;
+    if let Some(code) = crate::process::interrupted() {
+        // The finished runs are in the store; `lab compare` with the same arguments resumes.
+        eprintln!(
+            "lab: interrupted; {} runs are in the store, and the same command resumes session {session}",
+            report.runs_made
+        );
+        return Ok(code);
+    }
+    let json = serde_json::to_string(&report).unwrap_or_default();
+    if let Ok(mut st) = store.lock() {
+        let status = match report.overall {
+            Overall::Regression => "regression",
+            Overall::NoRegression => "no-regression",
+            Overall::NoRegressionInconclusive => "inconclusive",
+            Overall::Infra => "infra-error",
+        };
+        if let Err(e) = st.finish_session(session, status, &json) {
+            eprintln!("lab: results store: {e}");
+        }
+    }
+    emit(ctx, args, &report, &dir)?;
+    Ok(exit_code(&report))
+}
+
+/// The exit code of a finished comparison.
+pub fn exit_code(report: &CompareReport) -> i32 {
+    match report.overall {
+        Overall::Regression => EXIT_REGRESSION,
+        Overall::Infra => EXIT_INFRA,
+        Overall::NoRegression | Overall::NoRegressionInconclusive => EXIT_OK,
+    }
+}
+
+/// Prints the report and writes the files asked for, plus a JSON, markdown and HTML copy
+/// in the comparison's folder.
+fn emit(
+    ctx: &Context,
+    args: &CompareArgs,
+    report: &CompareReport,
+    dir: &std::path::Path,
+) -> Result<(), LabError> {
+    let write = |format: ReportFormat, path: &std::path::Path| -> Result<(), LabError> {
+        report::write(report, format, path).map_err(|e| LabError::Infra(e.to_string()))
+    };
+    let _ = std::fs::create_dir_all(dir);
+    for (format, name) in [
+        (ReportFormat::Json, "report.json"),
+        (ReportFormat::Markdown, "report.md"),
+        (ReportFormat::Html, "report.html"),
+    ] {
+        if let Err(e) = write(format, &dir.join(name)) {
+            eprintln!("lab: {e}");
+        }
+    }
+    for (path, format) in [
+        (&args.markdown, ReportFormat::Markdown),
+        (&args.json_out, ReportFormat::Json),
+        (&args.junit, ReportFormat::Junit),
+        (&args.html, ReportFormat::Html),
+    ] {
+        if let Some(p) = path {
+            write(format, p)?;
+        }
+    }
+    let stdout = if args.json {
+        report::render(report, ReportFormat::Json)
+    } else {
+        report::render(
+            report,
+            ReportFormat::Terminal {
+                color: std::io::stdout().is_terminal(),
+            },
+        )
+    }
+    .map_err(|e| LabError::Infra(e.to_string()))?;
+    println!("{stdout}");
+    if !ctx.quiet {
+        eprintln!(
+            "lab: reports in {} (report.html, report.md, report.json); `lab results show {}` renders them again",
+            dir.display(),
+            report.session
+        );
+    }
+    let _ = Side::A;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn ctx() -> Context {
+        Context {
+            settings: Settings::from_text(std::path::Path::new("/lab/lab.toml"), "")
+                .expect("defaults"),
+            quiet: true,
+        }
+    }
+
+    #[test]
+    fn sides_parse_into_patch_sets_definitions_and_keys() {
+        let c = ctx();
+        assert_eq!(parse_side("base", &c).ok(), Some(SideSpec::Patches(vec![])));
+        assert_eq!(
+            parse_side("futex-race-amplifiers,bad-futex-no-spurious-retry", &c).ok(),
+            Some(SideSpec::Patches(vec![
+                "futex-race-amplifiers".into(),
+                "bad-futex-no-spurious-retry".into()
+            ]))
+        );
+        assert_eq!(
+            parse_side("kernels/mine.toml", &c).ok(),
+            Some(SideSpec::Kernel("kernels/mine.toml".into()))
+        );
+        assert_eq!(
+            parse_side("key:3f2a9c1d,key:77aa00bb", &c).ok(),
+            Some(SideSpec::Stored(vec!["3f2a9c1d".into(), "77aa00bb".into()]))
+        );
+        assert!(parse_side("  ", &c).is_err());
+    }
 }
