@@ -69,7 +69,7 @@ pub fn parse_knobs(raw: &[String]) -> Result<Vec<(String, String)>, LabError> {
 }
 
 /// How many VMs may run at once: what was asked, within the cores and the memory.
-fn clamp_jobs(asked: usize, cpus_per_vm: u32, mem_per_vm: u32) -> (usize, Option<String>) {
+pub fn clamp_jobs(asked: usize, cpus_per_vm: u32, mem_per_vm: u32) -> (usize, Option<String>) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let avail_mib = std::fs::read_to_string("/proc/meminfo")
         .ok()
