@@ -3,6 +3,10 @@
 # ratios against each other (timings on a shared machine are noisy: compare within a run).
 #   - base build, one-file variant rebuild, cache hit (x86_64)
 #   - boot-to-READY and boot-to-SSH per arch (median of 3 boots)
+#   - lab compare's time to verdict for three comparisons on both arches, fresh (no stored
+#     runs reused), and the runs per side adaptive stopping used against the fixed-n design
+#     with the same error rates
+#   BENCH_COMPARE=0 skips the comparisons (they take up to the compare budget each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LAB=${LAB:-target/release/lab}
@@ -58,6 +62,16 @@ print(b.get('ready_ms') or 'nan', b.get('ssh_ms') or 'nan')" "$tmp/run-$arch-$i.
   ssh[$arch]=$(printf '%s\n' "${s[@]}" | sort -g | sed -n 2p)
 done
 
+compare_rows=()
+if [ "${BENCH_COMPARE:-1}" != 0 ]; then
+  for pair in "base bad-futex-no-spurious-retry" "base futex-lockless-wakeup-revert" "base base"; do
+    set -- $pair
+    echo "bench: lab compare $1 $2 (both arches, fresh runs)"
+    rc=0; $LAB -q compare "$1" "$2" --arch all --fresh --json > "$tmp/cmp-$2.json" || rc=$?
+    compare_rows+=("$1" "$2" "$tmp/cmp-$2.json" "$rc")
+  done
+fi
+
 python3 - "$base_s" "$base_cached" "$cold_s" "$variant_s" "$variant_compiled" "$hit_s" "$hit_cached" \
   "${ready[x86_64]}" "${ssh[x86_64]}" "${ready[arm64]}" "${ssh[arm64]}" <<'PY'
 import sys
@@ -74,5 +88,39 @@ print(f"  ratio variant rebuild / cache hit    {f(variant_s) / max(f(hit_s), 1e-
 print(f"  boot to READY  x86_64 {f(rx) / 1000:6.2f} s   arm64 {f(ra) / 1000:6.2f} s   (median of 3)")
 print(f"  boot to SSH    x86_64 {f(sx) / 1000:6.2f} s   arm64 {f(sa) / 1000:6.2f} s")
 print(f"  ratio arm64 / x86_64 boot-to-SSH     {f(sa) / f(sx):8.2f}x")
-print("  compare time to verdict               (lab compare is not built yet)")
 PY
+if [ ${#compare_rows[@]} -gt 0 ]; then
+  python3 - "${compare_rows[@]}" <<'PY'
+import json, sys
+args = sys.argv[1:]
+rows = [args[i:i + 4] for i in range(0, len(args), 4)]
+print("  compare (both arches, fresh)        verdict       to verdict   runs/side used  fixed-n  saved")
+first = None
+for a, b, path, rc in rows:
+    try:
+        r = json.load(open(path))
+    except Exception as e:
+        print(f"  {a} vs {b}: no report (exit {rc}): {e}")
+        continue
+    t = r["time_to_verdict_s"]
+    first = first or t
+    used, fixed = r["runs_per_side_used"], r["runs_per_side_fixed_n"]
+    saved = f"{100 * (1 - used / fixed):.0f}%" if fixed else "-"
+    print(f"  {a + ' vs ' + b:36} {r['overall']:13} {t:7.0f} s   {used:14}  {fixed:7}  {saved:>5}   (exit {rc})")
+    for q in r["questions"]:
+        if q["question"]["kind"] == "metric" or q["verdict"]["verdict"] != "no-difference":
+            v = q["verdict"]["verdict"]
+            d = q["decision"]
+            iv = d.get("interval")
+            ivs = f"[{iv['lower']:.3f}, {iv['upper']:.3f}]" if iv else ""
+            name = q["question"].get("name", "failure-rate")
+            print(f"      {q['arch']:7} {q['test']:22} {name:20} {v:13} {ivs}")
+if first:
+    for a, b, path, rc in rows[1:]:
+        try:
+            t = json.load(open(path))["time_to_verdict_s"]
+            print(f"  ratio time to verdict {b} / {rows[0][1]}: {t / first:.2f}x")
+        except Exception:
+            pass
+PY
+fi

@@ -235,7 +235,8 @@ pub struct CompareArgs {
     /// Extra config fragments for both sides.
     #[arg(long = "config", value_name = "FRAGMENT")]
     pub config: Vec<String>,
-    /// Guests at once; default: as many as cores and memory allow.
+    /// Guests at once; default: as many as fit without overcommitting vCPUs (host cores /
+    /// vm.cpus), since contended guests measure the contention.
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Do not reuse stored runs of the same kernels and test binaries.

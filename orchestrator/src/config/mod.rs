@@ -79,6 +79,7 @@ struct CompareSection {
 /// `[compare]`, resolved.
 #[derive(Debug, Clone)]
 pub struct CompareSettings {
+    /// Empty: the tests the patch sets exercise, else the suite (see `lab compare`).
     pub tests: Vec<String>,
     pub duration: Duration,
     pub budget: Duration,
@@ -406,10 +407,7 @@ impl Settings {
         let margin_rate: f64 = pick!(compare.margin_rate, "compare.margin-rate");
         let margin_metric: f64 = pick!(compare.margin_metric, "compare.margin-metric");
         let batch_runs: u32 = pick!(compare.batch_runs, "compare.batch-runs");
-        let mut cmp_tests: Vec<String> = pick!(compare.tests, "compare.tests");
-        if cmp_tests.is_empty() {
-            cmp_tests = pick!(tests.suite, "tests.suite");
-        }
+        let cmp_tests: Vec<String> = pick!(compare.tests, "compare.tests");
         let compare = CompareSettings {
             tests: cmp_tests,
             duration: parse_duration(&cmp_dur)

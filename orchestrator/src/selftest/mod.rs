@@ -39,6 +39,10 @@ pub struct Expect {
     pub must_fail: Vec<String>,
     pub must_pass: Vec<String>,
     pub compare: Vec<String>,
+    /// Tests that exercise the code this set changes: what `lab compare` runs by default
+    /// when the set is on either side.
+    #[serde(default)]
+    pub exercises: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
