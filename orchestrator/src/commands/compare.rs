@@ -348,7 +348,7 @@ pub async fn run(ctx: &Context, args: &CompareArgs) -> Result<i32, LabError> {
     };
 
     let store_path = Store::default_path(&s.cache_dir);
-    let mut store = Store::open(&store_path).map_err(|e| LabError::Infra(e.to_string()))?;
+    let mut store = Store::open(&store_path).map_err(super::results::store_error)?;
     let key = session_key(&plan);
     let args_json = serde_json::json!({
         "a": args.a, "b": args.b, "arches": arches, "tests": plan.tests,
@@ -358,7 +358,7 @@ pub async fn run(ctx: &Context, args: &CompareArgs) -> Result<i32, LabError> {
     .to_string();
     let session = match store
         .open_session("compare", &key)
-        .map_err(|e| LabError::Infra(e.to_string()))?
+        .map_err(super::results::store_error)?
     {
         Some(open) => {
             if !ctx.quiet {
@@ -371,7 +371,7 @@ pub async fn run(ctx: &Context, args: &CompareArgs) -> Result<i32, LabError> {
         }
         None => store
             .begin_session("compare", &key, &args_json)
-            .map_err(|e| LabError::Infra(e.to_string()))?,
+            .map_err(super::results::store_error)?,
     };
     let store = Arc::new(Mutex::new(store));
     if !ctx.quiet {

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use crate::arch::Arch;
 use crate::guest::image::BaseImage;
 use crate::kernel::cache::Artifact;
-use crate::results::store::{condition_digest, NewRun, Store};
+use crate::results::store::{condition_digest, test_digests, NewRun, Store};
 use crate::results::{OutcomeKind, TestOutcome};
 use crate::run::{self, RunPlan};
 use crate::vm::machine::Accel;
@@ -125,13 +125,24 @@ pub async fn compare(
     let started_at = crate::results::store::now_rfc3339();
     let deadline = started + plan.budget;
     let mut analysis = Analysis::new(plan.params.clone(), plan.tests.clone());
-    let condition = condition_digest(
-        plan.duration.as_millis() as u64,
-        &plan.knobs,
-        plan.arches.first().map_or("tcg", |a| a.accel.name()),
-        plan.cpus,
-        plan.memory_mib,
-    );
+    // Runs are comparable only under the same conditions, which include each arch's
+    // accelerator.
+    let conditions: BTreeMap<Arch, String> = plan
+        .arches
+        .iter()
+        .map(|a| {
+            (
+                a.arch,
+                condition_digest(
+                    plan.duration.as_millis() as u64,
+                    &plan.knobs,
+                    a.accel.name(),
+                    plan.cpus,
+                    plan.memory_mib,
+                ),
+            )
+        })
+        .collect();
 
     // Stored runs of the same kernels, binaries and conditions: the first look sees them.
     let mut reused: BatchOutcomes = BTreeMap::new();
@@ -139,8 +150,12 @@ pub async fn compare(
     if plan.reuse {
         for ap in &plan.arches {
             let same = ap.a.manifest.key == ap.b.manifest.key;
+            let digests = test_digests(&ap.image.manifest.programs);
+            let condition = conditions.get(&ap.arch).cloned().unwrap_or_default();
             for test in &plan.tests {
-                let digest = ap.image.manifest.programs.get(test).cloned().unwrap_or_default();
+                let Some(digest) = digests.get(test).cloned() else {
+                    continue;
+                };
                 let fetch = |key: &str| -> Vec<TestOutcome> {
                     store
                         .lock()
@@ -210,7 +225,7 @@ pub async fn compare(
             &open_tests,
             &store,
             session,
-            &condition,
+            &conditions,
             on,
             &mut run_dirs,
         )
@@ -434,7 +449,7 @@ async fn run_batch(
     open_tests: &BTreeMap<Arch, Vec<String>>,
     store: &Arc<Mutex<Store>>,
     session: i64,
-    condition: &str,
+    conditions: &BTreeMap<Arch, String>,
     on: &(dyn Fn(Event) + Send + Sync),
     run_dirs: &mut Vec<PathBuf>,
 ) -> BatchOutcomes {
@@ -486,7 +501,7 @@ async fn run_batch(
             let tx = tx.clone();
             let reason = ap.accel_reason.clone();
             let reproduce = plan.reproduce.clone();
-            let condition = condition.to_owned();
+            let condition = conditions.get(&ap.arch).cloned().unwrap_or_default();
             handles.push(tokio::spawn(async move {
                 let _permit = sem.acquire_owned().await;
                 let side_name = side.name();
