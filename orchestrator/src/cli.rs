@@ -44,6 +44,12 @@ pub enum Command {
     /// List, show and export what the results store holds.
     #[command(subcommand, after_help = RESULTS_EXAMPLES)]
     Results(ResultsCommand),
+    /// Which commit, or which patch of a series, broke a test? Noise-aware bisection.
+    #[command(after_help = BISECT_EXAMPLES)]
+    Bisect(BisectArgs),
+    /// One step for `git bisect run`: build the checkout, run the test, exit 0/1/125.
+    #[command(name = "bisect-step", after_help = BISECT_STEP_EXAMPLES)]
+    BisectStep(BisectStepArgs),
 }
 
 const BUILD_EXAMPLES: &str = "Examples:
@@ -86,6 +92,24 @@ Examples:
 
 Verdicts per test, arch and metric: regression, improvement, no difference (within the stated margin), inconclusive (with the runs it would likely need). A kernel crash on either side is a regression at once.
 Exit codes: 0 no regression; 1 a regression; 2 bad input; 3 infrastructure failure before any verdict.";
+
+const BISECT_EXAMPLES: &str = "Examples:
+  lab bisect --kernel kernels/mytree.toml --good v6.12 --bad HEAD --test futex_errno --arch x86_64
+  lab bisect --kernel /tmp/hist/synthetic-6.12.toml --good <sha> --bad main --test pipe_excl \\
+             --knob wq_amp_fake_signal_pct=100
+  lab bisect --series patches/my-series --test futex_errno     first bad patch of a series
+  lab bisect --continue                                         resume the interrupted bisection
+  lab bisect --log                                              the steps of the latest bisection
+
+lab keeps a probability for every candidate commit, updates it from every run (the test's detection rate is estimated at the bad end), picks the next commit and how many runs it gets by expected information, and stops when one commit holds --confidence. A build or boot failure, or a crash with another fingerprint than the bad end's (or --match-crash), is a skip, never bad.
+Exit codes: 0 culprit found with the requested confidence; 1 finished without reaching it; 2 bad input; 3 infrastructure failure.";
+
+const BISECT_STEP_EXAMPLES: &str = "Examples:
+  git bisect start BAD GOOD
+  git bisect run lab bisect-step --test futex_errno --runs 8 --arch x86_64
+
+Builds the checkout in the current directory (its HEAD) with the lab's configs, boots it and runs the test --runs times.
+Exit codes (git bisect run's): 0 every run passed (good); 1 a run failed (bad); 125 build or boot failure, or a crash with another fingerprint (skip); 128 lab itself could not work (git bisect stops).";
 
 const RESULTS_EXAMPLES: &str = "Examples:
   lab results list                      recent comparisons and runs
@@ -293,4 +317,87 @@ pub enum ResultsCommand {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+}
+
+/// Arguments of `lab bisect`.
+#[derive(Debug, Args, Clone)]
+pub struct BisectArgs {
+    /// A git kernel definition (kernels/NAME.toml or a path).
+    #[arg(long, value_name = "DEF", conflicts_with = "series")]
+    pub kernel: Option<String>,
+    /// The known-good ref.
+    #[arg(long, value_name = "REF", requires = "kernel")]
+    pub good: Option<String>,
+    /// The known-bad ref.
+    #[arg(long, value_name = "REF", requires = "kernel")]
+    pub bad: Option<String>,
+    /// Bisect inside a patch series (a set name, directory, mbox or series file) on the lab's kernel.
+    #[arg(long, value_name = "SERIES")]
+    pub series: Option<String>,
+    /// Patch sets applied under every step (amplifiers), comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "NAME[,NAME...]")]
+    pub patches: Vec<String>,
+    /// The test that tells good from bad.
+    #[arg(long, value_name = "NAME")]
+    pub test: Option<String>,
+    /// One arch (default: the first of lab.toml).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Runtime knobs (`name=value`).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub knob: Vec<String>,
+    /// Extra config fragments.
+    #[arg(long = "config", value_name = "FRAGMENT")]
+    pub config: Vec<String>,
+    /// Stop when the top candidate holds this probability.
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Only this crash fingerprint (id or full) counts as bad; another crash is a skip.
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub match_crash: Option<String>,
+    /// Confirm the culprit: revert it on top of bad and check the failure goes away.
+    #[arg(long)]
+    pub confirm: bool,
+    /// Per-run test duration (default: [compare] duration).
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Give up after this many runs in all.
+    #[arg(long, default_value_t = 400)]
+    pub max_runs: u64,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Resume the latest unfinished bisection.
+    #[arg(long = "continue")]
+    pub resume: bool,
+    /// Show the steps of the latest bisection (or --session N) and exit.
+    #[arg(long)]
+    pub log: bool,
+    #[arg(long)]
+    pub session: Option<i64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `lab bisect-step`.
+#[derive(Debug, Args, Clone)]
+pub struct BisectStepArgs {
+    #[arg(long, value_name = "NAME")]
+    pub test: String,
+    #[arg(long, default_value_t = 8)]
+    pub runs: u32,
+    /// The git checkout to build (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    #[arg(long, value_delimiter = ',', value_name = "NAME[,NAME...]")]
+    pub patches: Vec<String>,
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub knob: Vec<String>,
+    #[arg(long = "config", value_name = "FRAGMENT")]
+    pub config: Vec<String>,
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub match_crash: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
 }

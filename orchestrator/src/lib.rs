@@ -4,6 +4,7 @@
 //! sets up logging, dispatches to `commands/` and maps the outcome to an exit code.
 
 pub mod arch;
+pub mod bisect;
 pub mod cli;
 pub mod commands;
 pub mod compare;

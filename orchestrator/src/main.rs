@@ -37,6 +37,8 @@ async fn dispatch(cli: Cli) -> Result<i32, LabError> {
         Command::Cache(cmd) => commands::cache::run(&ctx, cmd),
         Command::Compare(args) => commands::compare::run(&ctx, args).await,
         Command::Results(cmd) => commands::results::run(&ctx, cmd),
+        Command::Bisect(args) => commands::bisect::run(&ctx, args).await,
+        Command::BisectStep(args) => Ok(commands::bisect::step(&ctx, args).await),
     }
 }
 

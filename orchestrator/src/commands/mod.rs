@@ -1,6 +1,7 @@
 //! One file per verb. Each resolves its arguments against the settings once, calls into the
 //! library, and owns what the user sees.
 
+pub mod bisect;
 pub mod build;
 pub mod cache;
 pub mod compare;
@@ -56,23 +57,33 @@ pub fn kernel_requests(ctx: &Context, sel: &KernelSelect) -> Result<Vec<BuildReq
     }
     Ok(arches
         .into_iter()
-        .map(|arch| {
-            let mut fragments = s.fragments.clone();
-            if s.arch_fragment {
-                fragments.push(arch.name().to_owned());
-            }
-            fragments.extend(sel.config.iter().cloned());
-            BuildRequest {
-                arch,
-                kernel: kernel.clone(),
-                patch_sets: sets.clone(),
-                config_base: s.config_base.clone(),
-                config_dir: s.config_dir.clone(),
-                fragments,
-                cross_compile: s.cross_compile.get(&arch).cloned().unwrap_or_default(),
-                jobs: s.make_jobs(),
-                ccache: s.ccache,
-            }
-        })
+        .map(|arch| build_request(s, arch, kernel.clone(), sets.clone(), &sel.config))
         .collect())
+}
+
+/// One build request with the lab's configs: the base, its fragments, the arch fragment,
+/// and `extra` fragments on top.
+pub fn build_request(
+    s: &Settings,
+    arch: Arch,
+    kernel: KernelDef,
+    patch_sets: Vec<crate::kernel::patch::PatchSet>,
+    extra: &[String],
+) -> BuildRequest {
+    let mut fragments = s.fragments.clone();
+    if s.arch_fragment {
+        fragments.push(arch.name().to_owned());
+    }
+    fragments.extend(extra.iter().cloned());
+    BuildRequest {
+        arch,
+        kernel,
+        patch_sets,
+        config_base: s.config_base.clone(),
+        config_dir: s.config_dir.clone(),
+        fragments,
+        cross_compile: s.cross_compile.get(&arch).cloned().unwrap_or_default(),
+        jobs: s.make_jobs(),
+        ccache: s.ccache,
+    }
 }

@@ -208,6 +208,7 @@ mod tests {
             must_fail: must_fail.iter().map(|s| (*s).to_owned()).collect(),
             must_pass: must_pass.iter().map(|s| (*s).to_owned()).collect(),
             compare: vec![],
+            exercises: vec![],
         }
     }
 

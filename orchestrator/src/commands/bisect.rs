@@ -1,0 +1,907 @@
+//! `lab bisect` and `lab bisect-step`: drive a noise-aware search ([`crate::bisect::search`])
+//! over a kernel's git history or over the patches of a series, with real builds and real
+//! guests at every step, and keep its state in the results store so it can be resumed.
+//!
+//! A step builds one candidate through the cache (a lab-owned worktree and an incremental
+//! `O=` tree for git; the lab's kernel plus the first i patches for a series), boots it and
+//! runs the test as many times as the search asked. A build or boot failure is a skip, never
+//! bad. So is a run that crashed with another fingerprint than the one being bisected (the
+//! bad end's, or `--match-crash`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use super::compare::guest_image;
+use super::run::parse_knobs;
+use super::{build_request, Context};
+use crate::arch::Arch;
+use crate::bisect::search::{Conclusion, Next, Observation, Search, SearchConfig, SearchLog};
+use crate::cli::{BisectArgs, BisectStepArgs};
+use crate::config::parse_duration;
+use crate::error::{LabError, EXIT_OK, EXIT_REGRESSION};
+use crate::guest::image::BaseImage;
+use crate::kernel::build::{self, BuildRequest};
+use crate::kernel::patch::{self, PatchSet};
+use crate::kernel::source::KernelDef;
+use crate::results::store::{condition_digest, NewRun, Store};
+use crate::results::{OutcomeKind, TestOutcome};
+use crate::run::{self, RunPlan};
+use crate::vm::machine::Accel;
+
+const STATE_FORMAT_VERSION: u32 = 1;
+
+/// What is bisected: commits of a git history, or the patches of a series.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Space {
+    /// `commits[0]` is the good end; the candidates are 1..=n, `commits[n]` the bad end.
+    Git {
+        definition: String,
+        repo: PathBuf,
+        commits: Vec<(String, String)>,
+    },
+    /// Candidate i is the lab's kernel with the first i patches; 0 is none (good).
+    Series {
+        series: String,
+        patches: Vec<(String, String)>,
+    },
+}
+
+impl Space {
+    fn n(&self) -> usize {
+        match self {
+            Space::Git { commits, .. } => commits.len().saturating_sub(1),
+            Space::Series { patches, .. } => patches.len(),
+        }
+    }
+
+    /// (id, subject) of candidate `i`.
+    fn describe(&self, i: usize) -> (String, String) {
+        match self {
+            Space::Git { commits, .. } => commits.get(i).cloned().unwrap_or_default(),
+            Space::Series { patches, .. } => {
+                if i == 0 {
+                    ("(no patch)".into(), "the kernel without the series".into())
+                } else {
+                    let (label, subject) = patches.get(i - 1).cloned().unwrap_or_default();
+                    (format!("patch {i}: {label}"), subject)
+                }
+            }
+        }
+    }
+}
+
+/// One step, for the log.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    pub index: usize,
+    pub id: String,
+    pub runs: u32,
+    pub failures: u32,
+    pub skipped: Option<String>,
+    pub kernel_key: Option<String>,
+    pub run_dir: String,
+    /// The top candidate and its probability after this step.
+    pub top: (usize, f64),
+    pub seconds: f64,
+}
+
+/// Everything a bisection is resumed from.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct BisectState {
+    pub format_version: u32,
+    pub space: Space,
+    pub test: String,
+    pub arch: Arch,
+    pub knobs: Vec<(String, String)>,
+    pub under: Vec<String>,
+    pub config: Vec<String>,
+    pub duration_ms: u64,
+    /// The crash fingerprint id that counts as bad; `None` until the bad end showed one
+    /// (then plain failures count, and any crash is a different one).
+    pub match_crash: Option<String>,
+    pub match_crash_given: bool,
+    pub seed: u64,
+    pub log: SearchLog,
+    pub steps: Vec<StepRecord>,
+    pub conclusion: Option<Conclusion>,
+}
+
+/// What one step showed.
+enum StepResult {
+    Runs {
+        runs: u32,
+        failures: u32,
+        crash: Option<String>,
+        kernel_key: String,
+    },
+    Skip {
+        why: String,
+        kernel_key: Option<String>,
+    },
+}
+
+fn git_out(repo: &Path, args: &[&str]) -> Result<String, LabError> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .map_err(|e| LabError::Infra(format!("run git {}: {e}", args.join(" "))))?;
+    if !out.status.success() {
+        return Err(LabError::Usage(format!(
+            "git {} in {}: {}",
+            args.join(" "),
+            repo.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The commits from good (exclusive, but kept as index 0) to bad, first-parent, oldest first.
+fn git_space(def_name: &str, def: &KernelDef, good: &str, bad: &str) -> Result<Space, LabError> {
+    let crate::kernel::source::DefKind::Git { repo, .. } = &def.kind else {
+        return Err(LabError::Usage(format!(
+            "--kernel {def_name}: bisecting needs a git kernel definition ([git] repo and ref), not a tarball"
+        )));
+    };
+    let good_sha = git_out(repo, &["rev-parse", "--verify", &format!("{good}^{{commit}}")])?;
+    let bad_sha = git_out(repo, &["rev-parse", "--verify", &format!("{bad}^{{commit}}")])?;
+    if git_out(repo, &["merge-base", "--is-ancestor", &good_sha, &bad_sha]).is_err() {
+        return Err(LabError::Usage(format!(
+            "--good {good} is not an ancestor of --bad {bad} in {}",
+            repo.display()
+        )));
+    }
+    let list = git_out(
+        repo,
+        &[
+            "log",
+            "--reverse",
+            "--first-parent",
+            "--format=%H %s",
+            &format!("{good_sha}..{bad_sha}"),
+        ],
+    )?;
+    let mut commits = vec![(good_sha.clone(), git_out(repo, &["log", "-1", "--format=%s", &good_sha])?)];
+    for line in list.lines() {
+        let (sha, subject) = line.split_once(' ').unwrap_or((line, ""));
+        commits.push((sha.to_owned(), subject.to_owned()));
+    }
+    if commits.len() < 2 {
+        return Err(LabError::Usage(format!(
+            "--good {good} and --bad {bad} are the same commit: nothing to bisect"
+        )));
+    }
+    Ok(Space::Git {
+        definition: def_name.to_owned(),
+        repo: repo.clone(),
+        commits,
+    })
+}
+
+/// The build request of candidate `i`.
+fn request_at(
+    ctx: &Context,
+    state: &BisectState,
+    i: usize,
+) -> Result<BuildRequest, LabError> {
+    let s = &ctx.settings;
+    let mut sets = Vec::new();
+    for name in &state.under {
+        sets.push(patch::load_set(name, &s.patches_dir, &s.root)?);
+    }
+    let kernel = match &state.space {
+        Space::Git { commits, repo, definition } => {
+            let def = KernelDef::load(definition, &s.kernels_dir)
+                .or_else(|_| KernelDef::load(&s.resolve_path(definition).to_string_lossy(), &s.kernels_dir))
+                .unwrap_or_else(|_| KernelDef::git(repo, "HEAD"));
+            let sha = commits.get(i).map(|c| c.0.clone()).unwrap_or_default();
+            def.with_ref(&sha)
+        }
+        Space::Series { series, .. } => {
+            let all = patch::load_set(series, &s.patches_dir, &s.root)?;
+            if i > 0 {
+                sets.push(PatchSet {
+                    name: format!("{}[1..={i}]", all.name),
+                    source: all.source.clone(),
+                    patches: all.patches.into_iter().take(i).collect(),
+                });
+            }
+            KernelDef::load(&s.kernel, &s.kernels_dir)?
+        }
+    };
+    Ok(build_request(s, state.arch, kernel, sets, &state.config))
+}
+
+/// Builds candidate `i`, boots it, runs the test `runs` times.
+#[expect(clippy::too_many_arguments, reason = "one step's inputs")]
+async fn run_step(
+    ctx: &Context,
+    state: &BisectState,
+    image: &BaseImage,
+    accel: (Accel, &str),
+    req: &BuildRequest,
+    runs: u32,
+    dir: &Path,
+    store: Option<(&Arc<Mutex<Store>>, i64)>,
+) -> StepResult {
+    let s = &ctx.settings;
+    let built = match build::build(req, &s.cache_dir, &|_| {}).await {
+        Ok(b) => b,
+        Err(e) => {
+            return StepResult::Skip {
+                why: format!("build failed: {}", first_line(&e.to_string())),
+                kernel_key: None,
+            }
+        }
+    };
+    let key = built.artifact.manifest.key.clone();
+    let plan = RunPlan {
+        arch: state.arch,
+        artifact: built.artifact,
+        image: image.clone(),
+        tests: vec![state.test.clone()],
+        iterations: runs,
+        duration: std::time::Duration::from_millis(state.duration_ms),
+        knobs: state.knobs.clone(),
+        boot_knobs: Vec::new(),
+        seed: state.seed.wrapping_add(state.steps.len() as u64 * 7919),
+        accel: accel.0,
+        cpus: s.vm_cpus,
+        memory_mib: s.vm_memory_mib,
+        boot_timeout: s.boot_timeout,
+        host_deadline: None,
+        cmdline_extra: Vec::new(),
+        dir: dir.to_owned(),
+    };
+    let run_id = store.and_then(|(st, session)| {
+        st.lock().ok().and_then(|mut st| {
+            st.begin_run(&NewRun {
+                session: Some(session),
+                side: None,
+                batch: Some(state.steps.len() as u32 + 1),
+                arch: plan.arch,
+                kernel_key: &key,
+                kernel_label: &plan.artifact.label(),
+                image_digest: &plan.image.manifest.digest,
+                test_digests: &plan.image.manifest.programs,
+                condition: &condition_digest(
+                    state.duration_ms,
+                    &state.knobs,
+                    accel.0.name(),
+                    s.vm_cpus,
+                    s.vm_memory_mib,
+                ),
+                dir,
+            })
+            .ok()
+        })
+    });
+    let st = store.map(|(st, _)| st.clone());
+    let on = move |o: &TestOutcome| {
+        if let (Some(id), Some(st)) = (run_id, st.as_ref()) {
+            if let Ok(mut st) = st.lock() {
+                let _ = st.add_outcome(id, o);
+            }
+        }
+    };
+    let report = run::run(&plan, accel.1, "lab bisect", &on).await;
+    if let (Some(id), Some((st, _))) = (run_id, store) {
+        if let Ok(mut st) = st.lock() {
+            let _ = st.finish_run(id, &report.manifest);
+        }
+    }
+    classify(&report.outcomes, state.match_crash.as_deref(), key)
+}
+
+/// Counts a step's outcomes: infra errors are dropped; a crash with another fingerprint
+/// than the one bisected makes the whole step a skip.
+fn classify(outcomes: &[TestOutcome], want: Option<&str>, kernel_key: String) -> StepResult {
+    let mut runs = 0;
+    let mut failures = 0;
+    let mut crash = None;
+    for o in outcomes {
+        match o.kind {
+            OutcomeKind::InfraError => continue,
+            OutcomeKind::Pass => runs += 1,
+            OutcomeKind::Fail | OutcomeKind::Hang => {
+                runs += 1;
+                failures += 1;
+            }
+            OutcomeKind::KernelCrash => {
+                let ids: Vec<String> = o.crashes.iter().map(|c| c.fingerprint.id()).collect();
+                let fulls: Vec<String> = o.crashes.iter().map(|c| c.fingerprint.to_string()).collect();
+                let matches = want.is_some_and(|w| {
+                    ids.iter().any(|i| i == w || i.starts_with(w)) || fulls.iter().any(|f| f == w)
+                });
+                if !matches && want.is_some() || want.is_none() && crash.is_none() && runs > 0 {
+                    // Handled below: a different crash.
+                }
+                if matches {
+                    runs += 1;
+                    failures += 1;
+                } else {
+                    return StepResult::Skip {
+                        why: format!(
+                            "crashed with another fingerprint: {} [{}]",
+                            first_line(&o.summary),
+                            ids.first().cloned().unwrap_or_else(|| "no report".into())
+                        ),
+                        kernel_key: Some(kernel_key),
+                    };
+                }
+                crash = crash.or(ids.into_iter().next());
+            }
+        }
+    }
+    if runs == 0 {
+        return StepResult::Skip {
+            why: outcomes
+                .first()
+                .map_or_else(|| "no run finished".into(), |o| format!("no usable run: {}", first_line(&o.summary))),
+            kernel_key: Some(kernel_key),
+        };
+    }
+    StepResult::Runs {
+        runs,
+        failures,
+        crash,
+        kernel_key,
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").chars().take(160).collect()
+}
+
+fn state_key(state: &BisectState) -> String {
+    use sha2::{Digest, Sha256};
+    let text = serde_json::json!({
+        "space": state.space, "test": state.test, "arch": state.arch, "knobs": state.knobs,
+        "under": state.under, "config": state.config, "duration": state.duration_ms,
+        "match": if state.match_crash_given { state.match_crash.clone() } else { None },
+    })
+    .to_string();
+    hex::encode(Sha256::digest(text.as_bytes()))[..24].to_owned()
+}
+
+fn store_err(e: crate::results::store::StoreError) -> LabError {
+    super::results::store_error(e)
+}
+
+/// The latest bisect session, unfinished only if `open_only`.
+fn latest_session(
+    store: &Store,
+    open_only: bool,
+) -> Result<Option<crate::results::store::SessionRow>, LabError> {
+    Ok(store
+        .sessions(200)
+        .map_err(store_err)?
+        .into_iter()
+        .find(|s| s.kind == "bisect" && (!open_only || s.finished_at.is_none())))
+}
+
+pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<i32, LabError> {
+    let s = &ctx.settings;
+    let store_path = Store::default_path(&s.cache_dir);
+    let mut store = Store::open(&store_path).map_err(store_err)?;
+
+    if args.log {
+        let row = match args.session {
+            Some(id) => store.session(id).map_err(store_err)?,
+            None => latest_session(&store, false)?,
+        }
+        .ok_or_else(|| LabError::Usage("no bisection in the results store".into()))?;
+        let state: BisectState = serde_json::from_str(row.state_json.as_deref().unwrap_or("{}"))
+            .map_err(|e| LabError::Usage(format!("session {}: not a bisection state: {e}", row.id)))?;
+        print_log(row.id, &state, args.json);
+        return Ok(EXIT_OK);
+    }
+
+    let (session, mut state) = if args.resume {
+        let row = match args.session {
+            Some(id) => store.session(id).map_err(store_err)?,
+            None => latest_session(&store, true)?,
+        }
+        .ok_or_else(|| LabError::Usage("no unfinished bisection to continue".into()))?;
+        let state: BisectState = serde_json::from_str(row.state_json.as_deref().unwrap_or(""))
+            .map_err(|e| LabError::Usage(format!("session {}: its state cannot be read: {e}", row.id)))?;
+        if !ctx.quiet {
+            eprintln!(
+                "lab: continuing bisection {} ({} steps so far)",
+                row.id,
+                state.steps.len()
+            );
+        }
+        (row.id, state)
+    } else {
+        let test = args
+            .test
+            .clone()
+            .ok_or_else(|| LabError::Usage("--test NAME: the test that tells good from bad".into()))?;
+        let arch: Arch = match &args.arch {
+            Some(a) => a.parse()?,
+            None => *s.arches.first().ok_or_else(|| LabError::Usage("no arch".into()))?,
+        };
+        let space = match (&args.kernel, &args.series) {
+            (Some(k), None) => {
+                let def = KernelDef::load(k, &s.kernels_dir).or_else(|e| {
+                    let p = s.resolve_path(k);
+                    if p.is_file() {
+                        KernelDef::load(&p.to_string_lossy(), &s.kernels_dir)
+                    } else {
+                        Err(e)
+                    }
+                })?;
+                let good = args.good.clone().ok_or_else(|| LabError::Usage("--good REF is needed with --kernel".into()))?;
+                let bad = args.bad.clone().ok_or_else(|| LabError::Usage("--bad REF is needed with --kernel".into()))?;
+                let name = if s.resolve_path(k).is_file() {
+                    s.resolve_path(k).to_string_lossy().into_owned()
+                } else {
+                    k.clone()
+                };
+                git_space(&name, &def, &good, &bad)?
+            }
+            (None, Some(series)) => {
+                let set = patch::load_set(series, &s.patches_dir, &s.root)?;
+                if set.patches.is_empty() {
+                    return Err(LabError::Usage(format!("--series {series}: no patches")));
+                }
+                Space::Series {
+                    series: series.clone(),
+                    patches: set
+                        .patches
+                        .iter()
+                        .map(|p| (p.label.clone(), p.subject.clone()))
+                        .collect(),
+                }
+            }
+            _ => {
+                return Err(LabError::Usage(
+                    "say what to bisect: --kernel DEF --good REF --bad REF, or --series SERIES".into(),
+                ))
+            }
+        };
+        if !(0.5..1.0).contains(&args.confidence) {
+            return Err(LabError::Usage(format!(
+                "--confidence {}: use a probability between 0.5 and 1, such as 0.95",
+                args.confidence
+            )));
+        }
+        let duration = match &args.duration {
+            Some(d) => parse_duration(d)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| LabError::Usage(format!("--duration {d:?}: use a duration like 1s")))?,
+            None => s.compare.duration,
+        };
+        let config = SearchConfig {
+            confidence: args.confidence,
+            max_runs: args.max_runs,
+            ..SearchConfig::default()
+        };
+        let n = space.n();
+        let search = Search::new(n, config)
+            .map_err(|e| LabError::Usage(format!("cannot bisect: {e}")))?;
+        let state = BisectState {
+            format_version: STATE_FORMAT_VERSION,
+            space,
+            test,
+            arch,
+            knobs: parse_knobs(&args.knob)?,
+            under: args.patches.iter().filter(|p| !p.is_empty()).cloned().collect(),
+            config: args.config.clone(),
+            duration_ms: duration.as_millis() as u64,
+            match_crash: args.match_crash.clone(),
+            match_crash_given: args.match_crash.is_some(),
+            seed: args.seed.unwrap_or(1),
+            log: search.to_log(),
+            steps: Vec::new(),
+            conclusion: None,
+        };
+        let key = state_key(&state);
+        let state_json = serde_json::to_string(&state).unwrap_or_default();
+        match store.open_session("bisect", &key).map_err(store_err)? {
+            Some(row) => {
+                let old: Option<BisectState> =
+                    row.state_json.as_deref().and_then(|j| serde_json::from_str(j).ok());
+                if !ctx.quiet {
+                    eprintln!(
+                        "lab: the same bisection is unfinished in session {}; continuing it",
+                        row.id
+                    );
+                }
+                (row.id, old.unwrap_or(state))
+            }
+            None => {
+                let id = store
+                    .begin_session("bisect", &key, &state_json)
+                    .map_err(store_err)?;
+                store.set_session_state(id, &state_json).map_err(store_err)?;
+                (id, state)
+            }
+        }
+    };
+    let mut search = state
+        .log
+        .replay()
+        .map_err(|e| LabError::Usage(format!("session {session}: cannot replay the search: {e}")))?;
+    let n = state.space.n();
+    let image = guest_image(ctx, state.arch, std::slice::from_ref(&state.test)).await?;
+    let store = Arc::new(Mutex::new(store));
+    let run_root = s.cache_dir.join("runs").join(format!("bisect-{session}"));
+    let mut accel_choice: Option<(Accel, String)> = None;
+    if !ctx.quiet {
+        let (good, _) = state.space.describe(0);
+        let (bad, _) = state.space.describe(n);
+        eprintln!(
+            "lab: bisecting {} on {} between {} (good) and {} (bad): {n} candidates; session {session}",
+            state.test,
+            state.arch,
+            short(&good),
+            short(&bad)
+        );
+    }
+    let conclusion = loop {
+        if crate::process::interrupted().is_some() {
+            return Ok(130);
+        }
+        let (index, runs) = match search.next() {
+            Next::NeedBadEnd { runs } => (n, runs),
+            Next::Test { index, runs } => (index, runs),
+            Next::Done(c) => break Some(c),
+            Next::NotReproduced { runs } => {
+                eprintln!(
+                    "lab: {} passed all {runs} runs at the bad end ({}): it does not reproduce there, so there is nothing to bisect; try amplifier knobs or a longer --duration",
+                    state.test,
+                    short(&state.space.describe(n).0)
+                );
+                break None;
+            }
+        };
+        let req = request_at(ctx, &state, index)?;
+        let step_no = state.steps.len() + 1;
+        let dir = run_root.join(format!("step-{step_no:03}-{index}"));
+        let started = std::time::Instant::now();
+        if accel_choice.is_none() {
+            // Probe with the first kernel this bisection builds.
+            if let Ok(b) = build::build(&req, &s.cache_dir, &|_| {}).await {
+                let probe = run::probe_spec(&b.artifact, &image, s.vm_cpus, s.vm_memory_mib, &dir);
+                accel_choice = Some(run::choose_accel(s.accel, state.arch, &probe).await);
+            }
+        }
+        let (accel, reason) = accel_choice.clone().unwrap_or((Accel::Tcg, "TCG".into()));
+        let (id, subject) = state.space.describe(index);
+        if !ctx.quiet {
+            eprintln!(
+                "lab: step {step_no}: {} {} ({runs} runs)",
+                short(&id),
+                subject.chars().take(60).collect::<String>()
+            );
+        }
+        let result = run_step(
+            ctx,
+            &state,
+            &image,
+            (accel, &reason),
+            &req,
+            runs,
+            &dir,
+            Some((&store, session)),
+        )
+        .await;
+        if crate::process::interrupted().is_some() {
+            return Ok(130);
+        }
+        let (obs, rec_runs, rec_fail, skipped, key) = match result {
+            StepResult::Runs {
+                runs,
+                failures,
+                crash,
+                kernel_key,
+            } => {
+                if index == n && state.match_crash.is_none() && failures > 0 {
+                    // The bad end's crash, if it crashed, is the one bisected.
+                    state.match_crash = crash;
+                }
+                (
+                    Observation::Runs {
+                        index,
+                        runs,
+                        failures,
+                    },
+                    runs,
+                    failures,
+                    None,
+                    Some(kernel_key),
+                )
+            }
+            StepResult::Skip { why, kernel_key } => {
+                if index == n || index == 0 {
+                    return Err(LabError::Infra(format!(
+                        "the {} end cannot be tested: {why}",
+                        if index == n { "bad" } else { "good" }
+                    )));
+                }
+                (Observation::Skip { index }, 0, 0, Some(why), kernel_key)
+            }
+        };
+        search
+            .observe(obs)
+            .map_err(|e| LabError::Infra(format!("bisection state: {e}")))?;
+        let top = search.top();
+        if !ctx.quiet {
+            match &skipped {
+                Some(why) => eprintln!("lab:   skip: {why}"),
+                None => eprintln!(
+                    "lab:   {rec_fail} of {rec_runs} failed; now {} holds {:.3}",
+                    short(&state.space.describe(top.0).0),
+                    top.1
+                ),
+            }
+        }
+        state.steps.push(StepRecord {
+            index,
+            id,
+            runs: rec_runs,
+            failures: rec_fail,
+            skipped,
+            kernel_key: key,
+            run_dir: dir.display().to_string(),
+            top,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        state.log = search.to_log();
+        if let Ok(mut st) = store.lock() {
+            let json = serde_json::to_string(&state).unwrap_or_default();
+            if let Err(e) = st.set_session_state(session, &json) {
+                eprintln!("lab: results store: {e}");
+            }
+        }
+    };
+    state.conclusion = conclusion.clone();
+    let json = serde_json::to_string(&state).unwrap_or_default();
+    if let Ok(mut st) = store.lock() {
+        let status = match &conclusion {
+            Some(c) if c.confident => "found",
+            Some(_) => "not-confident",
+            None => "not-reproduced",
+        };
+        let _ = st.set_session_state(session, &json);
+        if let Err(e) = st.finish_session(session, status, &json) {
+            eprintln!("lab: results store: {e}");
+        }
+    }
+    print_log(session, &state, args.json);
+    Ok(match conclusion {
+        Some(c) if c.confident => EXIT_OK,
+        _ => EXIT_REGRESSION,
+    })
+}
+
+fn short(id: &str) -> String {
+    if id.len() == 40 && id.chars().all(|c| c.is_ascii_hexdigit()) {
+        id[..12].to_owned()
+    } else {
+        id.to_owned()
+    }
+}
+
+fn print_log(session: i64, state: &BisectState, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(state).unwrap_or_default());
+        return;
+    }
+    println!(
+        "lab bisect  session {session}  test {}  arch {}  knobs {}",
+        state.test,
+        state.arch,
+        if state.knobs.is_empty() {
+            "none".to_owned()
+        } else {
+            state
+                .knobs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    );
+    println!(
+        "{:>4}  {:>5}  {:<14} {:>5} {:>5}  {:<14} {:>6}  {:>6}  note",
+        "step", "index", "candidate", "runs", "fail", "top after", "p(top)", "secs"
+    );
+    for (k, st) in state.steps.iter().enumerate() {
+        println!(
+            "{:>4}  {:>5}  {:<14} {:>5} {:>5}  {:<14} {:>6.3}  {:>6.0}  {}",
+            k + 1,
+            st.index,
+            short(&st.id).chars().take(14).collect::<String>(),
+            st.runs,
+            st.failures,
+            short(&state.space.describe(st.top.0).0)
+                .chars()
+                .take(14)
+                .collect::<String>(),
+            st.top.1,
+            st.seconds,
+            st.skipped.clone().unwrap_or_default()
+        );
+    }
+    match &state.conclusion {
+        Some(c) => {
+            let (id, subject) = state.space.describe(c.culprit);
+            println!();
+            println!(
+                "{} culprit: {} \"{}\" with probability {:.3} after {} steps and {} runs",
+                if c.confident { "First bad" } else { "Most likely (NOT confident)" },
+                id,
+                subject,
+                c.probability,
+                c.steps,
+                c.runs
+            );
+            if let Some((lo, hi)) = c.skipped_range {
+                println!(
+                    "  only skipped candidates left: the culprit is one of {} .. {}",
+                    short(&state.space.describe(lo).0),
+                    short(&state.space.describe(hi).0)
+                );
+            }
+            if let Some((r, p)) = c.runner_up {
+                println!(
+                    "  runner-up: {} \"{}\" with probability {:.3}",
+                    short(&state.space.describe(r).0),
+                    state.space.describe(r).1,
+                    p
+                );
+            }
+            if let Some(fp) = &state.match_crash {
+                println!("  crash fingerprint bisected: {fp}");
+            }
+        }
+        None => println!("\nNo conclusion yet (lab bisect --continue picks it up)."),
+    }
+}
+
+/// `lab bisect-step`: one verdict on the checkout, in `git bisect run`'s exit codes.
+pub async fn step(ctx: &Context, args: &BisectStepArgs) -> i32 {
+    match step_inner(ctx, args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lab: bisect-step: {e}");
+            // 128 and above stop git bisect: lab itself is broken, not the commit.
+            128
+        }
+    }
+}
+
+async fn step_inner(ctx: &Context, args: &BisectStepArgs) -> Result<i32, LabError> {
+    let s = &ctx.settings;
+    let repo = match &args.repo {
+        Some(r) => r.clone(),
+        None => std::env::current_dir().map_err(|e| LabError::Infra(format!("current dir: {e}")))?,
+    };
+    let head = git_out(&repo, &["rev-parse", "HEAD"])?;
+    let arch: Arch = match &args.arch {
+        Some(a) => a.parse()?,
+        None => *s.arches.first().ok_or_else(|| LabError::Usage("no arch".into()))?,
+    };
+    let duration = match &args.duration {
+        Some(d) => parse_duration(d)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| LabError::Usage(format!("--duration {d:?}: use a duration like 1s")))?,
+        None => s.compare.duration,
+    };
+    let state = BisectState {
+        format_version: STATE_FORMAT_VERSION,
+        space: Space::Git {
+            definition: String::new(),
+            repo: repo.clone(),
+            commits: vec![(head.clone(), String::new())],
+        },
+        test: args.test.clone(),
+        arch,
+        knobs: parse_knobs(&args.knob)?,
+        under: args.patches.clone(),
+        config: args.config.clone(),
+        duration_ms: duration.as_millis() as u64,
+        match_crash: args.match_crash.clone(),
+        match_crash_given: args.match_crash.is_some(),
+        seed: 1,
+        log: Search::new(1, SearchConfig::default())
+            .map_err(|e| LabError::Infra(e.to_string()))?
+            .to_log(),
+        steps: Vec::new(),
+        conclusion: None,
+    };
+    let mut sets = Vec::new();
+    for name in &state.under {
+        sets.push(patch::load_set(name, &s.patches_dir, &s.root)?);
+    }
+    let req = build_request(s, arch, KernelDef::git(&repo, &head), sets, &state.config);
+    let image = guest_image(ctx, arch, std::slice::from_ref(&args.test)).await?;
+    let dir = s
+        .cache_dir
+        .join("runs")
+        .join(format!("bisect-step-{}-{}", &head[..12.min(head.len())], std::process::id()));
+    let accel = match build::build(&req, &s.cache_dir, &|_| {}).await {
+        Ok(b) => {
+            let probe = run::probe_spec(&b.artifact, &image, s.vm_cpus, s.vm_memory_mib, &dir);
+            run::choose_accel(s.accel, arch, &probe).await
+        }
+        Err(e) => {
+            eprintln!("lab: bisect-step: {}: build failed, skip: {}", &head[..12], first_line(&e.to_string()));
+            return Ok(125);
+        }
+    };
+    let result = run_step(ctx, &state, &image, (accel.0, &accel.1), &req, args.runs.max(1), &dir, None).await;
+    Ok(match result {
+        StepResult::Skip { why, .. } => {
+            eprintln!("lab: bisect-step: {}: skip: {why}", &head[..12]);
+            125
+        }
+        StepResult::Runs { runs, failures, .. } => {
+            eprintln!(
+                "lab: bisect-step: {}: {failures} of {runs} runs of {} failed: {}",
+                &head[..12],
+                args.test,
+                if failures > 0 { "bad" } else { "good" }
+            );
+            i32::from(failures > 0)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::console::{CrashKind, CrashReport, Fingerprint};
+
+    fn outcome(kind: OutcomeKind) -> TestOutcome {
+        let mut o = TestOutcome::infra("t", Arch::X86_64, 0, 0, "x".into());
+        o.kind = kind;
+        o
+    }
+
+    #[test]
+    fn steps_count_failures_drop_infra_and_skip_on_a_different_crash() {
+        let os = vec![
+            outcome(OutcomeKind::Pass),
+            outcome(OutcomeKind::Fail),
+            outcome(OutcomeKind::InfraError),
+            outcome(OutcomeKind::Hang),
+        ];
+        match classify(&os, None, "k".into()) {
+            StepResult::Runs { runs, failures, .. } => assert_eq!((runs, failures), (3, 2)),
+            StepResult::Skip { why, .. } => panic!("skipped: {why}"),
+        }
+        let mut crash = outcome(OutcomeKind::KernelCrash);
+        crash.crashes = vec![CrashReport {
+            kind: CrashKind::Bug,
+            title: "BUG: x".into(),
+            excerpt: String::new(),
+            fingerprint: Fingerprint {
+                kind: CrashKind::Bug,
+                frames: vec!["futex_wake".into()],
+            },
+            first_line_no: 1,
+        }];
+        let id = crash.crashes[0].fingerprint.id();
+        assert!(matches!(
+            classify(&[crash.clone()], Some(&id), "k".into()),
+            StepResult::Runs { failures: 1, .. }
+        ));
+        assert!(matches!(
+            classify(&[crash.clone()], Some("0000ffff"), "k".into()),
+            StepResult::Skip { .. }
+        ));
+        assert!(matches!(
+            classify(&[outcome(OutcomeKind::InfraError)], None, "k".into()),
+            StepResult::Skip { .. }
+        ));
+    }
+}
