@@ -14,6 +14,7 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-system-arm
   "linux-source-6.12=${LINUX_SOURCE_VERSION}"
   dropbear-bin busybox-static openssh-client rsync
+  chromium fonts-dejavu-core
 )
 
 # Packages fetched as .deb files (not installed) for the guest image, per Debian arch.
