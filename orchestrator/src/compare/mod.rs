@@ -357,18 +357,21 @@ pub async fn compare(
     } else {
         Overall::NoRegression
     };
-    let runs_used: u64 = plan.arches.iter().map(|a| analysis.runs_per_side(a.arch)).sum();
-    let fixed_n: u64 = plan
-        .arches
+    // Runs saved: over the questions the sequential design decided, the runs per side it
+    // took against the fixed-n design with the same error rates for each.
+    let decided: Vec<&model::QuestionResult> = questions
         .iter()
-        .map(|a| {
-            questions
-                .iter()
-                .filter(|q| q.arch == a.arch)
-                .filter_map(|q| q.fixed_n.as_ref().map(|f| f.per_side))
-                .max()
-                .unwrap_or(0)
+        .filter(|q| {
+            matches!(
+                q.decision,
+                crate::stats::Decision::Different { .. } | crate::stats::Decision::Equivalent { .. }
+            )
         })
+        .collect();
+    let runs_used: u64 = decided.iter().map(|q| q.runs_a.min(q.runs_b)).sum();
+    let fixed_n: u64 = decided
+        .iter()
+        .map(|q| q.fixed_n.as_ref().map_or(0, |f| f.per_side))
         .sum();
     let side_info = |side: Side, spec: &str| SideInfo {
         spec: spec.to_owned(),

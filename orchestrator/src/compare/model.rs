@@ -237,8 +237,8 @@ pub struct CompareReport {
     /// Wall time from start to the last verdict, and the whole command.
     pub time_to_verdict_s: f64,
     pub wall_s: f64,
-    /// Runs per side the sequential design used, against the fixed-n design with the same
-    /// error rates (the largest fixed n among the questions), summed over arches.
+    /// Runs per side the sequential design used for the questions it decided, summed over
+    /// those questions, against the fixed-n design with the same error rates for each.
     pub runs_per_side_used: u64,
     pub runs_per_side_fixed_n: u64,
     /// Accelerator per arch and why.
