@@ -519,7 +519,7 @@ fn emit(
         )
     }
     .map_err(|e| LabError::Infra(e.to_string()))?;
-    println!("{stdout}");
+    print!("{stdout}");
     if !ctx.quiet {
         eprintln!(
             "lab: reports in {} (report.html, report.md, report.json); `lab results show {}` renders them again",
