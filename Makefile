@@ -1,6 +1,6 @@
 # The few targets a person types. Each one does its own set-up first (idempotent).
 #
-#   make lab      the main job: build the default lab's kernels and run the guest suite on both arches
+#   make lab      the main job: compare each shipped candidate against base on both arches
 #   make test     everything the CI runs: unit tests, real kernel builds, real QEMU boots, and
 #                 the positive-control matrix on x86_64
 #   make bench    boot-to-ready per arch, variant rebuild time, cache hit time
@@ -20,9 +20,13 @@ setup:
 build-lab: setup
 	$(CARGO) build --release --locked -p lab
 
+CANDIDATES ?= futex-lockless-wakeup-revert sched-wait-abort-exclusive-wait
+
 lab: build-lab
-	$(LAB) build --arch all
-	$(LAB) run --arch all
+	@rc=0; for c in $(CANDIDATES); do \
+	  echo "== lab compare base $$c --arch all"; \
+	  $(LAB) compare base $$c --arch all || { r=$$?; [ $$r -gt $$rc ] && rc=$$r; }; \
+	done; exit $$rc
 
 test: setup
 	$(CARGO) build --release --locked -p lab
