@@ -402,7 +402,7 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<i32, LabError> {
         return Ok(EXIT_OK);
     }
 
-    let (session, mut state) = if args.resume {
+    let (session, state) = if args.resume {
         let row = match args.session {
             Some(id) => store.session(id).map_err(store_err)?,
             None => latest_session(&store, true)?,
@@ -525,6 +525,78 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<i32, LabError> {
             }
         }
     };
+    let state = drive(ctx, session, state, store).await?;
+    print_log(session, &state, args.json);
+    Ok(match &state.conclusion {
+        Some(c) if c.confident => EXIT_OK,
+        _ => EXIT_REGRESSION,
+    })
+}
+
+/// A fresh bisection state over the first i patches of `series`, for callers other than
+/// the CLI (the gate).
+pub fn series_state(
+    ctx: &Context,
+    series: &str,
+    test: &str,
+    arch: Arch,
+    knobs: Vec<(String, String)>,
+    under: Vec<String>,
+) -> Result<BisectState, LabError> {
+    let s = &ctx.settings;
+    let set = patch::load_set(series, &s.patches_dir, &s.root)?;
+    let space = Space::Series {
+        series: series.to_owned(),
+        patches: set
+            .patches
+            .iter()
+            .map(|p| (p.label.clone(), p.subject.clone()))
+            .collect(),
+    };
+    let search = Search::new(space.n(), SearchConfig::default())
+        .map_err(|e| LabError::Usage(format!("cannot bisect: {e}")))?;
+    Ok(BisectState {
+        format_version: STATE_FORMAT_VERSION,
+        space,
+        test: test.to_owned(),
+        arch,
+        knobs,
+        under,
+        config: Vec::new(),
+        duration_ms: s.compare.duration.as_millis() as u64,
+        match_crash: None,
+        match_crash_given: false,
+        seed: 1,
+        log: search.to_log(),
+        steps: Vec::new(),
+        conclusion: None,
+    })
+}
+
+/// Starts a bisection session in the store and drives it to its conclusion.
+pub async fn bisect_new(
+    ctx: &Context,
+    state: BisectState,
+) -> Result<(i64, BisectState), LabError> {
+    let mut store =
+        Store::open(&Store::default_path(&ctx.settings.cache_dir)).map_err(store_err)?;
+    let json = serde_json::to_string(&state).unwrap_or_default();
+    let session = store
+        .begin_session("bisect", &state_key(&state), &json)
+        .map_err(store_err)?;
+    store.set_session_state(session, &json).map_err(store_err)?;
+    let state = drive(ctx, session, state, store).await?;
+    Ok((session, state))
+}
+
+/// Runs the search to its end, one real step at a time, saving the state after each.
+pub async fn drive(
+    ctx: &Context,
+    session: i64,
+    mut state: BisectState,
+    store: Store,
+) -> Result<BisectState, LabError> {
+    let s = &ctx.settings;
     let mut search = state
         .log
         .replay()
@@ -547,7 +619,7 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<i32, LabError> {
     }
     let conclusion = loop {
         if crate::process::interrupted().is_some() {
-            return Ok(130);
+            return Err(LabError::Infra("interrupted".into()));
         }
         let (index, runs) = match search.next() {
             Next::NeedBadEnd { runs } => (n, runs),
@@ -594,7 +666,7 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<i32, LabError> {
         )
         .await;
         if crate::process::interrupted().is_some() {
-            return Ok(130);
+            return Err(LabError::Infra("interrupted".into()));
         }
         let (obs, rec_runs, rec_fail, skipped, key) = match result {
             StepResult::Runs {
@@ -675,11 +747,7 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<i32, LabError> {
             eprintln!("lab: results store: {e}");
         }
     }
-    print_log(session, &state, args.json);
-    Ok(match conclusion {
-        Some(c) if c.confident => EXIT_OK,
-        _ => EXIT_REGRESSION,
-    })
+    Ok(state)
 }
 
 fn short(id: &str) -> String {
