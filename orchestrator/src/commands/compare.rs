@@ -210,6 +210,19 @@ fn session_key(plan: &ComparePlan) -> String {
 }
 
 pub async fn run(ctx: &Context, args: &CompareArgs) -> Result<i32, LabError> {
+    let Some((report, dir)) = compare_report(ctx, args).await? else {
+        return Ok(crate::process::interrupted().unwrap_or(130));
+    };
+    emit(ctx, args, &report, &dir)?;
+    Ok(exit_code(&report))
+}
+
+/// Runs a comparison and records it; `None` when it was interrupted (its finished runs are
+/// in the store). Returns the report and the comparison's folder.
+pub async fn compare_report(
+    ctx: &Context,
+    args: &CompareArgs,
+) -> Result<Option<(CompareReport, std::path::PathBuf)>, LabError> {
     let s = &ctx.settings;
     let c = &s.compare;
     let arches: Vec<Arch> = if args.arch.is_empty() {
@@ -444,13 +457,13 @@ pub async fn run(ctx: &Context, args: &CompareArgs) -> Result<i32, LabError> {
         }
     };
     let report = compare::compare(&plan, store.clone(), session, &on).await;
-    if let Some(code) = crate::process::interrupted() {
+    if crate::process::interrupted().is_some() {
         // The finished runs are in the store; `lab compare` with the same arguments resumes.
         eprintln!(
             "lab: interrupted; {} runs are in the store, and the same command resumes session {session}",
             report.runs_made
         );
-        return Ok(code);
+        return Ok(None);
     }
     let json = serde_json::to_string(&report).unwrap_or_default();
     if let Ok(mut st) = store.lock() {
@@ -464,8 +477,7 @@ pub async fn run(ctx: &Context, args: &CompareArgs) -> Result<i32, LabError> {
             eprintln!("lab: results store: {e}");
         }
     }
-    emit(ctx, args, &report, &dir)?;
-    Ok(exit_code(&report))
+    Ok(Some((report, dir)))
 }
 
 /// The exit code of a finished comparison.
@@ -479,7 +491,7 @@ pub fn exit_code(report: &CompareReport) -> i32 {
 
 /// Prints the report and writes the files asked for, plus a JSON, markdown and HTML copy
 /// in the comparison's folder.
-fn emit(
+pub fn emit(
     ctx: &Context,
     args: &CompareArgs,
     report: &CompareReport,
