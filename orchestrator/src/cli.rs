@@ -50,6 +50,10 @@ pub enum Command {
     /// One step for `git bisect run`: build the checkout, run the test, exit 0/1/125.
     #[command(name = "bisect-step", after_help = BISECT_STEP_EXAMPLES)]
     BisectStep(BisectStepArgs),
+    /// Is this series fit to post? checkpatch, apply, build both arches per patch, new
+    /// warnings, then compare the tip against base and bisect a regression.
+    #[command(after_help = GATE_EXAMPLES)]
+    Gate(GateArgs),
 }
 
 const BUILD_EXAMPLES: &str = "Examples:
@@ -110,6 +114,16 @@ const BISECT_STEP_EXAMPLES: &str = "Examples:
 
 Builds the checkout in the current directory (its HEAD) with the lab's configs, boots it and runs the test --runs times.
 Exit codes (git bisect run's): 0 every run passed (good); 1 a run failed (bad); 125 build or boot failure, or a crash with another fingerprint (skip); 128 lab itself could not work (git bisect stops).";
+
+const GATE_EXAMPLES: &str = "Examples:
+  lab gate patches/futex-lockless-wakeup-revert          a directory of .patch files (or a series file)
+  lab gate my-series.mbox --arch x86_64 --budget 3m
+  lab gate --kernel kernels/mytree.toml --range v6.12..my-branch
+  lab gate my-series --markdown cover-letter-checks.md
+  b4 prep --check  (with b4.prep-perpatch-check-cmd = lab gate --b4; see README)
+
+Per patch, in order: checkpatch.pl (errors fail, warnings are reported), the patch applies, it builds on every arch with the lab's PREEMPT_RT configs (incrementally: the series is bisectable), and no new compiler warnings in the files it touches. Then, if all of that passed, the tip is compared against base with lab compare; if it regresses, lab bisects inside the series to name the patch.
+Exit codes: 0 the gate passed; 1 the gate failed; 2 bad input; 3 infrastructure failure.";
 
 const RESULTS_EXAMPLES: &str = "Examples:
   lab results list                      recent comparisons and runs
@@ -266,6 +280,10 @@ pub struct CompareArgs {
     /// Do not reuse stored runs of the same kernels and test binaries.
     #[arg(long)]
     pub fresh: bool,
+    /// Stop at the first regression (the other questions end inconclusive): enough for a
+    /// pass/fail answer, as `lab gate` asks.
+    #[arg(long)]
+    pub stop_on_regression: bool,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Print the report as JSON on stdout instead of the table.
@@ -400,4 +418,43 @@ pub struct BisectStepArgs {
     pub match_crash: Option<String>,
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<String>,
+}
+
+/// Arguments of `lab gate`.
+#[derive(Debug, Args, Clone)]
+pub struct GateArgs {
+    /// The series: a directory of .patch files, a series file's folder, an mbox, or a set name.
+    pub series: Option<String>,
+    /// With --range: a git kernel definition whose commits are the series.
+    #[arg(long, value_name = "DEF", requires = "range")]
+    pub kernel: Option<String>,
+    /// With --kernel: the commits BASE..TIP (BASE is the kernel the series applies to).
+    #[arg(long, value_name = "BASE..TIP", requires = "kernel")]
+    pub range: Option<String>,
+    /// Architectures (default: the lab's).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Vec<String>,
+    /// Wall-time budget of the runtime comparison.
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub budget: String,
+    /// Skip the runtime comparison.
+    #[arg(long)]
+    pub no_runtime: bool,
+    /// b4 CI-check mode: one patch email on stdin, b4's JSON check list on stdout.
+    #[arg(long)]
+    pub b4: bool,
+    /// In b4 mode, also run the runtime comparison (slow).
+    #[arg(long)]
+    pub runtime: bool,
+    /// Runtime knobs for the comparison.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub knob: Vec<String>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the report as markdown (for the cover letter) or JSON.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    #[arg(long = "json-out", value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
 }

@@ -356,6 +356,7 @@ pub async fn compare_report(
         },
         max_runs: args.max_runs,
         reuse: !args.fresh,
+        stop_on_regression: args.stop_on_regression,
         dir: dir.clone(),
         reproduce,
     };

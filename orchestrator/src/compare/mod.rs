@@ -71,6 +71,8 @@ pub struct ComparePlan {
     pub params: Params,
     pub max_runs: Option<u64>,
     pub reuse: bool,
+    /// End the comparison at the first regression.
+    pub stop_on_regression: bool,
     pub dir: PathBuf,
     pub reproduce: String,
 }
@@ -320,6 +322,10 @@ pub async fn compare(
             questions: results.len(),
         });
         if done {
+            time_to_verdict = Some(started.elapsed().as_secs_f64());
+            break;
+        }
+        if plan.stop_on_regression && results.iter().any(|q| q.verdict == Verdict::Regression) {
             time_to_verdict = Some(started.elapsed().as_secs_f64());
             break;
         }

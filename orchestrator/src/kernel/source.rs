@@ -363,7 +363,7 @@ impl Source {
     }
 
     /// The pristine tree of a tarball source, unpacked on first use.
-    fn pristine_dir(&self) -> Result<PathBuf, SourceError> {
+    pub fn pristine_dir(&self) -> Result<PathBuf, SourceError> {
         let DefKind::Tarball { path, top_dir, .. } = &self.def.kind else {
             return Err(SourceError::Unpack {
                 path: self.def.path.clone(),
