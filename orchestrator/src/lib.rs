@@ -10,6 +10,7 @@ pub mod commands;
 pub mod compare;
 pub mod config;
 pub mod error;
+pub mod gate;
 pub mod guest;
 pub mod kernel;
 pub mod process;

@@ -39,6 +39,7 @@ async fn dispatch(cli: Cli) -> Result<i32, LabError> {
         Command::Results(cmd) => commands::results::run(&ctx, cmd),
         Command::Bisect(args) => commands::bisect::run(&ctx, args).await,
         Command::BisectStep(args) => Ok(commands::bisect::step(&ctx, args).await),
+        Command::Gate(args) => commands::gate::run(&ctx, args).await,
     }
 }
 

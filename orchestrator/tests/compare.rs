@@ -115,6 +115,9 @@ fn an_interrupted_comparison_keeps_its_runs_and_the_same_command_resumes_it() {
     // Let a few batches finish, then Ctrl-C.
     let started = Instant::now();
     let stderr = child.stderr.take().expect("stderr");
+    // Read stderr to the end (a closed pipe would make lab's own messages fail), and say
+    // when two batches are done.
+    let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
         let mut seen = String::new();
@@ -125,20 +128,21 @@ fn an_interrupted_comparison_keeps_its_runs_and_the_same_command_resumes_it() {
             if line.contains("batch ") && line.contains(" done at ") {
                 batches += 1;
                 if batches == 2 {
-                    return (seen, true);
+                    let _ = tx.send(());
                 }
             }
         }
-        (seen, false)
+        seen
     });
-    let (seen, got_two) = reader.join().expect("reader");
-    assert!(got_two, "two batches before the interrupt:\n{seen}");
+    let got_two = rx.recv_timeout(Duration::from_secs(480)).is_ok();
+    assert!(got_two, "two batches before the interrupt");
     // SAFETY: kill(2) with a valid pid and signal.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
     let status = child.wait().expect("lab exits");
-    assert_eq!(status.code(), Some(130), "Ctrl-C exits 130");
+    let seen = reader.join().expect("reader");
+    assert_eq!(status.code(), Some(130), "Ctrl-C exits 130:\n{seen}");
     assert!(started.elapsed() < Duration::from_secs(600));
 
     let r = run(lab(&lab_toml()).args(args));

@@ -5,6 +5,7 @@ pub mod bisect;
 pub mod build;
 pub mod cache;
 pub mod compare;
+pub mod gate;
 pub mod progress;
 pub mod results;
 pub mod run;

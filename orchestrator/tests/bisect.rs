@@ -1,0 +1,139 @@
+//! `lab bisect` end to end on real kernels: a synthetic 48-commit git history of the Debian
+//! tree (scripts/synthetic-history.sh) with a bad futex commit and a later bad wait-queue
+//! commit, and a 4-patch series whose third patch is the bad futex variant.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{lab, repo, run};
+
+fn lab_toml() -> PathBuf {
+    repo().join("lab.toml")
+}
+
+/// The synthetic history, made once per cache (the script is idempotent and deterministic).
+fn history() -> (PathBuf, serde_json::Value) {
+    let cache = std::env::var_os("LAB_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/lab")
+        });
+    let out = cache.join("synthetic");
+    let status = std::process::Command::new(repo().join("scripts/synthetic-history.sh"))
+        .arg(&out)
+        .status()
+        .expect("synthetic-history.sh runs");
+    assert!(status.success(), "scripts/synthetic-history.sh failed");
+    let h: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("history.json")).expect("history.json"),
+    )
+    .expect("history.json parses");
+    (out, h)
+}
+
+fn culprit_sha(state: &serde_json::Value) -> String {
+    let c = state["conclusion"]["culprit"].as_u64().expect("a culprit") as usize;
+    state["space"]["commits"][c][0]
+        .as_str()
+        .expect("commit sha")
+        .to_owned()
+}
+
+fn bisect_git(test: &str, knobs: &[&str]) -> (serde_json::Value, serde_json::Value) {
+    let (out, h) = history();
+    let def = out.join("synthetic-6.12.toml");
+    let mut cmd = lab(&lab_toml());
+    cmd.args(["bisect", "--kernel"])
+        .arg(&def)
+        .args(["--good", h["good"].as_str().expect("good"), "--bad", "main"])
+        .args(["--test", test, "--arch", "x86_64", "--json"]);
+    for k in knobs {
+        cmd.args(["--knob", k]);
+    }
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 0, "a confident culprit exits 0");
+    let state: serde_json::Value = serde_json::from_str(&r.stdout).expect("--json state");
+    (state, h)
+}
+
+#[test]
+fn bisect_names_the_bad_futex_commit_of_the_synthetic_history() {
+    let (state, h) = bisect_git("futex_errno", &[]);
+    assert_eq!(culprit_sha(&state), h["bad_futex"]["sha"].as_str().expect("sha"));
+    let p = state["conclusion"]["probability"].as_f64().expect("p");
+    assert!(p >= 0.95, "confidence {p}");
+    assert!(!state["steps"].as_array().expect("steps").is_empty());
+}
+
+#[test]
+fn bisect_names_the_bad_waitqueue_commit_with_amplifiers_on() {
+    let (state, h) = bisect_git("pipe_excl", &["wq_amp_fake_signal_pct=100"]);
+    assert_eq!(
+        culprit_sha(&state),
+        h["bad_waitqueue"]["sha"].as_str().expect("sha")
+    );
+    assert!(state["conclusion"]["probability"].as_f64().expect("p") >= 0.95);
+}
+
+#[test]
+fn series_bisection_names_patch_3_and_survives_an_interrupt() {
+    let series = repo().join("orchestrator/tests/fixtures/gate/series-bad-futex");
+    let args = [
+        "bisect",
+        "--series",
+        series.to_str().expect("utf-8"),
+        "--test",
+        "futex_errno",
+        "--arch",
+        "x86_64",
+        "--seed",
+        "7",
+    ];
+    // Interrupt after the first step that ran, then continue.
+    let mut child = lab(&lab_toml())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lab starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(" failed; now ") {
+                let _ = tx.send(());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    let stepped = rx.recv_timeout(Duration::from_secs(1200)).is_ok();
+    // SAFETY: kill(2) with a valid pid and signal.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().expect("lab exits");
+    let seen = reader.join().expect("reader");
+    assert!(stepped, "a step finished before the interrupt:\n{seen}");
+    assert_eq!(status.code(), Some(130), "Ctrl-C exits 130:\n{seen}");
+
+    let session = seen
+        .split("; session ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .expect("the session is announced")
+        .to_owned();
+    let r = run(lab(&lab_toml()).args(["bisect", "--continue", "--session", &session, "--json"]));
+    assert_eq!(r.code, 0, "the continued bisection is confident");
+    assert!(r.stderr.contains("continuing bisection"), "{}", r.stderr);
+    let state: serde_json::Value = serde_json::from_str(&r.stdout).expect("--json state");
+    assert_eq!(state["conclusion"]["culprit"], 3, "patch 3 is the bad futex variant");
+    let log = run(lab(&lab_toml()).args(["bisect", "--log", "--session", &session]));
+    assert!(log.stdout.contains("patch 3"), "{}", log.stdout);
+}
