@@ -1,0 +1,1249 @@
+//! b4's external check protocol: reading the patch mail b4 pipes in, and answering in the
+//! form b4 reads back.
+//!
+//! b4 (`mricon/b4`) runs check commands in two places, with two output formats:
+//!
+//! - `b4 review` (v0.15+), `b4.review-perpatch-check-cmd` and `b4.review-series-check-cmd`:
+//!   one RFC 2822 message on stdin (a patch, or the cover letter for the series command), and
+//!   on stdout a JSON array of `{"tool", "status", "summary", "url", "details"}` objects; only
+//!   `tool` and `status` (`pass`, `warn` or `fail`) are required, `[]` means nothing to
+//!   report, and a non-zero exit with no output is shown as a failure. b4 sets
+//!   `B4_TRACKING_FILE` to a JSON file describing the series. See b4's
+//!   `docs/maintainer/review.rst` ("CI check integration") and `src/b4/review/checks.py`
+//!   (`_run_external_cmd()`). [`to_json`] writes this format and [`validate_json`] checks it.
+//! - `b4 prep --check`, `b4.prep-perpatch-check-cmd`: the same kind of message on stdin, but
+//!   the output is read as lines, checkpatch-style: every stdout line is one finding, a
+//!   failure if it contains `ERROR:` and a warning otherwise, every stderr line a failure, and
+//!   no output with exit 0 means the patch passed (`LoreMessage.run_local_check()` in
+//!   `src/b4/__init__.py`). [`to_prep_lines`] writes this format.
+//!
+//! The message b4 pipes is made by `LoreMessage.get_msg_as_bytes()`, which writes the
+//! headers as they were but the body *already decoded*: a lore message sent as
+//! `Content-Transfer-Encoding: quoted-printable` arrives with that header and a plain body.
+//! [`parse_message`] therefore decodes a quoted-printable or base64 body only when it is
+//! validly encoded (7-bit, lines of at most 76 characters, every `=` starting an escape or a
+//! soft line break); a patch body almost never is, as C code has `= ` in it.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::checkpatch::CheckpatchReport;
+use super::warnings::CompilerWarning;
+
+#[derive(Debug, thiserror::Error)]
+pub enum B4Error {
+    #[error("read the patch mail: it has no headers (the first line is {first_line:?}); b4 pipes one RFC 2822 message per patch")]
+    NoHeaders { first_line: String },
+    #[error("read the patch mail: it has no {name} header")]
+    MissingHeader { name: &'static str },
+    #[error("read the patch mail: {content_type} messages are not supported; send the patch inline (`git format-patch`, `b4 send`)")]
+    Multipart { content_type: String },
+    #[error("read the patch mail: its body is not valid {charset}")]
+    Charset { charset: String },
+    #[error("read the patch mail: unsupported charset {charset:?} (lab reads UTF-8, US-ASCII and ISO-8859-1)")]
+    UnsupportedCharset { charset: String },
+    #[error("read the patch mail: unsupported Content-Transfer-Encoding {encoding:?}")]
+    UnsupportedEncoding { encoding: String },
+}
+
+/// One patch mail, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailPatch {
+    /// The Subject header, unfolded and decoded (`[PATCH v2 3/5] futex: ...`).
+    pub subject: String,
+    /// The subject without its leading `[...]` groups (`futex: ...`): git's commit subject.
+    pub clean_subject: String,
+    /// The words of the `[...]` groups that are neither a version nor a position
+    /// (`PATCH`, `RFC`, `net-next`).
+    pub prefixes: Vec<String>,
+    /// `v2` → 2; None when the subject has no version (a v1).
+    pub version: Option<u32>,
+    /// `3/5` → 3 and 5; a cover letter is 0.
+    pub index: Option<u32>,
+    pub total: Option<u32>,
+    /// The author: an in-body `From:` line if the body starts with one (a patch sent on
+    /// someone else's behalf), else the From header.
+    pub from: String,
+    /// Without the angle brackets.
+    pub message_id: Option<String>,
+    pub date: Option<String>,
+    /// The commit message: the body up to the `---` line (or the diff), in-body headers
+    /// removed, trailing blank lines trimmed.
+    pub body: String,
+    /// The diff, from the first `diff --git` (or `--- `/`+++ ` pair) to the end of its last
+    /// hunk, exactly as sent (the `-- ` signature and anything after the diff excluded).
+    /// Empty for a cover letter.
+    pub diff: String,
+    /// The patch as `git format-patch` would have written it: an mbox `From ` line, the
+    /// headers git am reads, and the decoded body. Feed it to `git am` or lab's patch parser.
+    pub raw_text: String,
+}
+
+/// Parses one patch mail as b4 pipes it (or as `git format-patch` writes it).
+pub fn parse_message(raw: &[u8]) -> Result<MailPatch, B4Error> {
+    let raw = crlf_to_lf(raw);
+    let mut rest: &[u8] = &raw;
+    // An mbox separator line, as in a `git format-patch` file.
+    if rest.starts_with(b"From ") {
+        rest = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(&[][..], |nl| &rest[nl + 1..]);
+    }
+    let (head, body) = match find(rest, b"\n\n") {
+        Some(at) => (&rest[..=at], &rest[at + 2..]),
+        None => (rest, &[][..]),
+    };
+    let headers = parse_headers(&String::from_utf8_lossy(head))?;
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+
+    let subject = decode_words(get("Subject").ok_or(B4Error::MissingHeader { name: "Subject" })?);
+    let header_from = decode_words(get("From").ok_or(B4Error::MissingHeader { name: "From" })?);
+    let message_id = get("Message-ID")
+        .map(|m| {
+            m.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned()
+        })
+        .filter(|m| !m.is_empty());
+    let date = get("Date").map(|d| d.trim().to_owned());
+
+    let content_type = get("Content-Type").unwrap_or("text/plain").trim();
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if media.starts_with("multipart/") {
+        return Err(B4Error::Multipart {
+            content_type: media,
+        });
+    }
+    let charset = content_type
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, v)| v.trim().trim_matches('"').to_ascii_lowercase());
+    let encoding = get("Content-Transfer-Encoding")
+        .unwrap_or("7bit")
+        .trim()
+        .to_ascii_lowercase();
+    let bytes = match encoding.as_str() {
+        "7bit" | "8bit" | "binary" => body.to_vec(),
+        "quoted-printable" if looks_quoted_printable(body) => decode_quoted_printable(body),
+        "base64" if looks_base64(body) => decode_base64(body),
+        // Already decoded by b4 (see the module comment).
+        "quoted-printable" | "base64" => body.to_vec(),
+        other => {
+            return Err(B4Error::UnsupportedEncoding {
+                encoding: other.to_owned(),
+            })
+        }
+    };
+    let text = decode_charset(&bytes, charset.as_deref())?;
+
+    let (in_body, message_start) = in_body_headers(&text);
+    let in_body_get = |name: &str| {
+        in_body
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| decode_words(v))
+    };
+    let from = in_body_get("From").unwrap_or_else(|| header_from.clone());
+    let commit_subject = in_body_get("Subject").unwrap_or_else(|| subject.clone());
+    let parts = parse_subject(&commit_subject);
+    let (body_msg, diff) = split_body(&text[message_start..]);
+
+    let mut raw_text =
+        String::from("From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n");
+    let _ = writeln!(raw_text, "From: {header_from}");
+    if let Some(d) = &date {
+        let _ = writeln!(raw_text, "Date: {d}");
+    }
+    let _ = writeln!(raw_text, "Subject: {subject}");
+    if let Some(m) = &message_id {
+        let _ = writeln!(raw_text, "Message-ID: <{m}>");
+    }
+    if !(text.is_ascii() && subject.is_ascii() && header_from.is_ascii()) {
+        raw_text.push_str(
+            "MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\n\
+             Content-Transfer-Encoding: 8bit\n",
+        );
+    }
+    raw_text.push('\n');
+    raw_text.push_str(&text);
+
+    Ok(MailPatch {
+        subject,
+        clean_subject: parts.clean,
+        prefixes: parts.prefixes,
+        version: parts.version,
+        index: parts.index,
+        total: parts.total,
+        from,
+        message_id,
+        date,
+        body: body_msg,
+        diff,
+        raw_text,
+    })
+}
+
+fn crlf_to_lf(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'\r' && raw.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Unfolds and splits a header block. A continuation line (starting with white space)
+/// belongs to the previous header; unfolding removes the line break only (RFC 5322 2.2.3).
+fn parse_headers(head: &str) -> Result<Vec<(String, String)>, B4Error> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in head.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = out.last_mut() {
+                v.push_str(line);
+                continue;
+            }
+        }
+        let header = line.split_once(':').filter(|(name, _)| {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+        });
+        match header {
+            Some((name, value)) => out.push((name.to_owned(), value.trim().to_owned())),
+            None if out.is_empty() => {
+                return Err(B4Error::NoHeaders {
+                    first_line: line.chars().take(80).collect(),
+                })
+            }
+            // A malformed line inside the headers: skip it, as mail readers do.
+            None => {}
+        }
+    }
+    if out.is_empty() {
+        return Err(B4Error::NoHeaders {
+            first_line: String::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// `From:`, `Subject:` and `Date:` lines opening the body, up to a blank line (git am's
+/// in-body headers). Returns them and where the rest of the body starts.
+fn in_body_headers(text: &str) -> (Vec<(String, String)>, usize) {
+    let mut found = Vec::new();
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        let l = line.trim_end_matches('\n');
+        if l.trim().is_empty() {
+            if found.is_empty() {
+                return (found, 0);
+            }
+            return (found, pos + line.len());
+        }
+        let header = ["From", "Subject", "Date"].into_iter().find_map(|name| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name)
+                .then(|| (name.to_owned(), v.trim().to_owned()))
+        });
+        match header {
+            Some(h) => found.push(h),
+            None => return (Vec::new(), 0),
+        }
+        pos += line.len();
+    }
+    (Vec::new(), 0)
+}
+
+struct SubjectParts {
+    clean: String,
+    prefixes: Vec<String>,
+    version: Option<u32>,
+    index: Option<u32>,
+    total: Option<u32>,
+}
+
+/// `[PATCH RFC v2 03/12] sched/wait: ...` → its parts.
+fn parse_subject(subject: &str) -> SubjectParts {
+    let mut parts = SubjectParts {
+        clean: String::new(),
+        prefixes: Vec::new(),
+        version: None,
+        index: None,
+        total: None,
+    };
+    let mut rest = subject.trim();
+    while let Some(inner_start) = rest.strip_prefix('[') {
+        let Some(close) = inner_start.find(']') else {
+            break;
+        };
+        for word in inner_start[..close]
+            .split([' ', ','])
+            .filter(|w| !w.is_empty())
+        {
+            let version = word
+                .strip_prefix(['v', 'V'])
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse().ok());
+            let position = word.split_once('/').and_then(|(a, b)| {
+                let a: u32 = a.parse().ok()?;
+                let b: u32 = b.parse().ok()?;
+                Some((a, b))
+            });
+            match (version, position) {
+                (Some(v), _) => parts.version = Some(v),
+                (None, Some((i, n))) => {
+                    parts.index = Some(i);
+                    parts.total = Some(n);
+                }
+                (None, None) => parts.prefixes.push(word.to_owned()),
+            }
+        }
+        rest = inner_start[close + 1..].trim_start();
+    }
+    parts.clean = rest.trim().to_owned();
+    parts
+}
+
+/// Splits the decoded body into the commit message and the diff.
+fn split_body(text: &str) -> (String, String) {
+    let lines: Vec<(usize, &str)> = text
+        .split_inclusive('\n')
+        .scan(0, |pos, l| {
+            let at = *pos;
+            *pos += l.len();
+            Some((at, l))
+        })
+        .collect();
+    let is_diff_start = |i: usize| {
+        let l = lines[i].1;
+        l.starts_with("diff --git ")
+            || l.starts_with("--- ") && lines.get(i + 1).is_some_and(|n| n.1.starts_with("+++ "))
+    };
+    let start = (0..lines.len()).find(|&i| is_diff_start(i));
+    let msg_end_line = (0..start.unwrap_or(lines.len()))
+        .find(|&i| lines[i].1.trim_end() == "---")
+        .or(start);
+    let msg_end = msg_end_line.map_or(text.len(), |i| lines[i].0);
+    let message = format!("{}\n", text[..msg_end].trim_end());
+    let message = if message == "\n" {
+        String::new()
+    } else {
+        message
+    };
+    let Some(start) = start else {
+        return (message, String::new());
+    };
+    let end = diff_end(&lines[start..]);
+    let from = lines[start].0;
+    let to = lines.get(start + end).map_or(text.len(), |&(at, _)| at);
+    (message, text[from..to].to_owned())
+}
+
+/// How many of `lines` (starting at a diff) belong to the diff: hunks are followed by their
+/// line counts, so that a removed line `-- ` is not taken for the signature.
+fn diff_end(lines: &[(usize, &str)]) -> usize {
+    const SYNTAX: &[&str] = &[
+        "diff ",
+        "index ",
+        "--- ",
+        "+++ ",
+        "new file mode ",
+        "deleted file mode ",
+        "old mode ",
+        "new mode ",
+        "similarity index ",
+        "dissimilarity index ",
+        "rename from ",
+        "rename to ",
+        "copy from ",
+        "copy to ",
+        "Binary files ",
+        "\\ ",
+    ];
+    let (mut old, mut new) = (0u64, 0u64);
+    let mut binary = false;
+    let mut used = 0;
+    for (i, &(_, raw)) in lines.iter().enumerate() {
+        let l = raw.trim_end_matches('\n');
+        if old > 0 || new > 0 {
+            match l.as_bytes().first() {
+                // An empty line is a blank context line whose space a mailer ate.
+                Some(b' ') | None if old > 0 && new > 0 => {
+                    old -= 1;
+                    new -= 1;
+                }
+                Some(b'-') if old > 0 => old -= 1,
+                Some(b'+') if new > 0 => new -= 1,
+                Some(b'\\') => {}
+                _ => return used,
+            }
+            used = i + 1;
+            continue;
+        }
+        if l.starts_with("diff --git ") {
+            binary = false;
+        } else if binary {
+            if l == "-- " {
+                return used;
+            }
+            used = i + 1;
+            continue;
+        }
+        if let Some(counts) = l.strip_prefix("@@ -") {
+            let Some((o, n)) = hunk_counts(counts) else {
+                return used;
+            };
+            (old, new) = (o, n);
+        } else if l == "GIT binary patch" {
+            binary = true;
+        } else if !SYNTAX.iter().any(|s| l.starts_with(s)) {
+            return used;
+        }
+        used = i + 1;
+    }
+    used
+}
+
+/// `a,b +c,d @@ ...` → (b, d); a missing count is 1.
+fn hunk_counts(s: &str) -> Option<(u64, u64)> {
+    let (old, rest) = s.split_once(" +")?;
+    let (new, _) = rest.split_once(" @@")?;
+    let count = |r: &str| -> Option<u64> {
+        match r.split_once(',') {
+            Some((_, n)) => n.parse().ok(),
+            None => r.parse::<u64>().ok().map(|_| 1),
+        }
+    };
+    Some((count(old)?, count(new)?))
+}
+
+/// Decodes RFC 2047 encoded words (`=?UTF-8?q?Andr=C3=A9?=`); white space between two
+/// encoded words is dropped.
+fn decode_words(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value.trim();
+    let mut pending_space = String::new();
+    let mut last_was_word = false;
+    while !rest.is_empty() {
+        if let Some((decoded, used)) = rest
+            .strip_prefix("=?")
+            .and_then(|r| encoded_word(r).map(|(d, u)| (d, u + 2)))
+        {
+            if !last_was_word {
+                out.push_str(&pending_space);
+            }
+            pending_space.clear();
+            out.push_str(&decoded);
+            rest = &rest[used..];
+            last_was_word = true;
+            continue;
+        }
+        let c = rest.chars().next().unwrap_or(' ');
+        if c.is_whitespace() {
+            pending_space.push(c);
+        } else {
+            out.push_str(&pending_space);
+            pending_space.clear();
+            out.push(c);
+            last_was_word = false;
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// The inside of one encoded word after `=?`: `charset?Q?text?=`. Returns the decoded text
+/// and how many bytes it used.
+fn encoded_word(s: &str) -> Option<(String, usize)> {
+    let (charset, rest) = s.split_once('?')?;
+    let (enc, rest) = rest.split_once('?')?;
+    let end = rest.find("?=")?;
+    let text = &rest[..end];
+    if text.contains(char::is_whitespace) {
+        return None;
+    }
+    let bytes = match enc {
+        "Q" | "q" => {
+            let under: Vec<u8> = text
+                .bytes()
+                .map(|b| if b == b'_' { b' ' } else { b })
+                .collect();
+            decode_quoted_printable(&under)
+        }
+        "B" | "b" => decode_base64(text.as_bytes()),
+        _ => return None,
+    };
+    // RFC 2231 language suffix: `UTF-8*en`.
+    let charset = charset
+        .split('*')
+        .next()
+        .unwrap_or(charset)
+        .to_ascii_lowercase();
+    let decoded = decode_charset(&bytes, Some(&charset))
+        .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+    // Used: `charset?enc?` (all of `s` before `rest`), the text, and the closing `?=`.
+    Some((decoded, s.len() - rest.len() + end + 2))
+}
+
+fn decode_charset(bytes: &[u8], charset: Option<&str>) -> Result<String, B4Error> {
+    match charset.unwrap_or("us-ascii") {
+        "utf-8" | "utf8" | "us-ascii" | "ascii" => {
+            String::from_utf8(bytes.to_vec()).map_err(|_| B4Error::Charset {
+                charset: charset.unwrap_or("UTF-8").to_owned(),
+            })
+        }
+        "iso-8859-1" | "latin1" | "iso8859-1" => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
+        other => Err(B4Error::UnsupportedCharset {
+            charset: other.to_owned(),
+        }),
+    }
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Whether a body is quoted-printable as an encoder writes it (RFC 2045 6.7): 7-bit, lines
+/// of at most 76 characters, and every `=` followed by two hex digits or ending the line.
+fn looks_quoted_printable(body: &[u8]) -> bool {
+    body.split(|&b| b == b'\n').all(|line| {
+        if line.len() > 76 || !line.is_ascii() {
+            return false;
+        }
+        line.iter().enumerate().all(|(i, &b)| {
+            b != b'=' || {
+                let rest = &line[i + 1..];
+                rest.iter().all(|c| *c == b' ' || *c == b'\t')
+                    || rest.len() >= 2 && hex_val(rest[0]).is_some() && hex_val(rest[1]).is_some()
+            }
+        })
+    })
+}
+
+/// Decodes quoted-printable (RFC 2045 6.7): `=XX` escapes and `=` soft line breaks. A `=`
+/// not starting either is kept. Unencoded trailing white space is kept too: an encoder
+/// writes it as `=20`, and a patch's blank context lines are a single space.
+fn decode_quoted_printable(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut lines = body.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let trimmed_len = line
+            .iter()
+            .rposition(|&b| b != b' ' && b != b'\t')
+            .map_or(0, |p| p + 1);
+        let soft = trimmed_len > 0 && line[trimmed_len - 1] == b'=';
+        let content = if soft { &line[..trimmed_len - 1] } else { line };
+        let mut i = 0;
+        while i < content.len() {
+            if content[i] == b'=' {
+                if let (Some(h), Some(l)) = (
+                    content.get(i + 1).and_then(|&b| hex_val(b)),
+                    content.get(i + 2).and_then(|&b| hex_val(b)),
+                ) {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(content[i]);
+            i += 1;
+        }
+        if !soft && lines.peek().is_some() {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+fn base64_val(b: u8) -> Option<u8> {
+    match b {
+        b'A'..=b'Z' => Some(b - b'A'),
+        b'a'..=b'z' => Some(b - b'a' + 26),
+        b'0'..=b'9' => Some(b - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    }
+}
+
+fn looks_base64(body: &[u8]) -> bool {
+    body.iter().any(|b| !b.is_ascii_whitespace())
+        && body
+            .iter()
+            .all(|&b| b.is_ascii_whitespace() || b == b'=' || base64_val(b).is_some())
+}
+
+/// Decodes base64, skipping white space and stopping at padding.
+fn decode_base64(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for &b in body {
+        if b == b'=' {
+            break;
+        }
+        let Some(v) = base64_val(b) else {
+            continue;
+        };
+        acc = acc << 6 | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// A check's outcome, as b4 colours it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    /// The worst of several (pass for none).
+    pub fn worst(all: impl IntoIterator<Item = Status>) -> Status {
+        all.into_iter().max().unwrap_or(Status::Pass)
+    }
+}
+
+/// One result object of b4's review check protocol. `url` and `details` are left out of
+/// the JSON when None, as b4's own results do (b4 reads a missing key as empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckResult {
+    /// The column header in b4's results matrix.
+    pub tool: String,
+    pub status: Status,
+    /// One line.
+    pub summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Several lines, for b4's scrollable detail view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+}
+
+/// The JSON array b4 reads from a `review-*-check-cmd` (no trailing newline).
+pub fn to_json(results: &[CheckResult]) -> String {
+    serde_json::to_string_pretty(results).unwrap_or_else(|e| {
+        // Cannot happen for these types; if it did, b4 must still see a failure.
+        serde_json::json!([{"tool": "lab", "status": "fail", "summary": e.to_string()}]).to_string()
+    })
+}
+
+/// The lines b4 reads from a `prep-perpatch-check-cmd`: one per result that did not pass,
+/// with `ERROR:` for a failure (b4 flags a line as failed exactly when it contains `ERROR:`,
+/// so a warning's text must not). Empty when everything passed: b4 then says "passed all
+/// checks". Exit 0 either way; b4 only looks at the exit code when there is no output.
+pub fn to_prep_lines(results: &[CheckResult]) -> String {
+    let mut out = String::new();
+    for r in results {
+        let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut text = format!("{}: {}", r.tool, one_line(&r.summary));
+        if let Some(url) = &r.url {
+            let _ = write!(text, " ({url})");
+        }
+        match r.status {
+            Status::Pass => continue,
+            Status::Warn => {
+                let _ = writeln!(out, "WARNING: {}", text.replace("ERROR:", "ERROR"));
+            }
+            Status::Fail => {
+                let _ = writeln!(out, "ERROR: {text}");
+            }
+        }
+    }
+    out
+}
+
+/// Checks that `text` is what b4's review check protocol accepts: a JSON array of objects,
+/// each with a non-empty string `tool` and a `status` of `pass`, `warn` or `fail`, and
+/// optionally `summary`, `url` and `details`, each a string or null. Stricter than b4, which
+/// ignores other keys: an unknown key here is most likely a typo (`detail`) that b4 would
+/// silently drop. Returns the number of results.
+pub fn validate_json(text: &str) -> Result<usize, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let items = value
+        .as_array()
+        .ok_or_else(|| format!("the top level is not an array but {}", kind_of(&value)))?;
+    for (i, item) in items.iter().enumerate() {
+        let obj = item
+            .as_object()
+            .ok_or_else(|| format!("result {i} is not an object but {}", kind_of(item)))?;
+        for key in obj.keys() {
+            if !["tool", "status", "summary", "url", "details"].contains(&key.as_str()) {
+                return Err(format!(
+                    "result {i} has an unknown key {key:?} (b4 reads tool, status, summary, url, details)"
+                ));
+            }
+        }
+        match obj.get("tool") {
+            Some(serde_json::Value::String(t)) if !t.trim().is_empty() => {}
+            Some(v) => {
+                return Err(format!(
+                    "result {i}: tool must be a non-empty string, not {v}"
+                ))
+            }
+            None => return Err(format!("result {i} has no tool")),
+        }
+        match obj.get("status") {
+            Some(serde_json::Value::String(s))
+                if ["pass", "warn", "fail"].contains(&s.as_str()) => {}
+            Some(v) => {
+                return Err(format!(
+                    "result {i}: status must be \"pass\", \"warn\" or \"fail\", not {v}"
+                ))
+            }
+            None => return Err(format!("result {i} has no status")),
+        }
+        for key in ["summary", "url", "details"] {
+            match obj.get(key) {
+                None | Some(serde_json::Value::String(_) | serde_json::Value::Null) => {}
+                Some(v) => {
+                    return Err(format!(
+                        "result {i}: {key} must be a string or null, not {}",
+                        kind_of(v)
+                    ))
+                }
+            }
+        }
+    }
+    Ok(items.len())
+}
+
+fn kind_of(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// checkpatch's report as one result: fail on errors, warn on warnings or checks.
+pub fn checkpatch_result(report: &CheckpatchReport) -> CheckResult {
+    let status = if !report.errors.is_empty() {
+        Status::Fail
+    } else if !report.warnings.is_empty() || !report.checks.is_empty() {
+        Status::Warn
+    } else {
+        Status::Pass
+    };
+    let summary = if status == Status::Pass {
+        "passed all checks".to_owned()
+    } else {
+        let mut parts = Vec::new();
+        for (n, what) in [
+            (report.errors.len(), "error"),
+            (report.warnings.len(), "warning"),
+            (report.checks.len(), "check"),
+        ] {
+            if n > 0 {
+                parts.push(plural(n, what));
+            }
+        }
+        parts.join(", ")
+    };
+    let mut details = String::new();
+    for f in report.findings() {
+        let level = match f.level {
+            super::checkpatch::Level::Error => "ERROR",
+            super::checkpatch::Level::Warning => "WARNING",
+            super::checkpatch::Level::Check => "CHECK",
+        };
+        let _ = write!(details, "{level}:{}: {}", f.kind, f.message);
+        match (&f.file, f.line) {
+            (Some(file), Some(line)) => {
+                let _ = write!(details, " ({file}:{line})");
+            }
+            (Some(file), None) => {
+                let _ = write!(details, " ({file})");
+            }
+            _ => {}
+        }
+        details.push('\n');
+    }
+    for n in &report.notes {
+        let _ = writeln!(details, "note: {n}");
+    }
+    CheckResult {
+        tool: "checkpatch".to_owned(),
+        status,
+        summary,
+        url: None,
+        details: (!details.is_empty()).then_some(details),
+    }
+}
+
+/// New compiler warnings as one result: fail on a new error, warn on a new warning.
+pub fn warnings_result(new: &[CompilerWarning]) -> CheckResult {
+    use super::warnings::Severity;
+    let errors = new.iter().filter(|w| w.severity == Severity::Error).count();
+    let status = match (errors, new.len()) {
+        (0, 0) => Status::Pass,
+        (0, _) => Status::Warn,
+        _ => Status::Fail,
+    };
+    let summary = if new.is_empty() {
+        "no new compiler warnings".to_owned()
+    } else {
+        format!(
+            "{} in the touched files",
+            plural(new.len(), "new compiler diagnostic")
+        )
+    };
+    let mut details = String::new();
+    for w in new {
+        let loc = match (w.line, w.column) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}", w.file),
+            (Some(l), None) => format!("{}:{l}", w.file),
+            _ => w.file.clone(),
+        };
+        let sev = match w.severity {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        let _ = write!(details, "{loc}: {sev}: {}", w.message);
+        if let Some(flag) = &w.flag {
+            let _ = write!(details, " [{flag}]");
+        }
+        details.push('\n');
+    }
+    CheckResult {
+        tool: "build-warnings".to_owned(),
+        status,
+        summary,
+        url: None,
+        details: (!details.is_empty()).then_some(details),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn manifest() -> &'static Path {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn shipped_patch() -> (PathBuf, String) {
+        let dir = manifest().join("../patches/futex-lockless-wakeup-revert");
+        let path = dir.join("0001-futex-Wake-waiters-under-hb-lock-instead-of-after-it.patch");
+        let text = std::fs::read_to_string(&path).expect("shipped patch");
+        (path, text)
+    }
+
+    /// The diff of a `git format-patch` file, found independently of the parser: from the
+    /// first `diff --git` to the `-- ` signature.
+    fn expected_diff(text: &str) -> &str {
+        let start = text.find("diff --git ").expect("diff");
+        let end = text.rfind("\n-- \n").expect("signature") + 1;
+        &text[start..end]
+    }
+
+    fn fixture() -> Vec<u8> {
+        std::fs::read(manifest().join("tests/fixtures/gate/b4-message.eml")).expect("fixture")
+    }
+
+    #[test]
+    fn fixture_is_really_quoted_printable_and_folded() {
+        let raw = String::from_utf8(fixture()).expect("ascii");
+        assert!(raw.contains("Content-Transfer-Encoding: quoted-printable"));
+        assert!(raw.contains("=3D"), "`=` must be escaped");
+        assert!(raw.contains("=20\n"), "trailing spaces must be escaped");
+        assert!(raw.contains("=\n"), "long lines must be soft-broken");
+        assert!(raw.contains("Subject: [PATCH v2 1/2] futex: Wake waiters under hb->lock\n "));
+    }
+
+    #[test]
+    fn parses_a_quoted_printable_patch_mail() {
+        let (_, original) = shipped_patch();
+        let m = parse_message(&fixture()).expect("parses");
+        assert_eq!(
+            m.subject,
+            "[PATCH v2 1/2] futex: Wake waiters under hb->lock instead of after it is dropped"
+        );
+        assert_eq!(
+            m.clean_subject,
+            "futex: Wake waiters under hb->lock instead of after it is dropped"
+        );
+        assert_eq!(m.prefixes, ["PATCH"]);
+        assert_eq!((m.version, m.index, m.total), (Some(2), Some(1), Some(2)));
+        assert_eq!(m.from, "Lab Developer <lab@example.org>");
+        assert_eq!(
+            m.message_id.as_deref(),
+            Some("20261121092949.4242-2-lab@example.org")
+        );
+        assert_eq!(m.diff, expected_diff(&original), "byte-identical diff");
+        assert!(m.body.starts_with("Since commit 1d0dcb3ad9d3"));
+        assert!(m
+            .body
+            .ends_with("Signed-off-by: Lab Developer <lab@example.org>\n"));
+    }
+
+    #[test]
+    fn raw_text_parses_like_the_original_patch() {
+        let (path, original) = shipped_patch();
+        let m = parse_message(&fixture()).expect("parses");
+        let ours = crate::kernel::patch::parse_diff(&m.raw_text, Path::new("mail"), 0)
+            .expect("lab parses raw_text");
+        let theirs =
+            crate::kernel::patch::parse_diff(&original, &path, 0).expect("lab parses original");
+        assert_eq!(ours, theirs);
+        assert!(!ours.is_empty());
+    }
+
+    #[test]
+    fn raw_text_is_git_am_able_and_checkpatch_clean() {
+        let tree = crate::gate::checkpatch::tests::kernel_tree();
+        let m = parse_message(&fixture()).expect("parses");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args([
+                    "-c",
+                    "user.name=Lab Test",
+                    "-c",
+                    "user.email=lab@example.org",
+                ])
+                .args(args)
+                .current_dir(dir.path())
+                .env_remove("GIT_DIR")
+                .output()
+                .expect("git runs");
+            assert!(
+                out.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        git(&["init", "-q"]);
+        std::fs::create_dir_all(dir.path().join("kernel/futex")).expect("mkdir");
+        std::fs::copy(
+            tree.join("kernel/futex/waitwake.c"),
+            dir.path().join("kernel/futex/waitwake.c"),
+        )
+        .expect("copy");
+        git(&["add", "."]);
+        git(&["commit", "-q", "-m", "base"]);
+        std::fs::write(dir.path().join("mail.patch"), &m.raw_text).expect("write");
+        git(&["am", "-q", "mail.patch"]);
+        assert_eq!(git(&["log", "-1", "--format=%s"]).trim(), m.clean_subject);
+        assert_eq!(
+            git(&["log", "-1", "--format=%an <%ae>"]).trim(),
+            "Lab Developer <lab@example.org>"
+        );
+
+        let report = crate::gate::checkpatch::run_checkpatch(
+            &tree,
+            &m.raw_text,
+            std::time::Duration::from_secs(120),
+        )
+        .expect("checkpatch runs");
+        assert!(report.is_clean(), "{report:#?}");
+    }
+
+    #[test]
+    fn parses_a_format_patch_file_as_is() {
+        let (_, original) = shipped_patch();
+        let m = parse_message(original.as_bytes()).expect("parses");
+        assert_eq!(m.diff, expected_diff(&original));
+        assert_eq!(m.prefixes, ["PATCH"]);
+        assert_eq!((m.version, m.index, m.total), (None, None, None));
+        assert_eq!(m.message_id, None);
+    }
+
+    #[test]
+    fn a_body_b4_already_decoded_is_not_decoded_twice() {
+        // b4's get_msg_as_bytes() keeps the QP header but writes the decoded body.
+        let (_, original) = shipped_patch();
+        let (head, body) = original.split_once("\n\n").expect("headers");
+        let mail = format!(
+            "{head}\nMIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\n\
+             Content-Transfer-Encoding: quoted-printable\n\n{body}"
+        );
+        let m = parse_message(mail.as_bytes()).expect("parses");
+        assert_eq!(m.diff, expected_diff(&original));
+    }
+
+    #[test]
+    fn crlf_mail_and_base64_body() {
+        let body = "Fix it.\n\nSigned-off-by: A <a@example.org>\n---\ndiff --git a/x b/x\n\
+                    --- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n";
+        let b64 = encode_base64(body.as_bytes());
+        let mail = format!(
+            "From: =?UTF-8?q?Andr=C3=A9_D=C3=BCrr?= <a@example.org>\r\nSubject: [RFC PATCH \
+             v3 0/7] =?UTF-8?B?w6k=?=\r\n =?UTF-8?q?t=C3=A9?= x\r\nContent-Transfer-Encoding: \
+             base64\r\nContent-Type: text/plain; charset=\"utf-8\"\r\n\r\n{}",
+            b64.replace('\n', "\r\n")
+        );
+        let m = parse_message(mail.as_bytes()).expect("parses");
+        assert_eq!(m.from, "André Dürr <a@example.org>");
+        assert_eq!(m.subject, "[RFC PATCH v3 0/7] été x");
+        assert_eq!(m.prefixes, ["RFC", "PATCH"]);
+        assert_eq!((m.version, m.index, m.total), (Some(3), Some(0), Some(7)));
+        assert_eq!(m.body, "Fix it.\n\nSigned-off-by: A <a@example.org>\n");
+        assert_eq!(
+            m.diff,
+            "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n"
+        );
+        assert!(m.raw_text.contains("Content-Transfer-Encoding: 8bit"));
+    }
+
+    fn encode_base64(data: &[u8]) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for (n, chunk) in data.chunks(3).enumerate() {
+            if n > 0 && n % 19 == 0 {
+                out.push('\n');
+            }
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let v = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+            for k in 0..4 {
+                if k <= chunk.len() {
+                    out.push(char::from(A[(v >> (18 - 6 * k) & 63) as usize]));
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out.push('\n');
+        out
+    }
+
+    #[test]
+    fn removed_signature_like_lines_stay_in_the_diff() {
+        // A removed line whose text is "- " reads "-- ", like the signature separator.
+        let mail = "From: A <a@example.org>\nSubject: [PATCH] doc: drop a dash\n\nDrop it.\n---\n\
+                    diff --git a/d.txt b/d.txt\n--- a/d.txt\n+++ b/d.txt\n@@ -1,3 +1,2 @@\n a\n-- \n \n\
+                    -- \n2.47.3\n";
+        let m = parse_message(mail.as_bytes()).expect("parses");
+        assert_eq!(
+            m.diff,
+            "diff --git a/d.txt b/d.txt\n--- a/d.txt\n+++ b/d.txt\n@@ -1,3 +1,2 @@\n a\n-- \n \n"
+        );
+    }
+
+    #[test]
+    fn in_body_from_is_the_author() {
+        let mail = "From: Sender <s@example.org>\nSubject: [PATCH 2/3] x: y\n\n\
+                    From: Author <a@example.org>\n\nBody.\n---\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n";
+        let m = parse_message(mail.as_bytes()).expect("parses");
+        assert_eq!(m.from, "Author <a@example.org>");
+        assert_eq!(m.body, "Body.\n");
+        assert_eq!(m.diff, "--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n");
+        assert!(m.raw_text.contains("\nFrom: Sender <s@example.org>\n"));
+    }
+
+    #[test]
+    fn a_cover_letter_has_no_diff() {
+        let mail = "From: A <a@example.org>\nSubject: [PATCH v2 0/2] futex: wake under the lock\n\
+                    Message-ID: <cover@example.org>\n\nThis series...\n\nA (2):\n  one\n  two\n";
+        let m = parse_message(mail.as_bytes()).expect("parses");
+        assert_eq!(m.index, Some(0));
+        assert_eq!(m.diff, "");
+        assert_eq!(m.message_id.as_deref(), Some("cover@example.org"));
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_read() {
+        assert!(matches!(
+            parse_message(b"just some text\n"),
+            Err(B4Error::NoHeaders { .. })
+        ));
+        assert!(matches!(
+            parse_message(b"From: a\n\nbody\n"),
+            Err(B4Error::MissingHeader { name: "Subject" })
+        ));
+        assert!(matches!(
+            parse_message(b"From: a\nSubject: s\nContent-Type: multipart/mixed; boundary=x\n\n"),
+            Err(B4Error::Multipart { .. })
+        ));
+        assert!(matches!(
+            parse_message(b"From: a\nSubject: s\nContent-Type: text/plain; charset=koi8-r\n\nx\n"),
+            Err(B4Error::UnsupportedCharset { .. })
+        ));
+    }
+
+    #[test]
+    fn quoted_printable_decoding() {
+        let enc = b"a =3D b;=20\nlong=\nline\n=C3=A9\n";
+        assert!(looks_quoted_printable(enc));
+        assert_eq!(
+            decode_quoted_printable(enc),
+            "a = b; \nlongline\né\n".as_bytes()
+        );
+        assert!(!looks_quoted_printable(b"\tq->lock_ptr = NULL;\n"));
+    }
+
+    fn sample() -> Vec<CheckResult> {
+        vec![
+            CheckResult {
+                tool: "checkpatch".into(),
+                status: Status::Pass,
+                summary: "passed all checks".into(),
+                url: None,
+                details: None,
+            },
+            CheckResult {
+                tool: "lab-compare".into(),
+                status: Status::Fail,
+                summary: "futex_errno regressed on x86_64".into(),
+                url: Some("file:///tmp/report.html".into()),
+                details: Some("failure rate 0/40 -> 9/40\n".into()),
+            },
+            CheckResult {
+                tool: "build-warnings".into(),
+                status: Status::Warn,
+                summary: "1 new compiler diagnostic; was ERROR: before".into(),
+                url: None,
+                details: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn json_output_has_the_documented_shape() {
+        let json = to_json(&sample());
+        assert_eq!(validate_json(&json), Ok(3));
+        let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(v[0]["status"], "pass");
+        assert_eq!(v[1]["status"], "fail");
+        assert_eq!(v[1]["url"], "file:///tmp/report.html");
+        assert_eq!(v[2]["status"], "warn");
+        assert!(v[0].get("url").is_none(), "None is left out");
+        assert_eq!(validate_json(&to_json(&[])), Ok(0));
+    }
+
+    #[test]
+    fn the_validator_rejects_bad_shapes() {
+        for (bad, why) in [
+            ("", "not JSON"),
+            ("{\"tool\": \"x\", \"status\": \"pass\"}", "not an array"),
+            ("[1]", "not an object"),
+            ("[{\"status\": \"pass\"}]", "no tool"),
+            ("[{\"tool\": \"\", \"status\": \"pass\"}]", "non-empty"),
+            ("[{\"tool\": 3, \"status\": \"pass\"}]", "non-empty string"),
+            ("[{\"tool\": \"x\"}]", "no status"),
+            (
+                "[{\"tool\": \"x\", \"status\": \"PASS\"}]",
+                "status must be",
+            ),
+            (
+                "[{\"tool\": \"x\", \"status\": \"success\"}]",
+                "status must be",
+            ),
+            (
+                "[{\"tool\": \"x\", \"status\": \"pass\", \"url\": 5}]",
+                "url must be",
+            ),
+            (
+                "[{\"tool\": \"x\", \"status\": \"pass\", \"details\": []}]",
+                "details must be",
+            ),
+            (
+                "[{\"tool\": \"x\", \"status\": \"pass\", \"detail\": \"y\"}]",
+                "unknown key",
+            ),
+        ] {
+            let err = validate_json(bad).expect_err(bad);
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        assert_eq!(
+            validate_json("[{\"tool\": \"x\", \"status\": \"warn\", \"url\": null}]"),
+            Ok(1)
+        );
+    }
+
+    #[test]
+    fn prep_lines_follow_b4s_line_rules() {
+        let out = to_prep_lines(&sample());
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(lines[0].starts_with("ERROR: lab-compare: futex_errno regressed"));
+        assert!(lines[0].ends_with("(file:///tmp/report.html)"));
+        assert!(lines[1].starts_with("WARNING: build-warnings:"));
+        assert!(
+            !lines[1].contains("ERROR:"),
+            "b4 would count it as a failure"
+        );
+        assert_eq!(to_prep_lines(&sample()[..1]), "");
+    }
+
+    #[test]
+    fn checkpatch_and_warning_results() {
+        let report = crate::gate::checkpatch::parse_output(
+            "ERROR:TRAILING_WHITESPACE: trailing whitespace\n#28: FILE: kernel/futex/core.c:49:\n\
+             + x \n\ntotal: 1 errors, 0 warnings, 9 lines checked\n",
+        )
+        .expect("parses");
+        let r = checkpatch_result(&report);
+        assert_eq!(r.status, Status::Fail);
+        assert_eq!(r.summary, "1 error");
+        assert_eq!(
+            r.details.as_deref(),
+            Some("ERROR:TRAILING_WHITESPACE: trailing whitespace (kernel/futex/core.c:49)\n")
+        );
+        let ws = crate::gate::warnings::parse_warnings(
+            "kernel/futex/core.c:5:3: warning: unused variable 'a' [-Wunused-variable]\n",
+        );
+        let r = warnings_result(&ws);
+        assert_eq!(r.status, Status::Warn);
+        assert_eq!(
+            r.details.as_deref(),
+            Some("kernel/futex/core.c:5:3: warning: unused variable 'a' [-Wunused-variable]\n")
+        );
+        assert_eq!(warnings_result(&[]).status, Status::Pass);
+        assert_eq!(
+            Status::worst([Status::Warn, Status::Pass, Status::Fail]),
+            Status::Fail
+        );
+        assert_eq!(validate_json(&to_json(&[r])), Ok(1));
+    }
+}
