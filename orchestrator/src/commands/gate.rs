@@ -122,6 +122,17 @@ fn touched(p: &patch::Patch) -> Vec<String> {
 /// Warnings per file from a build log: only files the log compiled (a `CC` line) or warned
 /// about are known to it.
 fn warnings_by_file(log: &str) -> BTreeMap<String, Vec<CompilerWarning>> {
+    // The O= tree's log grows with every build in it: only the last kernel build counts.
+    let log = log
+        .rmatch_indices("### lab: make ")
+        .map(|(i, _)| &log[i..])
+        .find(|section| {
+            section
+                .lines()
+                .next()
+                .is_some_and(|header| !header.contains("config"))
+        })
+        .unwrap_or(log);
     let mut map: BTreeMap<String, Vec<CompilerWarning>> = BTreeMap::new();
     for line in log.lines() {
         let t = line.trim_start();
@@ -387,10 +398,18 @@ fn first_line(s: &str) -> String {
 
 fn build_failure_summary(e: &BuildError) -> String {
     let text = e.to_string();
-    // The compiler's own first error line is the most useful one-liner.
+    // The compiler's own first error line is the most useful one-liner, with the path made
+    // tree-relative (lab's work tree lives in its cache).
     text.lines()
         .find(|l| l.contains("error:"))
-        .map(|l| l.trim().chars().take(200).collect())
+        .map(|l| {
+            let l = l.trim();
+            let l = match l.find("/src/") {
+                Some(i) if l.starts_with('/') => &l[i + 5..],
+                _ => l,
+            };
+            l.chars().take(200).collect()
+        })
         .unwrap_or_else(|| first_line(&text))
 }
 

@@ -534,10 +534,18 @@ async fn run_make(
         .map_err(io("cannot wait for make in", obj))?;
     let _ = logf.flush().await;
     if !status.success() {
-        let errors: Vec<&String> = diagnostics
+        // The compiler's own error lines first (they say what), then make's (they say where).
+        let mut errors: Vec<&String> = diagnostics
             .iter()
-            .filter(|l| l.contains("error") || l.contains("Error"))
+            .filter(|l| l.contains("error:"))
+            .take(10)
             .collect();
+        errors.extend(
+            diagnostics
+                .iter()
+                .filter(|l| !l.contains("error:") && l.contains("Error"))
+                .take(5),
+        );
         let tail: Vec<String> = if errors.is_empty() {
             tail_lines(log, 15)
         } else {
@@ -566,6 +574,7 @@ async fn run_make(
 
 fn is_diagnostic(line: &str) -> bool {
     line.contains(": error:")
+        || line.contains(": fatal error:")
         || line.contains(": warning:")
         || line.contains("*** ")
         || line.starts_with("make") && line.contains("Error")
