@@ -446,6 +446,10 @@ pub struct GateArgs {
     /// In b4 mode, also run the runtime comparison (slow).
     #[arg(long)]
     pub runtime: bool,
+    /// In b4 mode, print plain `ERROR:`/`WARNING:` lines (what `b4 prep --check` reads)
+    /// instead of the JSON list (what `b4 review`'s check commands read).
+    #[arg(long)]
+    pub b4_lines: bool,
     /// Runtime knobs for the comparison.
     #[arg(long, value_name = "NAME=VALUE")]
     pub knob: Vec<String>,

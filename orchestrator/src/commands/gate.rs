@@ -693,6 +693,10 @@ async fn b4_check(ctx: &Context, args: &GateArgs) -> Result<i32, LabError> {
         }
     }
     let _ = std::fs::remove_file(&path);
-    println!("{}", b4::to_json(&results));
+    if args.b4_lines {
+        print!("{}", b4::to_prep_lines(&results));
+    } else {
+        println!("{}", b4::to_json(&results));
+    }
     Ok(EXIT_OK)
 }
