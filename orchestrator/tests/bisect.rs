@@ -62,7 +62,10 @@ fn bisect_git(test: &str, knobs: &[&str]) -> (serde_json::Value, serde_json::Val
 #[test]
 fn bisect_names_the_bad_futex_commit_of_the_synthetic_history() {
     let (state, h) = bisect_git("futex_errno", &[]);
-    assert_eq!(culprit_sha(&state), h["bad_futex"]["sha"].as_str().expect("sha"));
+    assert_eq!(
+        culprit_sha(&state),
+        h["bad_futex"]["sha"].as_str().expect("sha")
+    );
     let p = state["conclusion"]["probability"].as_f64().expect("p");
     assert!(p >= 0.95, "confidence {p}");
     assert!(!state["steps"].as_array().expect("steps").is_empty());
@@ -104,7 +107,10 @@ fn series_bisection_names_patch_3_and_survives_an_interrupt() {
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
         let mut seen = String::new();
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             if line.contains(" failed; now ") {
                 let _ = tx.send(());
             }
@@ -133,7 +139,10 @@ fn series_bisection_names_patch_3_and_survives_an_interrupt() {
     assert_eq!(r.code, 0, "the continued bisection is confident");
     assert!(r.stderr.contains("continuing bisection"), "{}", r.stderr);
     let state: serde_json::Value = serde_json::from_str(&r.stdout).expect("--json state");
-    assert_eq!(state["conclusion"]["culprit"], 3, "patch 3 is the bad futex variant");
+    assert_eq!(
+        state["conclusion"]["culprit"], 3,
+        "patch 3 is the bad futex variant"
+    );
     let log = run(lab(&lab_toml()).args(["bisect", "--log", "--session", &session]));
     assert!(log.stdout.contains("patch 3"), "{}", log.stdout);
 }

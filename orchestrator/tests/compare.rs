@@ -54,7 +54,10 @@ fn a_known_bad_futex_variant_is_a_regression_with_its_errno_evidence() {
     assert!(q["evidence_a"].is_null(), "base never failed: {q}");
     // The rate interval behind the verdict excludes zero on the side of B.
     assert!(q["decision"]["interval"]["lower"].as_f64().unwrap_or(-1.0) > 0.0);
-    assert!(rep["time_to_verdict_s"].as_f64().unwrap_or(1e9) <= rep["wall_s"].as_f64().unwrap_or(0.0) + 1e-6);
+    assert!(
+        rep["time_to_verdict_s"].as_f64().unwrap_or(1e9)
+            <= rep["wall_s"].as_f64().unwrap_or(0.0) + 1e-6
+    );
 }
 
 #[test]
@@ -122,7 +125,10 @@ fn an_interrupted_comparison_keeps_its_runs_and_the_same_command_resumes_it() {
         use std::io::BufRead;
         let mut seen = String::new();
         let mut batches = 0;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             seen.push_str(&line);
             seen.push('\n');
             if line.contains("batch ") && line.contains(" done at ") {
@@ -157,7 +163,10 @@ fn an_interrupted_comparison_keeps_its_runs_and_the_same_command_resumes_it() {
         "two batches of 3 runs per side were kept: {}",
         rep["reused_runs"]
     );
-    assert!(r.code == 0 || r.code == 1, "a verdict, not an infra failure");
+    assert!(
+        r.code == 0 || r.code == 1,
+        "a verdict, not an infra failure"
+    );
 }
 
 #[test]

@@ -54,9 +54,15 @@ fn a_checkpatch_error_fails_the_gate_at_that_patch() {
     assert_eq!(cell(&r, 1, "checkpatch")["status"], "pass");
     assert_eq!(cell(&r, 2, "checkpatch")["status"], "fail");
     let failures = r["failures"].to_string();
-    assert!(failures.contains("patch 2") && failures.contains("checkpatch"), "{failures}");
+    assert!(
+        failures.contains("patch 2") && failures.contains("checkpatch"),
+        "{failures}"
+    );
     assert!(!failures.contains("patch 1"), "{failures}");
-    assert!(r["runtime_skipped"].is_string(), "no runtime check on a broken series");
+    assert!(
+        r["runtime_skipped"].is_string(),
+        "no runtime check on a broken series"
+    );
 }
 
 #[test]
@@ -69,7 +75,10 @@ fn a_patch_that_breaks_only_the_arm64_build_is_named() {
     assert_eq!(cell(&r, 1, "build arm64")["status"], "pass");
     assert_eq!(cell(&r, 2, "build x86_64")["status"], "pass");
     assert_eq!(cell(&r, 2, "build arm64")["status"], "fail");
-    let summary = cell(&r, 2, "build arm64")["summary"].as_str().unwrap_or_default().to_owned();
+    let summary = cell(&r, 2, "build arm64")["summary"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(summary.contains("lab-gate-no-such-header"), "{summary}");
     let failures: Vec<String> = r["failures"]
         .as_array()
@@ -81,7 +90,9 @@ fn a_patch_that_breaks_only_the_arm64_build_is_named() {
         failures.iter().all(|f| !f.contains("x86_64")),
         "x86_64 is fine: {failures:?}"
     );
-    assert!(failures.iter().any(|f| f.starts_with("patch 2") && f.contains("build arm64")));
+    assert!(failures
+        .iter()
+        .any(|f| f.starts_with("patch 2") && f.contains("build arm64")));
 }
 
 #[test]
@@ -102,9 +113,12 @@ fn a_series_whose_third_patch_is_the_bad_futex_variant_fails_and_bisect_names_pa
 #[test]
 fn the_two_shipped_candidates_pass_the_gate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for (i, set) in ["futex-lockless-wakeup-revert", "sched-wait-abort-exclusive-wait"]
-        .iter()
-        .enumerate()
+    for (i, set) in [
+        "futex-lockless-wakeup-revert",
+        "sched-wait-abort-exclusive-wait",
+    ]
+    .iter()
+    .enumerate()
     {
         let src = std::fs::read_dir(repo().join("patches").join(set))
             .expect("set")

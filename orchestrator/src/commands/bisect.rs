@@ -148,8 +148,14 @@ fn git_space(def_name: &str, def: &KernelDef, good: &str, bad: &str) -> Result<S
             "--kernel {def_name}: bisecting needs a git kernel definition ([git] repo and ref), not a tarball"
         )));
     };
-    let good_sha = git_out(repo, &["rev-parse", "--verify", &format!("{good}^{{commit}}")])?;
-    let bad_sha = git_out(repo, &["rev-parse", "--verify", &format!("{bad}^{{commit}}")])?;
+    let good_sha = git_out(
+        repo,
+        &["rev-parse", "--verify", &format!("{good}^{{commit}}")],
+    )?;
+    let bad_sha = git_out(
+        repo,
+        &["rev-parse", "--verify", &format!("{bad}^{{commit}}")],
+    )?;
     if git_out(repo, &["merge-base", "--is-ancestor", &good_sha, &bad_sha]).is_err() {
         return Err(LabError::Usage(format!(
             "--good {good} is not an ancestor of --bad {bad} in {}",
@@ -166,7 +172,10 @@ fn git_space(def_name: &str, def: &KernelDef, good: &str, bad: &str) -> Result<S
             &format!("{good_sha}..{bad_sha}"),
         ],
     )?;
-    let mut commits = vec![(good_sha.clone(), git_out(repo, &["log", "-1", "--format=%s", &good_sha])?)];
+    let mut commits = vec![(
+        good_sha.clone(),
+        git_out(repo, &["log", "-1", "--format=%s", &good_sha])?,
+    )];
     for line in list.lines() {
         let (sha, subject) = line.split_once(' ').unwrap_or((line, ""));
         commits.push((sha.to_owned(), subject.to_owned()));
@@ -184,20 +193,25 @@ fn git_space(def_name: &str, def: &KernelDef, good: &str, bad: &str) -> Result<S
 }
 
 /// The build request of candidate `i`.
-fn request_at(
-    ctx: &Context,
-    state: &BisectState,
-    i: usize,
-) -> Result<BuildRequest, LabError> {
+fn request_at(ctx: &Context, state: &BisectState, i: usize) -> Result<BuildRequest, LabError> {
     let s = &ctx.settings;
     let mut sets = Vec::new();
     for name in &state.under {
         sets.push(patch::load_set(name, &s.patches_dir, &s.root)?);
     }
     let kernel = match &state.space {
-        Space::Git { commits, repo, definition } => {
+        Space::Git {
+            commits,
+            repo,
+            definition,
+        } => {
             let def = KernelDef::load(definition, &s.kernels_dir)
-                .or_else(|_| KernelDef::load(&s.resolve_path(definition).to_string_lossy(), &s.kernels_dir))
+                .or_else(|_| {
+                    KernelDef::load(
+                        &s.resolve_path(definition).to_string_lossy(),
+                        &s.kernels_dir,
+                    )
+                })
                 .unwrap_or_else(|_| KernelDef::git(repo, "HEAD"));
             let sha = commits.get(i).map(|c| c.0.clone()).unwrap_or_default();
             def.with_ref(&sha)
@@ -314,7 +328,11 @@ fn classify(outcomes: &[TestOutcome], want: Option<&str>, kernel_key: String) ->
             }
             OutcomeKind::KernelCrash => {
                 let ids: Vec<String> = o.crashes.iter().map(|c| c.fingerprint.id()).collect();
-                let fulls: Vec<String> = o.crashes.iter().map(|c| c.fingerprint.to_string()).collect();
+                let fulls: Vec<String> = o
+                    .crashes
+                    .iter()
+                    .map(|c| c.fingerprint.to_string())
+                    .collect();
                 let matches = want.is_some_and(|w| {
                     ids.iter().any(|i| i == w || i.starts_with(w)) || fulls.iter().any(|f| f == w)
                 });
@@ -340,9 +358,10 @@ fn classify(outcomes: &[TestOutcome], want: Option<&str>, kernel_key: String) ->
     }
     if runs == 0 {
         return StepResult::Skip {
-            why: outcomes
-                .first()
-                .map_or_else(|| "no run finished".into(), |o| format!("no usable run: {}", first_line(&o.summary))),
+            why: outcomes.first().map_or_else(
+                || "no run finished".into(),
+                |o| format!("no usable run: {}", first_line(&o.summary)),
+            ),
             kernel_key: Some(kernel_key),
         };
     }
@@ -397,134 +416,154 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<i32, LabError> {
         }
         .ok_or_else(|| LabError::Usage("no bisection in the results store".into()))?;
         let state: BisectState = serde_json::from_str(row.state_json.as_deref().unwrap_or("{}"))
-            .map_err(|e| LabError::Usage(format!("session {}: not a bisection state: {e}", row.id)))?;
+            .map_err(|e| {
+                LabError::Usage(format!("session {}: not a bisection state: {e}", row.id))
+            })?;
         print_log(row.id, &state, args.json);
         return Ok(EXIT_OK);
     }
 
-    let (session, state) = if args.resume {
-        let row = match args.session {
-            Some(id) => store.session(id).map_err(store_err)?,
-            None => latest_session(&store, true)?,
-        }
-        .ok_or_else(|| LabError::Usage("no unfinished bisection to continue".into()))?;
-        let state: BisectState = serde_json::from_str(row.state_json.as_deref().unwrap_or(""))
-            .map_err(|e| LabError::Usage(format!("session {}: its state cannot be read: {e}", row.id)))?;
-        if !ctx.quiet {
-            eprintln!(
-                "lab: continuing bisection {} ({} steps so far)",
-                row.id,
-                state.steps.len()
-            );
-        }
-        (row.id, state)
-    } else {
-        let test = args
-            .test
-            .clone()
-            .ok_or_else(|| LabError::Usage("--test NAME: the test that tells good from bad".into()))?;
-        let arch: Arch = match &args.arch {
-            Some(a) => a.parse()?,
-            None => *s.arches.first().ok_or_else(|| LabError::Usage("no arch".into()))?,
-        };
-        let space = match (&args.kernel, &args.series) {
-            (Some(k), None) => {
-                let def = KernelDef::load(k, &s.kernels_dir).or_else(|e| {
-                    let p = s.resolve_path(k);
-                    if p.is_file() {
-                        KernelDef::load(&p.to_string_lossy(), &s.kernels_dir)
-                    } else {
-                        Err(e)
-                    }
+    let (session, state) =
+        if args.resume {
+            let row = match args.session {
+                Some(id) => store.session(id).map_err(store_err)?,
+                None => latest_session(&store, true)?,
+            }
+            .ok_or_else(|| LabError::Usage("no unfinished bisection to continue".into()))?;
+            let state: BisectState = serde_json::from_str(row.state_json.as_deref().unwrap_or(""))
+                .map_err(|e| {
+                    LabError::Usage(format!("session {}: its state cannot be read: {e}", row.id))
                 })?;
-                let good = args.good.clone().ok_or_else(|| LabError::Usage("--good REF is needed with --kernel".into()))?;
-                let bad = args.bad.clone().ok_or_else(|| LabError::Usage("--bad REF is needed with --kernel".into()))?;
-                let name = if s.resolve_path(k).is_file() {
-                    s.resolve_path(k).to_string_lossy().into_owned()
-                } else {
-                    k.clone()
+            if !ctx.quiet {
+                eprintln!(
+                    "lab: continuing bisection {} ({} steps so far)",
+                    row.id,
+                    state.steps.len()
+                );
+            }
+            (row.id, state)
+        } else {
+            let test = args.test.clone().ok_or_else(|| {
+                LabError::Usage("--test NAME: the test that tells good from bad".into())
+            })?;
+            let arch: Arch = match &args.arch {
+                Some(a) => a.parse()?,
+                None => *s
+                    .arches
+                    .first()
+                    .ok_or_else(|| LabError::Usage("no arch".into()))?,
+            };
+            let space =
+                match (&args.kernel, &args.series) {
+                    (Some(k), None) => {
+                        let def = KernelDef::load(k, &s.kernels_dir).or_else(|e| {
+                            let p = s.resolve_path(k);
+                            if p.is_file() {
+                                KernelDef::load(&p.to_string_lossy(), &s.kernels_dir)
+                            } else {
+                                Err(e)
+                            }
+                        })?;
+                        let good = args.good.clone().ok_or_else(|| {
+                            LabError::Usage("--good REF is needed with --kernel".into())
+                        })?;
+                        let bad = args.bad.clone().ok_or_else(|| {
+                            LabError::Usage("--bad REF is needed with --kernel".into())
+                        })?;
+                        let name = if s.resolve_path(k).is_file() {
+                            s.resolve_path(k).to_string_lossy().into_owned()
+                        } else {
+                            k.clone()
+                        };
+                        git_space(&name, &def, &good, &bad)?
+                    }
+                    (None, Some(series)) => {
+                        let set = patch::load_set(series, &s.patches_dir, &s.root)?;
+                        if set.patches.is_empty() {
+                            return Err(LabError::Usage(format!("--series {series}: no patches")));
+                        }
+                        Space::Series {
+                            series: series.clone(),
+                            patches: set
+                                .patches
+                                .iter()
+                                .map(|p| (p.label.clone(), p.subject.clone()))
+                                .collect(),
+                        }
+                    }
+                    _ => return Err(LabError::Usage(
+                        "say what to bisect: --kernel DEF --good REF --bad REF, or --series SERIES"
+                            .into(),
+                    )),
                 };
-                git_space(&name, &def, &good, &bad)?
+            if !(0.5..1.0).contains(&args.confidence) {
+                return Err(LabError::Usage(format!(
+                    "--confidence {}: use a probability between 0.5 and 1, such as 0.95",
+                    args.confidence
+                )));
             }
-            (None, Some(series)) => {
-                let set = patch::load_set(series, &s.patches_dir, &s.root)?;
-                if set.patches.is_empty() {
-                    return Err(LabError::Usage(format!("--series {series}: no patches")));
+            let duration = match &args.duration {
+                Some(d) => parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
+                    LabError::Usage(format!("--duration {d:?}: use a duration like 1s"))
+                })?,
+                None => s.compare.duration,
+            };
+            let config = SearchConfig {
+                confidence: args.confidence,
+                max_runs: args.max_runs,
+                ..SearchConfig::default()
+            };
+            let n = space.n();
+            let search = Search::new(n, config)
+                .map_err(|e| LabError::Usage(format!("cannot bisect: {e}")))?;
+            let state = BisectState {
+                format_version: STATE_FORMAT_VERSION,
+                space,
+                test,
+                arch,
+                knobs: parse_knobs(&args.knob)?,
+                under: args
+                    .patches
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .cloned()
+                    .collect(),
+                config: args.config.clone(),
+                duration_ms: duration.as_millis() as u64,
+                match_crash: args.match_crash.clone(),
+                match_crash_given: args.match_crash.is_some(),
+                seed: args.seed.unwrap_or(1),
+                log: search.to_log(),
+                steps: Vec::new(),
+                conclusion: None,
+            };
+            let key = state_key(&state);
+            let state_json = serde_json::to_string(&state).unwrap_or_default();
+            match store.open_session("bisect", &key).map_err(store_err)? {
+                Some(row) => {
+                    let old: Option<BisectState> = row
+                        .state_json
+                        .as_deref()
+                        .and_then(|j| serde_json::from_str(j).ok());
+                    if !ctx.quiet {
+                        eprintln!(
+                            "lab: the same bisection is unfinished in session {}; continuing it",
+                            row.id
+                        );
+                    }
+                    (row.id, old.unwrap_or(state))
                 }
-                Space::Series {
-                    series: series.clone(),
-                    patches: set
-                        .patches
-                        .iter()
-                        .map(|p| (p.label.clone(), p.subject.clone()))
-                        .collect(),
+                None => {
+                    let id = store
+                        .begin_session("bisect", &key, &state_json)
+                        .map_err(store_err)?;
+                    store
+                        .set_session_state(id, &state_json)
+                        .map_err(store_err)?;
+                    (id, state)
                 }
             }
-            _ => {
-                return Err(LabError::Usage(
-                    "say what to bisect: --kernel DEF --good REF --bad REF, or --series SERIES".into(),
-                ))
-            }
         };
-        if !(0.5..1.0).contains(&args.confidence) {
-            return Err(LabError::Usage(format!(
-                "--confidence {}: use a probability between 0.5 and 1, such as 0.95",
-                args.confidence
-            )));
-        }
-        let duration = match &args.duration {
-            Some(d) => parse_duration(d)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| LabError::Usage(format!("--duration {d:?}: use a duration like 1s")))?,
-            None => s.compare.duration,
-        };
-        let config = SearchConfig {
-            confidence: args.confidence,
-            max_runs: args.max_runs,
-            ..SearchConfig::default()
-        };
-        let n = space.n();
-        let search = Search::new(n, config)
-            .map_err(|e| LabError::Usage(format!("cannot bisect: {e}")))?;
-        let state = BisectState {
-            format_version: STATE_FORMAT_VERSION,
-            space,
-            test,
-            arch,
-            knobs: parse_knobs(&args.knob)?,
-            under: args.patches.iter().filter(|p| !p.is_empty()).cloned().collect(),
-            config: args.config.clone(),
-            duration_ms: duration.as_millis() as u64,
-            match_crash: args.match_crash.clone(),
-            match_crash_given: args.match_crash.is_some(),
-            seed: args.seed.unwrap_or(1),
-            log: search.to_log(),
-            steps: Vec::new(),
-            conclusion: None,
-        };
-        let key = state_key(&state);
-        let state_json = serde_json::to_string(&state).unwrap_or_default();
-        match store.open_session("bisect", &key).map_err(store_err)? {
-            Some(row) => {
-                let old: Option<BisectState> =
-                    row.state_json.as_deref().and_then(|j| serde_json::from_str(j).ok());
-                if !ctx.quiet {
-                    eprintln!(
-                        "lab: the same bisection is unfinished in session {}; continuing it",
-                        row.id
-                    );
-                }
-                (row.id, old.unwrap_or(state))
-            }
-            None => {
-                let id = store
-                    .begin_session("bisect", &key, &state_json)
-                    .map_err(store_err)?;
-                store.set_session_state(id, &state_json).map_err(store_err)?;
-                (id, state)
-            }
-        }
-    };
     let state = drive(ctx, session, state, store).await?;
     print_log(session, &state, args.json);
     Ok(match &state.conclusion {
@@ -574,10 +613,7 @@ pub fn series_state(
 }
 
 /// Starts a bisection session in the store and drives it to its conclusion.
-pub async fn bisect_new(
-    ctx: &Context,
-    state: BisectState,
-) -> Result<(i64, BisectState), LabError> {
+pub async fn bisect_new(ctx: &Context, state: BisectState) -> Result<(i64, BisectState), LabError> {
     let mut store =
         Store::open(&Store::default_path(&ctx.settings.cache_dir)).map_err(store_err)?;
     let json = serde_json::to_string(&state).unwrap_or_default();
@@ -597,10 +633,9 @@ pub async fn drive(
     store: Store,
 ) -> Result<BisectState, LabError> {
     let s = &ctx.settings;
-    let mut search = state
-        .log
-        .replay()
-        .map_err(|e| LabError::Usage(format!("session {session}: cannot replay the search: {e}")))?;
+    let mut search = state.log.replay().map_err(|e| {
+        LabError::Usage(format!("session {session}: cannot replay the search: {e}"))
+    })?;
     let n = state.space.n();
     let image = guest_image(ctx, state.arch, std::slice::from_ref(&state.test)).await?;
     let store = Arc::new(Mutex::new(store));
@@ -760,7 +795,10 @@ fn short(id: &str) -> String {
 
 fn print_log(session: i64, state: &BisectState, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(state).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(state).unwrap_or_default()
+        );
         return;
     }
     println!(
@@ -805,7 +843,11 @@ fn print_log(session: i64, state: &BisectState, json: bool) {
             println!();
             println!(
                 "{} culprit: {} \"{}\" with probability {:.3} after {} steps and {} runs",
-                if c.confident { "First bad" } else { "Most likely (NOT confident)" },
+                if c.confident {
+                    "First bad"
+                } else {
+                    "Most likely (NOT confident)"
+                },
                 id,
                 subject,
                 c.probability,
@@ -851,12 +893,17 @@ async fn step_inner(ctx: &Context, args: &BisectStepArgs) -> Result<i32, LabErro
     let s = &ctx.settings;
     let repo = match &args.repo {
         Some(r) => r.clone(),
-        None => std::env::current_dir().map_err(|e| LabError::Infra(format!("current dir: {e}")))?,
+        None => {
+            std::env::current_dir().map_err(|e| LabError::Infra(format!("current dir: {e}")))?
+        }
     };
     let head = git_out(&repo, &["rev-parse", "HEAD"])?;
     let arch: Arch = match &args.arch {
         Some(a) => a.parse()?,
-        None => *s.arches.first().ok_or_else(|| LabError::Usage("no arch".into()))?,
+        None => *s
+            .arches
+            .first()
+            .ok_or_else(|| LabError::Usage("no arch".into()))?,
     };
     let duration = match &args.duration {
         Some(d) => parse_duration(d)
@@ -892,21 +939,36 @@ async fn step_inner(ctx: &Context, args: &BisectStepArgs) -> Result<i32, LabErro
     }
     let req = build_request(s, arch, KernelDef::git(&repo, &head), sets, &state.config);
     let image = guest_image(ctx, arch, std::slice::from_ref(&args.test)).await?;
-    let dir = s
-        .cache_dir
-        .join("runs")
-        .join(format!("bisect-step-{}-{}", &head[..12.min(head.len())], std::process::id()));
+    let dir = s.cache_dir.join("runs").join(format!(
+        "bisect-step-{}-{}",
+        &head[..12.min(head.len())],
+        std::process::id()
+    ));
     let accel = match build::build(&req, &s.cache_dir, &|_| {}).await {
         Ok(b) => {
             let probe = run::probe_spec(&b.artifact, &image, s.vm_cpus, s.vm_memory_mib, &dir);
             run::choose_accel(s.accel, arch, &probe).await
         }
         Err(e) => {
-            eprintln!("lab: bisect-step: {}: build failed, skip: {}", &head[..12], first_line(&e.to_string()));
+            eprintln!(
+                "lab: bisect-step: {}: build failed, skip: {}",
+                &head[..12],
+                first_line(&e.to_string())
+            );
             return Ok(125);
         }
     };
-    let result = run_step(ctx, &state, &image, (accel.0, &accel.1), &req, args.runs.max(1), &dir, None).await;
+    let result = run_step(
+        ctx,
+        &state,
+        &image,
+        (accel.0, &accel.1),
+        &req,
+        args.runs.max(1),
+        &dir,
+        None,
+    )
+    .await;
     Ok(match result {
         StepResult::Skip { why, .. } => {
             eprintln!("lab: bisect-step: {}: skip: {why}", &head[..12]);

@@ -51,8 +51,7 @@ fn parse_side(spec: &str, ctx: &Context) -> Result<SideSpec, LabError> {
         return Ok(SideSpec::Patches(Vec::new()));
     }
     let s = &ctx.settings;
-    let is_def = spec.ends_with(".toml")
-        || s.kernels_dir.join(format!("{spec}.toml")).is_file();
+    let is_def = spec.ends_with(".toml") || s.kernels_dir.join(format!("{spec}.toml")).is_file();
     if is_def {
         return Ok(SideSpec::Kernel(spec.to_owned()));
     }
@@ -93,7 +92,12 @@ fn default_tests(ctx: &Context, sides: &[&SideSpec]) -> (Vec<String>, String) {
     if wanted.is_empty() {
         return suite;
     }
-    let mut tests: Vec<String> = s.suite.iter().filter(|t| wanted.contains(*t)).cloned().collect();
+    let mut tests: Vec<String> = s
+        .suite
+        .iter()
+        .filter(|t| wanted.contains(*t))
+        .cloned()
+        .collect();
     tests.extend(wanted.into_iter().filter(|t| !s.suite.contains(t)));
     names.dedup();
     (tests, format!("exercised by {}", names.join(", ")))

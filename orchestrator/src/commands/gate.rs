@@ -52,13 +52,18 @@ fn load_series(ctx: &Context, args: &GateArgs) -> Result<Series, LabError> {
                 "--kernel {def_name}: --range needs a git kernel definition"
             )));
         };
-        let (base, tip) = range.split_once("..").ok_or_else(|| {
-            LabError::Usage(format!("--range {range:?}: use BASE..TIP"))
-        })?;
+        let (base, tip) = range
+            .split_once("..")
+            .ok_or_else(|| LabError::Usage(format!("--range {range:?}: use BASE..TIP")))?;
         let out = std::process::Command::new("git")
             .arg("-C")
             .arg(repo)
-            .args(["format-patch", "--stdout", "--no-signature", &format!("{base}..{tip}")])
+            .args([
+                "format-patch",
+                "--stdout",
+                "--no-signature",
+                &format!("{base}..{tip}"),
+            ])
             .output()
             .map_err(|e| LabError::Infra(format!("run git format-patch: {e}")))?;
         if !out.status.success() {
@@ -188,58 +193,65 @@ async fn per_patch(
         }
         let mut cells = Vec::new();
         // checkpatch: errors fail, warnings are reported.
-        cells.push(match run_checkpatch(&tree, &p.text, Duration::from_secs(300)) {
-            Ok(r) => {
-                let first = |v: &[crate::gate::checkpatch::Finding]| {
-                    v.first()
-                        .map(|f| format!("{}: {}", f.kind, f.message))
-                        .unwrap_or_default()
-                };
-                let (status, summary) = if !r.errors.is_empty() {
-                    (
-                        Status::Fail,
-                        format!("{} errors, {} warnings; {}", r.errors.len(), r.warnings.len(), first(&r.errors)),
-                    )
-                } else if !r.warnings.is_empty() {
-                    (
-                        Status::Warn,
-                        format!("{} warnings; {}", r.warnings.len(), first(&r.warnings)),
-                    )
-                } else {
-                    (Status::Pass, r.total_line.clone())
-                };
-                Cell {
-                    check: "checkpatch".into(),
-                    status,
-                    summary,
-                    details: Some(
-                        r.errors
-                            .iter()
-                            .chain(r.warnings.iter())
-                            .chain(r.checks.iter())
-                            .map(|f| {
-                                format!(
-                                    "{}:{}: {} {}",
-                                    f.file.clone().unwrap_or_default(),
-                                    f.line.unwrap_or(0),
-                                    f.kind,
-                                    f.message
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join("\n"),
-                    ),
-                    kernel_key: None,
+        cells.push(
+            match run_checkpatch(&tree, &p.text, Duration::from_secs(300)) {
+                Ok(r) => {
+                    let first = |v: &[crate::gate::checkpatch::Finding]| {
+                        v.first()
+                            .map(|f| format!("{}: {}", f.kind, f.message))
+                            .unwrap_or_default()
+                    };
+                    let (status, summary) = if !r.errors.is_empty() {
+                        (
+                            Status::Fail,
+                            format!(
+                                "{} errors, {} warnings; {}",
+                                r.errors.len(),
+                                r.warnings.len(),
+                                first(&r.errors)
+                            ),
+                        )
+                    } else if !r.warnings.is_empty() {
+                        (
+                            Status::Warn,
+                            format!("{} warnings; {}", r.warnings.len(), first(&r.warnings)),
+                        )
+                    } else {
+                        (Status::Pass, r.total_line.clone())
+                    };
+                    Cell {
+                        check: "checkpatch".into(),
+                        status,
+                        summary,
+                        details: Some(
+                            r.errors
+                                .iter()
+                                .chain(r.warnings.iter())
+                                .chain(r.checks.iter())
+                                .map(|f| {
+                                    format!(
+                                        "{}:{}: {} {}",
+                                        f.file.clone().unwrap_or_default(),
+                                        f.line.unwrap_or(0),
+                                        f.kind,
+                                        f.message
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join("\n"),
+                        ),
+                        kernel_key: None,
+                    }
                 }
-            }
-            Err(e) => Cell {
-                check: "checkpatch".into(),
-                status: Status::Fail,
-                summary: format!("checkpatch.pl could not run: {e}"),
-                details: None,
-                kernel_key: None,
+                Err(e) => Cell {
+                    check: "checkpatch".into(),
+                    status: Status::Fail,
+                    summary: format!("checkpatch.pl could not run: {e}"),
+                    details: None,
+                    kernel_key: None,
+                },
             },
-        });
+        );
         let prefix = PatchSet {
             name: format!("{}[1..={index}]", series.set.name),
             source: series.set.source.clone(),
@@ -268,7 +280,9 @@ async fn per_patch(
             let req = build_request(s, arch, series.kernel.clone(), vec![prefix.clone()], &[]);
             let started = Instant::now();
             let result = build::build(&req, &s.cache_dir, &|_| {}).await;
-            let st = states.get_mut(&arch).ok_or_else(|| LabError::Infra("arch state".into()))?;
+            let st = states
+                .get_mut(&arch)
+                .ok_or_else(|| LabError::Infra("arch state".into()))?;
             match result {
                 Err(BuildError::Patch(e)) => {
                     applies = Some(Cell {
@@ -335,7 +349,11 @@ async fn per_patch(
                     let new = new_warnings(&before, &after, &files);
                     arch_cells.push(Cell {
                         check: format!("warnings {arch}"),
-                        status: if new.is_empty() { Status::Pass } else { Status::Fail },
+                        status: if new.is_empty() {
+                            Status::Pass
+                        } else {
+                            Status::Fail
+                        },
                         summary: if new.is_empty() {
                             "no new warnings in the touched files".into()
                         } else {
@@ -346,7 +364,10 @@ async fn per_patch(
                             )
                         },
                         details: (!new.is_empty()).then(|| {
-                            new.iter().map(describe_warning).collect::<Vec<_>>().join("\n")
+                            new.iter()
+                                .map(describe_warning)
+                                .collect::<Vec<_>>()
+                                .join("\n")
                         }),
                         kernel_key: Some(key),
                     });
@@ -388,7 +409,10 @@ fn describe_warning(w: &CompilerWarning) -> String {
         w.file,
         w.line.unwrap_or(0),
         w.message,
-        w.flag.as_ref().map(|f| format!(" [{f}]")).unwrap_or_default()
+        w.flag
+            .as_ref()
+            .map(|f| format!(" [{f}]"))
+            .unwrap_or_default()
     )
 }
 
@@ -432,7 +456,11 @@ pub async fn run(ctx: &Context, args: &GateArgs) -> Result<i32, LabError> {
             series.name,
             series.set.patches.len(),
             series.kernel.name,
-            arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+            arches
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let (rows, all_built) = per_patch(ctx, &series, &arches, ctx.quiet).await?;
@@ -440,7 +468,10 @@ pub async fn run(ctx: &Context, args: &GateArgs) -> Result<i32, LabError> {
     let mut warnings = Vec::new();
     for r in &rows {
         for c in &r.cells {
-            let line = format!("patch {} ({}): {}: {}", r.index, r.label, c.check, c.summary);
+            let line = format!(
+                "patch {} ({}): {}: {}",
+                r.index, r.label, c.check, c.summary
+            );
             match c.status {
                 Status::Fail => failures.push(line),
                 Status::Warn => warnings.push(line),
@@ -517,7 +548,10 @@ pub async fn run(ctx: &Context, args: &GateArgs) -> Result<i32, LabError> {
                         settings: ctx.settings.clone(),
                         quiet: true,
                     },
-                    &CompareArgs { json: false, ..cargs.clone() },
+                    &CompareArgs {
+                        json: false,
+                        ..cargs.clone()
+                    },
                     &report,
                     &dir,
                 )
@@ -629,11 +663,17 @@ fn finish(ctx: &Context, args: &GateArgs, report: GateReport) -> Result<i32, Lab
     let stamp = format!("{}", std::process::id());
     let md_path = dir.join(format!("gate-{stamp}.md"));
     let _ = std::fs::write(&md_path, gate_report::markdown(&report));
-    let _ = std::fs::write(dir.join(format!("gate-{stamp}.json")), gate_report::json(&report));
+    let _ = std::fs::write(
+        dir.join(format!("gate-{stamp}.json")),
+        gate_report::json(&report),
+    );
     if args.json {
         println!("{}", gate_report::json(&report));
     } else {
-        print!("{}", gate_report::terminal(&report, std::io::stdout().is_terminal()));
+        print!(
+            "{}",
+            gate_report::terminal(&report, std::io::stdout().is_terminal())
+        );
     }
     if !ctx.quiet {
         eprintln!("lab: cover-letter markdown in {}", md_path.display());

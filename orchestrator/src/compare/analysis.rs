@@ -34,8 +34,8 @@ use std::collections::BTreeMap;
 use crate::arch::Arch;
 use crate::results::{OutcomeKind, TestOutcome};
 use crate::stats::{
-    self, bootstrap_quantile_ratio, fisher_exact, fixed_n_metric, fixed_n_rate, holm,
-    hodges_lehmann_ratio, mann_whitney, wilson, Alternative, BoundaryCache, BootstrapConfig,
+    self, bootstrap_quantile_ratio, fisher_exact, fixed_n_metric, fixed_n_rate,
+    hodges_lehmann_ratio, holm, mann_whitney, wilson, Alternative, BootstrapConfig, BoundaryCache,
     Counts, Decision, Design, Direction, MetricMonitor, RateMonitor, Spending,
 };
 
@@ -183,7 +183,11 @@ impl Analysis {
             && self.questions.iter().filter(|q| q.is_open()).all(|q| {
                 q.monitor
                     .as_ref()
-                    .and_then(|m| m.looks().last().map(|l| l.information_fraction >= 1.0 - 1e-9))
+                    .and_then(|m| {
+                        m.looks()
+                            .last()
+                            .map(|l| l.information_fraction >= 1.0 - 1e-9)
+                    })
                     .unwrap_or(false)
             })
     }
@@ -444,7 +448,9 @@ impl Analysis {
             .map(|q| self.result_of(q, bootstrap_seed))
             .collect();
         // Descriptive fixed-sample p-values, Holm-adjusted across the family.
-        let idx: Vec<usize> = (0..out.len()).filter(|&i| out[i].p_value.is_some()).collect();
+        let idx: Vec<usize> = (0..out.len())
+            .filter(|&i| out[i].p_value.is_some())
+            .collect();
         let ps: Vec<f64> = idx.iter().filter_map(|&i| out[i].p_value).collect();
         if let Ok(adj) = holm(&ps) {
             for (k, &i) in idx.iter().enumerate() {
@@ -606,14 +612,13 @@ impl Analysis {
         }
         match &q.decision {
             Decision::Different { direction, .. } => {
-                let worse = match (direction, better) {
-                    (Direction::BHigher, Better::Lower) | (Direction::BLower, Better::Higher) => {
-                        true
-                    }
-                    (Direction::BHigher, Better::Higher) | (Direction::BLower, Better::Lower) => {
-                        false
-                    }
-                };
+                let worse =
+                    match (direction, better) {
+                        (Direction::BHigher, Better::Lower)
+                        | (Direction::BLower, Better::Higher) => true,
+                        (Direction::BHigher, Better::Higher)
+                        | (Direction::BLower, Better::Lower) => false,
+                    };
                 if worse {
                     Verdict::Regression
                 } else {
@@ -731,11 +736,23 @@ mod tests {
 
     fn outcome(test: &str, arch: Arch, fail: bool, metric: Option<(&str, f64)>) -> TestOutcome {
         let mut o = TestOutcome::infra(test, arch, 0, 0, String::new());
-        o.kind = if fail { OutcomeKind::Fail } else { OutcomeKind::Pass };
-        o.summary = if fail { "errno 512 leaked".into() } else { "ok".into() };
+        o.kind = if fail {
+            OutcomeKind::Fail
+        } else {
+            OutcomeKind::Pass
+        };
+        o.summary = if fail {
+            "errno 512 leaked".into()
+        } else {
+            "ok".into()
+        };
         if let Some((name, v)) = metric {
             let mut r = TestResult::new(test, 0);
-            r.verdict = if fail { ProtoVerdict::Fail } else { ProtoVerdict::Pass };
+            r.verdict = if fail {
+                ProtoVerdict::Fail
+            } else {
+                ProtoVerdict::Pass
+            };
             r.metrics.insert(name.into(), v);
             o.result = Some(r);
         }
@@ -784,14 +801,24 @@ mod tests {
             an.conclude();
         }
         let r = an.results(1);
-        let rate = r.iter().find(|q| q.test == "t_rate").expect("rate question");
+        let rate = r
+            .iter()
+            .find(|q| q.test == "t_rate")
+            .expect("rate question");
         assert_eq!(rate.verdict, Verdict::Regression, "{rate:?}");
         let lat = r
             .iter()
             .find(|q| matches!(q.question, QuestionKind::Metric { .. }))
             .expect("metric question");
-        assert_eq!(lat.verdict, Verdict::Regression, "latency 1.5x higher: {lat:?}");
-        assert!(rate.evidence_b.as_deref().is_some_and(|e| e.contains("errno 512")));
+        assert_eq!(
+            lat.verdict,
+            Verdict::Regression,
+            "latency 1.5x higher: {lat:?}"
+        );
+        assert!(rate
+            .evidence_b
+            .as_deref()
+            .is_some_and(|e| e.contains("errno 512")));
     }
 
     #[test]
@@ -862,9 +889,9 @@ mod tests {
                 an.conclude();
             }
             let r = an.results(t);
-            if r.iter().any(|q| {
-                matches!(q.verdict, Verdict::Regression | Verdict::Improvement)
-            }) {
+            if r.iter()
+                .any(|q| matches!(q.verdict, Verdict::Regression | Verdict::Improvement))
+            {
                 false_alarms += 1;
             }
             equivalent += r
@@ -879,7 +906,10 @@ mod tests {
         );
         // The Monte Carlo error of 300 trials at 0.05 is 0.013: allow two of them.
         assert!(rate <= 0.05 + 0.026, "family-wise false alarm rate {rate}");
-        assert!(equivalent > 0, "the A/A runs never reached a no-difference verdict");
+        assert!(
+            equivalent > 0,
+            "the A/A runs never reached a no-difference verdict"
+        );
     }
 
     #[test]

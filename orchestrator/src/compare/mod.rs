@@ -35,8 +35,7 @@ use crate::vm::machine::Accel;
 
 use analysis::{Analysis, Params};
 use model::{
-    CompareReport, DesignInfo, Overall, Side, SideInfo, SideKernel, Verdict,
-    REPORT_FORMAT_VERSION,
+    CompareReport, DesignInfo, Overall, Side, SideInfo, SideKernel, Verdict, REPORT_FORMAT_VERSION,
 };
 
 /// One arch of a comparison: both kernels, the image, the accelerator.
@@ -370,7 +369,8 @@ pub async fn compare(
         .filter(|q| {
             matches!(
                 q.decision,
-                crate::stats::Decision::Different { .. } | crate::stats::Decision::Equivalent { .. }
+                crate::stats::Decision::Different { .. }
+                    | crate::stats::Decision::Equivalent { .. }
             )
         })
         .collect();
@@ -427,7 +427,9 @@ pub async fn compare(
             batch_runs: plan.batch_runs,
             test_duration_ms: plan.duration.as_millis() as u64,
             spending: format!("{:?}", plan.params.spending),
-            multiplicity: "Holm by alpha recycling (Maurer & Bretz 2013) across tests x arches x metrics".into(),
+            multiplicity:
+                "Holm by alpha recycling (Maurer & Bretz 2013) across tests x arches x metrics"
+                    .into(),
         },
         questions,
         crashes,
@@ -444,7 +446,10 @@ pub async fn compare(
             .iter()
             .map(|a| (a.arch, a.accel_reason.clone()))
             .collect(),
-        run_dirs: run_dirs.iter().map(|d: &PathBuf| d.display().to_string()).collect(),
+        run_dirs: run_dirs
+            .iter()
+            .map(|d: &PathBuf| d.display().to_string())
+            .collect(),
         reproduce: plan.reproduce.clone(),
     }
 }

@@ -418,16 +418,40 @@ impl Settings {
                 .ok_or_else(|| bad("compare.budget", &cmp_budget, "use a duration like \"8m\""))?,
             alpha: Some(alpha)
                 .filter(|a| *a > 0.0 && *a < 0.5)
-                .ok_or_else(|| bad("compare.alpha", &alpha.to_string(), "use a probability between 0 and 0.5, such as 0.05"))?,
+                .ok_or_else(|| {
+                    bad(
+                        "compare.alpha",
+                        &alpha.to_string(),
+                        "use a probability between 0 and 0.5, such as 0.05",
+                    )
+                })?,
             margin_rate: Some(margin_rate)
                 .filter(|m| *m > 0.0 && *m < 1.0)
-                .ok_or_else(|| bad("compare.margin-rate", &margin_rate.to_string(), "use an absolute rate difference between 0 and 1, such as 0.15"))?,
+                .ok_or_else(|| {
+                    bad(
+                        "compare.margin-rate",
+                        &margin_rate.to_string(),
+                        "use an absolute rate difference between 0 and 1, such as 0.15",
+                    )
+                })?,
             margin_metric: Some(margin_metric)
                 .filter(|m| *m > 0.0 && *m < 10.0)
-                .ok_or_else(|| bad("compare.margin-metric", &margin_metric.to_string(), "use a relative shift such as 0.10 for 10 %"))?,
+                .ok_or_else(|| {
+                    bad(
+                        "compare.margin-metric",
+                        &margin_metric.to_string(),
+                        "use a relative shift such as 0.10 for 10 %",
+                    )
+                })?,
             batch_runs: Some(batch_runs)
                 .filter(|b| (1..=100).contains(b))
-                .ok_or_else(|| bad("compare.batch-runs", &batch_runs.to_string(), "use 1 to 100"))?,
+                .ok_or_else(|| {
+                    bad(
+                        "compare.batch-runs",
+                        &batch_runs.to_string(),
+                        "use 1 to 100",
+                    )
+                })?,
             metrics: pick!(compare.metrics, "compare.metrics"),
         };
 
