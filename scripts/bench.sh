@@ -6,7 +6,9 @@
 #   - lab compare's time to verdict for three comparisons on both arches, fresh (no stored
 #     runs reused), and the runs per side adaptive stopping used against the fixed-n design
 #     with the same error rates
-#   BENCH_COMPARE=0 skips the comparisons (they take up to the compare budget each).
+#   - lab gate on the two shipped candidates as one series, both arches (warm ccache)
+#   - the bisection simulations: Bayesian search against syzbot's fixed 10-runs policy
+#   BENCH_COMPARE=0 skips the comparisons and the gate (they take minutes each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LAB=${LAB:-target/release/lab}
@@ -72,6 +74,16 @@ if [ "${BENCH_COMPARE:-1}" != 0 ]; then
   done
 fi
 
+gate_line=""
+if [ "${BENCH_COMPARE:-1}" != 0 ]; then
+  echo "bench: lab gate on the two shipped candidates (both arches)"
+  mkdir -p "$tmp/gate"
+  cp patches/futex-lockless-wakeup-revert/0001-*.patch "$tmp/gate/0001-futex-revert.patch"
+  cp patches/sched-wait-abort-exclusive-wait/0001-*.patch "$tmp/gate/0002-abort-exclusive-wait.patch"
+  t0=$(now); rc=0; $LAB -q gate "$tmp/gate" --arch all --json > "$tmp/gate.json" || rc=$?; t1=$(now)
+  gate_line="  gate, two shipped candidates, both arches: $(secs "$t0" "$t1") s, verdict $(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['verdict'])" "$tmp/gate.json" 2>/dev/null || echo '?') (exit $rc)"
+fi
+
 python3 - "$base_s" "$base_cached" "$cold_s" "$variant_s" "$variant_compiled" "$hit_s" "$hit_cached" \
   "${ready[x86_64]}" "${ssh[x86_64]}" "${ready[arm64]}" "${ssh[arm64]}" <<'PY'
 import sys
@@ -124,3 +136,6 @@ if first:
             pass
 PY
 fi
+[ -n "$gate_line" ] && echo "$gate_line"
+echo "  bisection simulations (Bayesian search against 10 runs a step, bad if 2 or more fail):"
+cargo test -q --release -p lab --lib bisect::simulation -- --nocapture 2>&1 | grep -E '^ +(p|0\.[0-9]) ' || true
