@@ -485,6 +485,20 @@ pub async fn compare_report(
     Ok(Some((report, dir)))
 }
 
+/// Writes `report.json`, `report.md` and `report.html` into the comparison's folder.
+pub fn write_report_files(report: &CompareReport, dir: &std::path::Path) {
+    let _ = std::fs::create_dir_all(dir);
+    for (format, name) in [
+        (ReportFormat::Json, "report.json"),
+        (ReportFormat::Markdown, "report.md"),
+        (ReportFormat::Html, "report.html"),
+    ] {
+        if let Err(e) = report::write(report, format, &dir.join(name)) {
+            eprintln!("lab: {e}");
+        }
+    }
+}
+
 /// The exit code of a finished comparison.
 pub fn exit_code(report: &CompareReport) -> i32 {
     match report.overall {
@@ -505,16 +519,7 @@ pub fn emit(
     let write = |format: ReportFormat, path: &std::path::Path| -> Result<(), LabError> {
         report::write(report, format, path).map_err(|e| LabError::Infra(e.to_string()))
     };
-    let _ = std::fs::create_dir_all(dir);
-    for (format, name) in [
-        (ReportFormat::Json, "report.json"),
-        (ReportFormat::Markdown, "report.md"),
-        (ReportFormat::Html, "report.html"),
-    ] {
-        if let Err(e) = write(format, &dir.join(name)) {
-            eprintln!("lab: {e}");
-        }
-    }
+    write_report_files(report, dir);
     for (path, format) in [
         (&args.markdown, ReportFormat::Markdown),
         (&args.json_out, ReportFormat::Json),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::bisect::{bisect_new, series_state};
-use super::compare::{compare_report, emit};
+use super::compare::{compare_report, write_report_files};
 use super::run::parse_knobs;
 use super::{build_request, Context};
 use crate::arch::{self, Arch};
@@ -543,19 +543,7 @@ pub async fn run(ctx: &Context, args: &GateArgs) -> Result<i32, LabError> {
         match compare_report(ctx, &cargs).await? {
             None => return Ok(crate::process::interrupted().unwrap_or(130)),
             Some((report, dir)) => {
-                let _ = emit(
-                    &Context {
-                        settings: ctx.settings.clone(),
-                        quiet: true,
-                    },
-                    &CompareArgs {
-                        json: false,
-                        ..cargs.clone()
-                    },
-                    &report,
-                    &dir,
-                )
-                .map(|_| ());
+                write_report_files(&report, &dir);
                 compare_dir = Some(dir.display().to_string());
                 match report.overall {
                     Overall::Regression => {
