@@ -441,6 +441,7 @@ fn realistic_report() -> CompareReport {
         runs_made: 160,
         infra_errors: 2,
         time_to_verdict_s: 2710.0,
+        first_regression_s: Some(95.0),
         wall_s: 2795.5,
         runs_per_side_used: 88,
         runs_per_side_fixed_n: 240,

@@ -207,6 +207,7 @@ pub async fn compare(
     let mut infra_errors = 0u64;
     let mut run_dirs = Vec::new();
     let mut time_to_verdict = None;
+    let mut first_regression = None;
     let mut last_batch_s = 0.0f64;
     let mut open_tests: BTreeMap<Arch, Vec<String>> = plan
         .arches
@@ -307,6 +308,9 @@ pub async fn compare(
                     });
                 }
             }
+        }
+        if first_regression.is_none() && results.iter().any(|q| q.verdict == Verdict::Regression) {
+            first_regression = Some(started.elapsed().as_secs_f64());
         }
         for (arch, tests) in open_tests.iter_mut() {
             tests.retain(|t| analysis.is_open(*arch, t));
@@ -438,6 +442,7 @@ pub async fn compare(
         runs_made,
         infra_errors,
         time_to_verdict_s: time_to_verdict,
+        first_regression_s: first_regression,
         wall_s: started.elapsed().as_secs_f64(),
         runs_per_side_used: runs_used,
         runs_per_side_fixed_n: fixed_n,

@@ -236,6 +236,9 @@ pub struct CompareReport {
     pub infra_errors: u64,
     /// Wall time from start to the last verdict, and the whole command.
     pub time_to_verdict_s: f64,
+    /// Wall time to the first regression verdict, if there was one.
+    #[serde(default)]
+    pub first_regression_s: Option<f64>,
     pub wall_s: f64,
     /// Runs per side the sequential design used for the questions it decided, summed over
     /// those questions, against the fixed-n design with the same error rates for each.

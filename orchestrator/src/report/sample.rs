@@ -192,6 +192,7 @@ pub(super) fn small_report() -> CompareReport {
         runs_made: 40,
         infra_errors: 1,
         time_to_verdict_s: 750.0,
+        first_regression_s: None,
         wall_s: 781.0,
         runs_per_side_used: 24,
         runs_per_side_fixed_n: 60,

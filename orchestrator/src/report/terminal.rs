@@ -217,6 +217,12 @@ impl TerminalExporter {
             figures::duration(r.wall_s),
             figures::runs_saved(r)
         ));
+        if let Some(t) = r.first_regression_s {
+            out.push_str(&format!(
+                "First regression verdict after {}\n",
+                figures::duration(t)
+            ));
+        }
         out.push_str(&format!(
             "Runs: {} made, {} reused from the store, {} infra error{} (never counted against a kernel)\n",
             r.runs_made,
