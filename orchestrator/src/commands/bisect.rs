@@ -107,6 +107,12 @@ pub struct BisectState {
     pub log: SearchLog,
     pub steps: Vec<StepRecord>,
     pub conclusion: Option<Conclusion>,
+    /// Confirm the culprit: the bad end without it must stop failing.
+    #[serde(default)]
+    pub confirm: bool,
+    /// What the confirmation showed.
+    #[serde(default)]
+    pub confirmation: Option<String>,
 }
 
 /// What one step showed.
@@ -536,6 +542,8 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<i32, LabError> {
                 log: search.to_log(),
                 steps: Vec::new(),
                 conclusion: None,
+                confirm: args.confirm,
+                confirmation: None,
             };
             let key = state_key(&state);
             let state_json = serde_json::to_string(&state).unwrap_or_default();
@@ -609,6 +617,8 @@ pub fn series_state(
         log: search.to_log(),
         steps: Vec::new(),
         conclusion: None,
+        confirm: false,
+        confirmation: None,
     })
 }
 
@@ -770,6 +780,20 @@ pub async fn drive(
         }
     };
     state.conclusion = conclusion.clone();
+    if let (true, Some(c)) = (state.confirm, conclusion.as_ref().filter(|c| c.confident)) {
+        let (accel, reason) = accel_choice.clone().unwrap_or((Accel::Tcg, "TCG".into()));
+        state.confirmation = Some(
+            confirm(ctx, &state, c.culprit, &image, (accel, &reason), &run_root)
+                .await
+                .unwrap_or_else(|e| format!("could not confirm: {e}")),
+        );
+        if !ctx.quiet {
+            eprintln!(
+                "lab: confirmation: {}",
+                state.confirmation.clone().unwrap_or_default()
+            );
+        }
+    }
     let json = serde_json::to_string(&state).unwrap_or_default();
     if let Ok(mut st) = store.lock() {
         let status = match &conclusion {
@@ -783,6 +807,74 @@ pub async fn drive(
         }
     }
     Ok(state)
+}
+
+/// Builds the bad end without the culprit (a revert for git, the series minus that patch)
+/// and runs the test: the failure should go away.
+async fn confirm(
+    ctx: &Context,
+    state: &BisectState,
+    culprit: usize,
+    image: &BaseImage,
+    accel: (Accel, &str),
+    run_root: &Path,
+) -> Result<String, LabError> {
+    let s = &ctx.settings;
+    let n = state.space.n();
+    let mut req = request_at(ctx, state, n)?;
+    match &state.space {
+        Space::Git { repo, commits, .. } => {
+            let sha = &commits
+                .get(culprit)
+                .ok_or_else(|| LabError::Infra("culprit out of range".into()))?
+                .0;
+            let diff = git_out(repo, &["diff", sha, &format!("{sha}^")])?;
+            let dir = run_root.join("confirm");
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| LabError::Infra(format!("create {}: {e}", dir.display())))?;
+            let path = dir.join("0001-revert-culprit.patch");
+            let text = format!(
+                "From: lab bisect <lab@localhost>\nSubject: [PATCH] Revert {}\n\n---\n{diff}\n",
+                &sha[..12.min(sha.len())]
+            );
+            std::fs::write(&path, text)
+                .map_err(|e| LabError::Infra(format!("write {}: {e}", path.display())))?;
+            req.patch_sets.push(patch::load_set(
+                &path.to_string_lossy(),
+                &s.patches_dir,
+                &s.root,
+            )?);
+        }
+        Space::Series { series, .. } => {
+            let all = patch::load_set(series, &s.patches_dir, &s.root)?;
+            let without: Vec<patch::Patch> = all
+                .patches
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i + 1 != culprit)
+                .map(|(_, p)| p.clone())
+                .collect();
+            req.patch_sets.retain(|p| p.source != all.source);
+            req.patch_sets.push(PatchSet {
+                name: format!("{} without patch {culprit}", all.name),
+                source: all.source.clone(),
+                patches: without,
+            });
+        }
+    }
+    let runs = 12;
+    let dir = run_root.join("confirm-run");
+    Ok(
+        match run_step(ctx, state, image, accel, &req, runs, &dir, None).await {
+            StepResult::Runs { runs, failures, .. } if failures == 0 => {
+                format!("confirmed: without the culprit the bad end passed {runs} of {runs} runs")
+            }
+            StepResult::Runs { runs, failures, .. } => {
+                format!("NOT confirmed: without the culprit {failures} of {runs} runs still failed")
+            }
+            StepResult::Skip { why, .. } => format!("could not confirm: {why}"),
+        },
+    )
 }
 
 fn short(id: &str) -> String {
@@ -872,6 +964,9 @@ fn print_log(session: i64, state: &BisectState, json: bool) {
             if let Some(fp) = &state.match_crash {
                 println!("  crash fingerprint bisected: {fp}");
             }
+            if let Some(c) = &state.confirmation {
+                println!("  {c}");
+            }
         }
         None => println!("\nNo conclusion yet (lab bisect --continue picks it up)."),
     }
@@ -932,6 +1027,8 @@ async fn step_inner(ctx: &Context, args: &BisectStepArgs) -> Result<i32, LabErro
             .to_log(),
         steps: Vec::new(),
         conclusion: None,
+        confirm: false,
+        confirmation: None,
     };
     let mut sets = Vec::new();
     for name in &state.under {
