@@ -878,6 +878,9 @@ async fn confirm(
 }
 
 fn short(id: &str) -> String {
+    if let Some((patch, _)) = id.split_once(": ").filter(|(p, _)| p.starts_with("patch ")) {
+        return patch.to_owned();
+    }
     if id.len() == 40 && id.chars().all(|c| c.is_ascii_hexdigit()) {
         id[..12].to_owned()
     } else {
