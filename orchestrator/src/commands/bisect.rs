@@ -13,9 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::compare::guest_image;
 use super::run::parse_knobs;
-use super::{build_request, Context};
+use super::{build_request, guest_image, load_kernel_def, Context};
 use crate::arch::Arch;
 use crate::bisect::search::{Conclusion, Next, Observation, Search, SearchConfig, SearchLog};
 use crate::cli::{BisectArgs, BisectStepArgs};
@@ -462,14 +461,7 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<i32, LabError> {
             let space =
                 match (&args.kernel, &args.series) {
                     (Some(k), None) => {
-                        let def = KernelDef::load(k, &s.kernels_dir).or_else(|e| {
-                            let p = s.resolve_path(k);
-                            if p.is_file() {
-                                KernelDef::load(&p.to_string_lossy(), &s.kernels_dir)
-                            } else {
-                                Err(e)
-                            }
-                        })?;
+                        let def = load_kernel_def(s, k)?;
                         let good = args.good.clone().ok_or_else(|| {
                             LabError::Usage("--good REF is needed with --kernel".into())
                         })?;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::progress::BuildProgress;
 use super::run::{clamp_jobs, parse_knobs};
-use super::{kernel_requests, Context};
+use super::{guest_image, kernel_requests, Context};
 use crate::arch::{self, Arch};
 use crate::cli::{CompareArgs, KernelSelect};
 use crate::compare::analysis::Params;
@@ -14,7 +14,6 @@ use crate::compare::model::{CompareReport, Overall, Side};
 use crate::compare::{self, ArchPlan, ComparePlan, Event};
 use crate::config::parse_duration;
 use crate::error::{LabError, EXIT_INFRA, EXIT_OK, EXIT_REGRESSION};
-use crate::guest::image::{self, BaseImage, ImageInputs};
 use crate::kernel::build;
 use crate::kernel::cache::{Artifact, Cache};
 use crate::report::{self, ReportFormat};
@@ -168,27 +167,6 @@ async fn resolve_side(
         out.push(built.artifact);
     }
     Ok(out)
-}
-
-/// The guest image of one arch, with the programs of `tests`.
-pub async fn guest_image(
-    ctx: &Context,
-    arch: Arch,
-    tests: &[String],
-) -> Result<BaseImage, LabError> {
-    let s = &ctx.settings;
-    let inputs = ImageInputs {
-        workspace: s.guest_source.clone(),
-        cache: s.cache_dir.clone(),
-        tests: tests.to_vec(),
-    };
-    let programs = image::build_programs(&inputs, arch)
-        .await
-        .map_err(|e| LabError::Infra(e.to_string()))?;
-    image::assemble(&inputs, arch, &programs).map_err(|e| match e {
-        image::ImageError::UnknownTest { .. } => LabError::Usage(e.to_string()),
-        other => LabError::Infra(other.to_string()),
-    })
 }
 
 fn session_key(plan: &ComparePlan) -> String {

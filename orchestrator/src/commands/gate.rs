@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::bisect::{bisect_new, series_state};
 use super::compare::{compare_report, write_report_files};
 use super::run::parse_knobs;
-use super::{build_request, Context};
+use super::{build_request, load_kernel_def, Context};
 use crate::arch::{self, Arch};
 use crate::cli::{CompareArgs, GateArgs};
 use crate::compare::model::{Overall, QuestionKind, Verdict};
@@ -39,14 +39,7 @@ struct Series {
 fn load_series(ctx: &Context, args: &GateArgs) -> Result<Series, LabError> {
     let s = &ctx.settings;
     if let (Some(def_name), Some(range)) = (&args.kernel, &args.range) {
-        let def = KernelDef::load(def_name, &s.kernels_dir).or_else(|e| {
-            let p = s.resolve_path(def_name);
-            if p.is_file() {
-                KernelDef::load(&p.to_string_lossy(), &s.kernels_dir)
-            } else {
-                Err(e)
-            }
-        })?;
+        let def = load_kernel_def(s, def_name)?;
         let DefKind::Git { repo, .. } = &def.kind else {
             return Err(LabError::Usage(format!(
                 "--kernel {def_name}: --range needs a git kernel definition"

@@ -15,6 +15,7 @@ use crate::arch::{self, Arch};
 use crate::cli::KernelSelect;
 use crate::config::Settings;
 use crate::error::LabError;
+use crate::guest::image;
 use crate::kernel::build::BuildRequest;
 use crate::kernel::patch;
 use crate::kernel::source::KernelDef;
@@ -38,15 +39,7 @@ pub fn kernel_requests(ctx: &Context, sel: &KernelSelect) -> Result<Vec<BuildReq
         return Err(LabError::Usage("--arch names no architecture".into()));
     }
     let kernel_name = sel.kernel.clone().unwrap_or_else(|| s.kernel.clone());
-    let kernel = KernelDef::load(&kernel_name, &s.kernels_dir).or_else(|e| {
-        // A path relative to the lab root is fine too.
-        let p = s.resolve_path(&kernel_name);
-        if p.is_file() {
-            KernelDef::load(&p.to_string_lossy(), &s.kernels_dir)
-        } else {
-            Err(e)
-        }
-    })?;
+    let kernel = load_kernel_def(s, &kernel_name)?;
     let mut sets = Vec::new();
     for name in sel
         .patches
@@ -87,4 +80,38 @@ pub fn build_request(
         jobs: s.make_jobs(),
         ccache: s.ccache,
     }
+}
+
+/// The guest image of one arch, with the programs of `tests`.
+pub async fn guest_image(
+    ctx: &Context,
+    arch: Arch,
+    tests: &[String],
+) -> Result<crate::guest::image::BaseImage, LabError> {
+    let s = &ctx.settings;
+    let inputs = image::ImageInputs {
+        workspace: s.guest_source.clone(),
+        cache: s.cache_dir.clone(),
+        tests: tests.to_vec(),
+    };
+    let programs = image::build_programs(&inputs, arch)
+        .await
+        .map_err(|e| LabError::Infra(e.to_string()))?;
+    image::assemble(&inputs, arch, &programs).map_err(|e| match e {
+        image::ImageError::UnknownTest { .. } => LabError::Usage(e.to_string()),
+        other => LabError::Infra(other.to_string()),
+    })
+}
+
+/// Loads a kernel definition by name (`kernels/<name>.toml`) or by path, relative to the lab
+/// root or absolute.
+pub fn load_kernel_def(s: &Settings, name: &str) -> Result<KernelDef, LabError> {
+    KernelDef::load(name, &s.kernels_dir).or_else(|e| {
+        let p = s.resolve_path(name);
+        if p.is_file() {
+            KernelDef::load(&p.to_string_lossy(), &s.kernels_dir).map_err(LabError::from)
+        } else {
+            Err(LabError::from(e))
+        }
+    })
 }

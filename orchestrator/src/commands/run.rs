@@ -6,11 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::progress::BuildProgress;
-use super::{kernel_requests, Context};
+use super::{guest_image, kernel_requests, Context};
 use crate::cli::RunArgs;
 use crate::config::parse_duration;
 use crate::error::{LabError, EXIT_INFRA, EXIT_OK, EXIT_REGRESSION};
-use crate::guest::image::{self, ImageInputs};
 use crate::kernel::build;
 use crate::results::store::{self, NewRun, Store, StoreError};
 use crate::results::{OutcomeKind, TestOutcome};
@@ -129,11 +128,6 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32, LabError> {
         reproduce.push_str(&format!(" --seed {seed}"));
     }
 
-    let inputs = ImageInputs {
-        workspace: s.guest_source.clone(),
-        cache: s.cache_dir.clone(),
-        tests: tests.clone(),
-    };
     let mut plans = Vec::new();
     for req in &requests {
         let progress = BuildProgress::new(req.arch.name(), ctx.quiet);
@@ -141,13 +135,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32, LabError> {
         let built = build::build(req, &s.cache_dir, &report).await;
         progress.finish();
         let built = built?;
-        let programs = image::build_programs(&inputs, req.arch)
-            .await
-            .map_err(|e| LabError::Infra(e.to_string()))?;
-        let base = image::assemble(&inputs, req.arch, &programs).map_err(|e| match e {
-            image::ImageError::UnknownTest { .. } => LabError::Usage(e.to_string()),
-            other => LabError::Infra(other.to_string()),
-        })?;
+        let base = guest_image(ctx, req.arch, &tests).await?;
         let arch_dir = run_root.join(req.arch.name());
         let probe = run::probe_spec(
             &built.artifact,
