@@ -858,7 +858,9 @@ async fn confirm(
     let dir = run_root.join("confirm-run");
     Ok(
         match run_step(ctx, state, image, accel, &req, runs, &dir, None).await {
-            StepResult::Runs { runs, failures, .. } if failures == 0 => {
+            StepResult::Runs {
+                runs, failures: 0, ..
+            } => {
                 format!("confirmed: without the culprit the bad end passed {runs} of {runs} runs")
             }
             StepResult::Runs { runs, failures, .. } => {
