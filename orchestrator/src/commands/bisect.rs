@@ -341,9 +341,6 @@ fn classify(outcomes: &[TestOutcome], want: Option<&str>, kernel_key: String) ->
                 let matches = want.is_some_and(|w| {
                     ids.iter().any(|i| i == w || i.starts_with(w)) || fulls.iter().any(|f| f == w)
                 });
-                if !matches && want.is_some() || want.is_none() && crash.is_none() && runs > 0 {
-                    // Handled below: a different crash.
-                }
                 if matches {
                     runs += 1;
                     failures += 1;
@@ -397,6 +394,27 @@ fn store_err(e: crate::results::store::StoreError) -> LabError {
     super::results::store_error(e)
 }
 
+/// A stored bisection: session `id`, or the latest one (unfinished only if `open_only`).
+fn load_state(
+    store: &Store,
+    id: Option<i64>,
+    open_only: bool,
+    none: &str,
+) -> Result<(i64, BisectState), LabError> {
+    let row = match id {
+        Some(id) => store.session(id).map_err(store_err)?,
+        None => latest_session(store, open_only)?,
+    }
+    .ok_or_else(|| LabError::Usage(none.to_owned()))?;
+    let state = serde_json::from_str(row.state_json.as_deref().unwrap_or("")).map_err(|e| {
+        LabError::Usage(format!(
+            "session {}: not a readable bisection state: {e}",
+            row.id
+        ))
+    })?;
+    Ok((row.id, state))
+}
+
 /// The latest bisect session, unfinished only if `open_only`.
 fn latest_session(
     store: &Store,
@@ -415,38 +433,31 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<i32, LabError> {
     let mut store = Store::open(&store_path).map_err(store_err)?;
 
     if args.log {
-        let row = match args.session {
-            Some(id) => store.session(id).map_err(store_err)?,
-            None => latest_session(&store, false)?,
-        }
-        .ok_or_else(|| LabError::Usage("no bisection in the results store".into()))?;
-        let state: BisectState = serde_json::from_str(row.state_json.as_deref().unwrap_or("{}"))
-            .map_err(|e| {
-                LabError::Usage(format!("session {}: not a bisection state: {e}", row.id))
-            })?;
-        print_log(row.id, &state, args.json);
+        let (id, state) = load_state(
+            &store,
+            args.session,
+            false,
+            "no bisection in the results store",
+        )?;
+        print_log(id, &state, args.json);
         return Ok(EXIT_OK);
     }
 
     let (session, state) =
         if args.resume {
-            let row = match args.session {
-                Some(id) => store.session(id).map_err(store_err)?,
-                None => latest_session(&store, true)?,
-            }
-            .ok_or_else(|| LabError::Usage("no unfinished bisection to continue".into()))?;
-            let state: BisectState = serde_json::from_str(row.state_json.as_deref().unwrap_or(""))
-                .map_err(|e| {
-                    LabError::Usage(format!("session {}: its state cannot be read: {e}", row.id))
-                })?;
+            let (id, state) = load_state(
+                &store,
+                args.session,
+                true,
+                "no unfinished bisection to continue",
+            )?;
             if !ctx.quiet {
                 eprintln!(
-                    "lab: continuing bisection {} ({} steps so far)",
-                    row.id,
+                    "lab: continuing bisection {id} ({} steps so far)",
                     state.steps.len()
                 );
             }
-            (row.id, state)
+            (id, state)
         } else {
             let test = args.test.clone().ok_or_else(|| {
                 LabError::Usage("--test NAME: the test that tells good from bad".into())

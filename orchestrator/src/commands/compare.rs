@@ -10,7 +10,7 @@ use super::{guest_image, kernel_requests, Context};
 use crate::arch::{self, Arch};
 use crate::cli::{CompareArgs, KernelSelect};
 use crate::compare::analysis::Params;
-use crate::compare::model::{CompareReport, Overall, Side};
+use crate::compare::model::{CompareReport, Overall};
 use crate::compare::{self, ArchPlan, ComparePlan, Event};
 use crate::config::parse_duration;
 use crate::error::{LabError, EXIT_INFRA, EXIT_OK, EXIT_REGRESSION};
@@ -527,7 +527,6 @@ pub fn emit(
             report.session
         );
     }
-    let _ = Side::A;
     Ok(())
 }
 

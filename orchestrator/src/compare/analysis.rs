@@ -478,11 +478,10 @@ impl Analysis {
             &q.kind,
             self.params.alpha / self.questions.len().max(1) as f64,
         );
-        let (verdict, better) = match &q.kind {
-            QuestionKind::FailureRate => (self.verdict_of(q, Better::Lower), Better::Lower),
-            QuestionKind::Metric { better, .. } => (self.verdict_of(q, *better), *better),
+        let verdict = match &q.kind {
+            QuestionKind::FailureRate => self.verdict_of(q, Better::Lower),
+            QuestionKind::Metric { better, .. } => self.verdict_of(q, *better),
         };
-        let _ = better;
         let mut r = QuestionResult {
             test: q.test.clone(),
             arch: q.arch,
