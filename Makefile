@@ -28,10 +28,13 @@ lab: build-lab
 	  $(LAB) compare base $$c --arch all || { r=$$?; [ $$r -gt $$rc ] && rc=$$r; }; \
 	done; exit $$rc
 
-test: setup
-	$(CARGO) build --release --locked -p lab
-	$(CARGO) test --workspace --locked -- --test-threads=2
-	$(LAB) selftest --arch x86_64
+PHASE := ./scripts/phase.sh
+
+test:
+	$(PHASE) setup ./scripts/setup.sh
+	$(PHASE) build-lab $(CARGO) build --release --locked -p lab
+	$(PHASE) cargo-test $(CARGO) test --workspace --locked -- --test-threads=2
+	$(PHASE) selftest $(LAB) selftest --arch x86_64
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -16,12 +16,7 @@ fn lab_toml() -> PathBuf {
 
 /// The synthetic history, made once per cache (the script is idempotent and deterministic).
 fn history() -> (PathBuf, serde_json::Value) {
-    let cache = std::env::var_os("LAB_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/lab")
-        });
-    let out = cache.join("synthetic");
+    let out = common::cache_dir().join("synthetic");
     let status = std::process::Command::new(repo().join("scripts/synthetic-history.sh"))
         .arg(&out)
         .status()

@@ -129,11 +129,7 @@ fn a_patch_that_does_not_apply_names_patch_hunk_and_file_and_leaves_nothing_half
         r.stderr.contains("kernel/futex/core.c"),
         "names the target file"
     );
-    let cache = std::env::var("LAB_CACHE_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::path::PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/lab")
-        });
+    let cache = common::cache_dir();
     if let Ok(rd) = std::fs::read_dir(cache.join("work")) {
         for e in rd.filter_map(Result::ok) {
             let f = e.path().join("src/kernel/futex/waitwake.c");

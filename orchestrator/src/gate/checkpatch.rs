@@ -456,37 +456,32 @@ pub fn parse_output(text: &str) -> Result<CheckpatchReport, CheckpatchError> {
 pub(crate) mod tests {
     use super::*;
 
-    /// The kernel tree lab unpacked, or a failure that says how to get one.
+    /// The pristine Debian 6.12 tree, prepared the way `lab build` prepares it: the repository's
+    /// `lab.toml` names the kernel definition and the cache, lab verifies the pinned tarball and
+    /// unpacks it once (idempotent, locked against other processes). A machine whose lab cache
+    /// is empty gets the tree here; only the `linux-source-6.12` package (`make setup`) is
+    /// assumed.
     pub(crate) fn kernel_tree() -> PathBuf {
-        let cache = std::env::var_os("LAB_CACHE_DIR")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("XDG_CACHE_HOME")
-                    .filter(|d| !d.is_empty())
-                    .map(|d| PathBuf::from(d).join("lab"))
-            })
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/lab")
-            });
-        let src = cache.join("src");
-        let found = std::fs::read_dir(&src).ok().and_then(|rd| {
-            let mut trees: Vec<PathBuf> = rd
-                .filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("tar-"))
-                .map(|e| e.path().join("linux-source-6.12"))
-                .filter(|p| p.join("scripts/checkpatch.pl").is_file())
-                .collect();
-            trees.sort();
-            trees.into_iter().next()
-        });
-        found.unwrap_or_else(|| {
-            panic!(
-                "no unpacked Debian 6.12 kernel tree under {}/tar-*/linux-source-6.12; \
-                 run `make lab` or `lab build` first (or point LAB_CACHE_DIR at lab's cache)",
-                src.display()
+        static TREE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        TREE.get_or_init(|| {
+            let settings = crate::config::Settings::discover(Some(&repo_root().join("lab.toml")))
+                .expect("the repository's lab.toml loads");
+            let def = crate::kernel::source::KernelDef::load(
+                &settings.kernel,
+                &settings.kernels_dir,
             )
+            .expect("the default kernel definition loads");
+            let source = crate::kernel::source::Source::resolve(&def, &settings.cache_dir)
+                .unwrap_or_else(|e| panic!("{e} (run `make setup` to install the pinned tarball)"));
+            let tree = source.pristine_dir().expect("the pinned tarball unpacks");
+            assert!(
+                tree.join("scripts/checkpatch.pl").is_file(),
+                "{} has no scripts/checkpatch.pl",
+                tree.display()
+            );
+            tree
         })
+        .clone()
     }
 
     fn repo_root() -> PathBuf {

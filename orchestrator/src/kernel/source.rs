@@ -377,6 +377,12 @@ impl Source {
         }
         let parent = self.cache.join("src");
         std::fs::create_dir_all(&parent).map_err(io("cannot create", &parent))?;
+        // Another lab process (or test) may be unpacking the same tree: wait for it, then use
+        // its result rather than replacing a tree someone may be reading.
+        let _lock = lock_file(&parent.join(format!(".{}.lock", self.id.family)))?;
+        if base.join(".complete").is_file() {
+            return Ok(tree);
+        }
         let tmp = tempfile::Builder::new()
             .prefix(".unpack-")
             .tempdir_in(&parent)
@@ -502,22 +508,27 @@ impl Drop for WorkLock {
     }
 }
 
+/// Blocks until this process holds `path` exclusively (other lab processes wait).
+fn lock_file(path: &Path) -> Result<WorkLock, SourceError> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io("cannot open lock", path))?;
+    // SAFETY: flock on a descriptor we own.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    if rc != 0 {
+        return Err(io("cannot lock", path)(std::io::Error::last_os_error()).into());
+    }
+    Ok(WorkLock(f))
+}
+
 impl WorkTree {
     /// Blocks until this process holds the tree exclusively (other lab processes wait).
     pub fn lock(&self) -> Result<WorkLock, SourceError> {
-        use std::os::fd::AsRawFd;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock_path)
-            .map_err(io("cannot open lock", &self.lock_path))?;
-        // SAFETY: flock on a descriptor we own.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        if rc != 0 {
-            return Err(io("cannot lock", &self.lock_path)(std::io::Error::last_os_error()).into());
-        }
-        Ok(WorkLock(f))
+        lock_file(&self.lock_path)
     }
 
     fn state(&self) -> WorkState {
