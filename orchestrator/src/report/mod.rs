@@ -160,6 +160,18 @@ mod tests {
         }
     }
 
+    /// Every exporter's output of the sample, byte for byte: a refactor that changes a report
+    /// shows up here (`cargo insta review`, or `INSTA_UPDATE=always` to accept on purpose).
+    #[test]
+    fn every_format_matches_its_snapshot() {
+        let report = sample::small_report();
+        for f in ["terminal", "markdown", "json", "junit", "html"] {
+            let format = ReportFormat::parse(f, false).expect("known format");
+            let text = render(&report, format).expect("renders");
+            insta::assert_snapshot!(format!("report_{f}"), text);
+        }
+    }
+
     #[test]
     fn write_replaces_the_file_atomically() {
         let dir = tempfile::tempdir().expect("tempdir");
