@@ -5,7 +5,7 @@ use clap::Parser;
 use lab::cli::{Cli, Command};
 use lab::commands::{self, Context};
 use lab::config::Settings;
-use lab::error::LabError;
+use lab::errors::LabError;
 
 fn init_logging(verbose: u8, quiet: bool) {
     let default = match (quiet, verbose) {

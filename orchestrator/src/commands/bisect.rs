@@ -19,7 +19,7 @@ use crate::arch::Arch;
 use crate::bisect::search::{Conclusion, Next, Observation, Search, SearchConfig, SearchLog};
 use crate::cli::{BisectArgs, BisectStepArgs};
 use crate::config::parse_duration;
-use crate::error::{LabError, EXIT_OK, EXIT_REGRESSION};
+use crate::errors::{LabError, EXIT_OK, EXIT_REGRESSION};
 use crate::guest::image::BaseImage;
 use crate::kernel::build::{self, BuildRequest};
 use crate::kernel::patch::{self, PatchSet};

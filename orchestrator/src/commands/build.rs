@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::progress::BuildProgress;
 use super::{kernel_requests, Context};
 use crate::cli::BuildArgs;
-use crate::error::LabError;
+use crate::errors::LabError;
 use crate::kernel::build::{self, Built};
 
 #[derive(Debug, Serialize)]
@@ -65,7 +65,7 @@ pub async fn run(ctx: &Context, args: &BuildArgs) -> Result<i32, LabError> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     }
-    Ok(crate::error::EXIT_OK)
+    Ok(crate::errors::EXIT_OK)
 }
 
 fn print_human(b: &Built) {

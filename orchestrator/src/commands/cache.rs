@@ -3,7 +3,7 @@
 use super::Context;
 use crate::cli::CacheCommand;
 use crate::config::parse_duration;
-use crate::error::LabError;
+use crate::errors::LabError;
 use crate::kernel::cache::Cache;
 
 fn parse_age(s: &str) -> Option<u64> {
@@ -78,5 +78,5 @@ pub fn run(ctx: &Context, cmd: &CacheCommand) -> Result<i32, LabError> {
             println!("removed {freed} cached kernel(s)");
         }
     }
-    Ok(crate::error::EXIT_OK)
+    Ok(crate::errors::EXIT_OK)
 }

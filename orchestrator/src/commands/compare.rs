@@ -13,7 +13,7 @@ use crate::compare::analysis::Params;
 use crate::compare::model::{CompareReport, Overall};
 use crate::compare::{self, ArchPlan, ComparePlan, Event};
 use crate::config::parse_duration;
-use crate::error::{LabError, EXIT_INFRA, EXIT_OK, EXIT_REGRESSION};
+use crate::errors::{LabError, EXIT_INFRA, EXIT_OK, EXIT_REGRESSION};
 use crate::kernel::build;
 use crate::kernel::cache::{Artifact, Cache};
 use crate::report::{self, ReportFormat};

@@ -15,7 +15,7 @@ use super::{build_request, load_kernel_def, Context};
 use crate::arch::{self, Arch};
 use crate::cli::{CompareArgs, GateArgs};
 use crate::compare::model::{Overall, QuestionKind, Verdict};
-use crate::error::{LabError, EXIT_INFRA, EXIT_OK, EXIT_REGRESSION};
+use crate::errors::{LabError, EXIT_INFRA, EXIT_OK, EXIT_REGRESSION};
 use crate::gate::b4;
 use crate::gate::checkpatch::run_checkpatch;
 use crate::gate::report::{

@@ -14,7 +14,7 @@ pub mod selftest;
 use crate::arch::{self, Arch};
 use crate::cli::KernelSelect;
 use crate::config::Settings;
-use crate::error::LabError;
+use crate::errors::LabError;
 use crate::guest::image;
 use crate::kernel::build::BuildRequest;
 use crate::kernel::patch;

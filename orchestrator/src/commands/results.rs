@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::Context;
 use crate::cli::ResultsCommand;
 use crate::compare::model::{CompareReport, Overall, REPORT_FORMAT_VERSION};
-use crate::error::{LabError, EXIT_OK};
+use crate::errors::{LabError, EXIT_OK};
 use crate::report::{self, ReportFormat};
 use crate::results::store::{RunRow, SessionRow, Store, StoreError};
 
@@ -384,7 +384,7 @@ mod tests {
             path: "x".into(),
             id: 1,
         };
-        assert_eq!(store_error(missing).exit_code(), crate::error::EXIT_INFRA);
+        assert_eq!(store_error(missing).exit_code(), crate::errors::EXIT_INFRA);
     }
 
     #[test]

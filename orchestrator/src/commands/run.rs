@@ -9,7 +9,7 @@ use super::progress::BuildProgress;
 use super::{guest_image, kernel_requests, Context};
 use crate::cli::RunArgs;
 use crate::config::parse_duration;
-use crate::error::{LabError, EXIT_INFRA, EXIT_OK, EXIT_REGRESSION};
+use crate::errors::{LabError, EXIT_INFRA, EXIT_OK, EXIT_REGRESSION};
 use crate::kernel::build;
 use crate::results::store::{self, NewRun, Store, StoreError};
 use crate::results::{OutcomeKind, TestOutcome};

@@ -6,7 +6,7 @@ use super::progress::BuildProgress;
 use super::{kernel_requests, Context};
 use crate::cli::{KernelSelect, SelftestArgs};
 use crate::config::parse_duration;
-use crate::error::{LabError, EXIT_OK, EXIT_REGRESSION};
+use crate::errors::{LabError, EXIT_OK, EXIT_REGRESSION};
 use crate::guest::image::{self, ImageInputs};
 use crate::kernel::build;
 use crate::results::TestOutcome;

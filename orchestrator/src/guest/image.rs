@@ -9,7 +9,7 @@
 //! Debian's packages are unpacked from the `.deb` files that `make setup` downloads for each
 //! arch, never copied from the host, so an arm64 guest gets arm64 libraries.
 
-use crate::error::{io, IoError};
+use crate::io_error::{io, IoError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

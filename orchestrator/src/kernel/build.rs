@@ -7,7 +7,7 @@
 //! shared work tree is synced, and make runs out of tree in an `O=` folder per (source
 //! family, arch, final config), so switching patch variants recompiles only what changed.
 
-use crate::error::{io, IoError};
+use crate::io_error::{io, IoError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -6,7 +6,7 @@
 //! `.config`, System.map, the build log and `manifest.json`. Entries are written to a
 //! temporary folder and renamed into place, so a cache entry is whole or absent.
 
-use crate::error::{io, IoError};
+use crate::io_error::{io, IoError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

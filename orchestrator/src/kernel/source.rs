@@ -12,7 +12,7 @@
 //! sync writes only files whose content differs from what is on disk, which keeps mtimes,
 //! and so make's view of what changed, honest.
 
-use crate::error::{io, IoError};
+use crate::io_error::{io, IoError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};

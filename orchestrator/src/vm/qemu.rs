@@ -1,7 +1,7 @@
 //! One QEMU guest: its command line, its process group, and its serial console, which is
 //! written to a file and parsed live for lab's markers and for kernel crash reports.
 
-use crate::error::IoError;
+use crate::io_error::IoError;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};

@@ -13,27 +13,6 @@ use crate::kernel::build::BuildError;
 use crate::kernel::cache::CacheError;
 use crate::kernel::source::SourceError;
 
-use std::path::{Path, PathBuf};
-
-/// A filesystem or process step that failed on a path: "cannot write /x/y".
-#[derive(Debug, thiserror::Error)]
-#[error("{what} {path}")]
-pub struct IoError {
-    pub what: &'static str,
-    pub path: PathBuf,
-    #[source]
-    pub source: std::io::Error,
-}
-
-/// For `map_err`: wraps an `io::Error` with the step that failed and its path.
-pub fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> IoError + 'a {
-    move |source| IoError {
-        what,
-        path: path.to_owned(),
-        source,
-    }
-}
-
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_REGRESSION: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
