@@ -5,7 +5,7 @@ use clap::Parser;
 use lab::cli::{Cli, Command};
 use lab::commands::{self, Context};
 use lab::config::Settings;
-use lab::errors::LabError;
+use lab::errors::{LabError, Outcome};
 
 fn init_logging(verbose: u8, quiet: bool) {
     let default = match (quiet, verbose) {
@@ -24,7 +24,7 @@ fn init_logging(verbose: u8, quiet: bool) {
         .init();
 }
 
-async fn dispatch(cli: Cli) -> Result<i32, LabError> {
+async fn dispatch(cli: Cli) -> Result<Outcome, LabError> {
     let settings = Settings::discover(cli.lab.as_deref())?;
     let ctx = Context {
         settings,
@@ -56,16 +56,31 @@ async fn main() {
         std::process::exit(code);
     }
     let code = match result {
-        Ok(code) => code,
+        Ok(outcome) => outcome.exit_code(),
         Err(e) => {
-            eprintln!("lab: error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
+            report_error(&e);
             e.exit_code()
         }
     };
     std::process::exit(code);
+}
+
+/// Prints the error and its causes, one "caused by" line each. A cause whose text the lines
+/// above already hold (a wrapper that shows its source inline) is not repeated. Written with
+/// `writeln!`, not `eprintln!`: a closed or full stderr must not turn an error into a panic.
+fn report_error(e: &LabError) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let mut shown = e.to_string();
+    let _ = writeln!(err, "lab: error: {shown}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !shown.contains(&text) {
+            let _ = writeln!(err, "  caused by: {text}");
+            shown.push('\n');
+            shown.push_str(&text);
+        }
+        source = s.source();
+    }
 }

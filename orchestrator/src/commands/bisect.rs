@@ -19,8 +19,9 @@ use crate::arch::Arch;
 use crate::bisect::search::{Conclusion, Next, Observation, Search, SearchConfig, SearchLog};
 use crate::cli::{BisectArgs, BisectStepArgs};
 use crate::config::parse_duration;
-use crate::errors::{LabError, EXIT_OK, EXIT_REGRESSION};
+use crate::errors::{BisectError, LabError, Outcome};
 use crate::guest::image::BaseImage;
+use crate::io_error::io;
 use crate::kernel::build::{self, BuildRequest};
 use crate::kernel::patch::{self, PatchSet};
 use crate::kernel::source::KernelDef;
@@ -129,29 +130,16 @@ enum StepResult {
 }
 
 fn git_out(repo: &Path, args: &[&str]) -> Result<String, LabError> {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .output()
-        .map_err(|e| LabError::Infra(format!("run git {}: {e}", args.join(" "))))?;
-    if !out.status.success() {
-        return Err(LabError::Usage(format!(
-            "git {} in {}: {}",
-            args.join(" "),
-            repo.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    Ok(crate::kernel::git::run(repo, args)?)
 }
 
 /// The commits from good (exclusive, but kept as index 0) to bad, first-parent, oldest first.
 fn git_space(def_name: &str, def: &KernelDef, good: &str, bad: &str) -> Result<Space, LabError> {
     let crate::kernel::source::DefKind::Git { repo, .. } = &def.kind else {
-        return Err(LabError::Usage(format!(
-            "--kernel {def_name}: bisecting needs a git kernel definition ([git] repo and ref), not a tarball"
-        )));
+        return Err(LabError::usage(
+            "--kernel",
+            format!("{def_name}: bisecting needs a git kernel definition ([git] repo and ref), not a tarball"),
+        ));
     };
     let good_sha = git_out(
         repo,
@@ -162,10 +150,13 @@ fn git_space(def_name: &str, def: &KernelDef, good: &str, bad: &str) -> Result<S
         &["rev-parse", "--verify", &format!("{bad}^{{commit}}")],
     )?;
     if git_out(repo, &["merge-base", "--is-ancestor", &good_sha, &bad_sha]).is_err() {
-        return Err(LabError::Usage(format!(
-            "--good {good} is not an ancestor of --bad {bad} in {}",
-            repo.display()
-        )));
+        return Err(LabError::usage(
+            "--good",
+            format!(
+                "{good} is not an ancestor of --bad {bad} in {}",
+                repo.display()
+            ),
+        ));
     }
     let list = git_out(
         repo,
@@ -186,9 +177,10 @@ fn git_space(def_name: &str, def: &KernelDef, good: &str, bad: &str) -> Result<S
         commits.push((sha.to_owned(), subject.to_owned()));
     }
     if commits.len() < 2 {
-        return Err(LabError::Usage(format!(
-            "--good {good} and --bad {bad} are the same commit: nothing to bisect"
-        )));
+        return Err(LabError::usage(
+            "--good",
+            format!("{good} and --bad {bad} are the same commit: nothing to bisect"),
+        ));
     }
     Ok(Space::Git {
         definition: def_name.to_owned(),
@@ -399,19 +391,21 @@ fn load_state(
     store: &Store,
     id: Option<i64>,
     open_only: bool,
+    flag: &'static str,
     none: &str,
 ) -> Result<(i64, BisectState), LabError> {
     let row = match id {
         Some(id) => store.session(id).map_err(store_err)?,
         None => latest_session(store, open_only)?,
     }
-    .ok_or_else(|| LabError::Usage(none.to_owned()))?;
-    let state = serde_json::from_str(row.state_json.as_deref().unwrap_or("")).map_err(|e| {
-        LabError::Usage(format!(
-            "session {}: not a readable bisection state: {e}",
-            row.id
-        ))
-    })?;
+    .ok_or_else(|| LabError::usage(flag, none))?;
+    let state =
+        serde_json::from_str(row.state_json.as_deref().unwrap_or("")).map_err(|source| {
+            BisectError::State {
+                session: row.id,
+                source,
+            }
+        })?;
     Ok((row.id, state))
 }
 
@@ -427,7 +421,7 @@ fn latest_session(
         .find(|s| s.kind == "bisect" && (!open_only || s.finished_at.is_none())))
 }
 
-pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<i32, LabError> {
+pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<Outcome, LabError> {
     let s = &ctx.settings;
     let store_path = Store::default_path(&s.cache_dir);
     let mut store = Store::open(&store_path).map_err(store_err)?;
@@ -437,10 +431,11 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<i32, LabError> {
             &store,
             args.session,
             false,
+            "--log",
             "no bisection in the results store",
         )?;
         print_log(id, &state, args.json);
-        return Ok(EXIT_OK);
+        return Ok(Outcome::Pass);
     }
 
     let (session, state) =
@@ -449,6 +444,7 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<i32, LabError> {
                 &store,
                 args.session,
                 true,
+                "--continue",
                 "no unfinished bisection to continue",
             )?;
             if !ctx.quiet {
@@ -460,60 +456,65 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<i32, LabError> {
             (id, state)
         } else {
             let test = args.test.clone().ok_or_else(|| {
-                LabError::Usage("--test NAME: the test that tells good from bad".into())
+                LabError::usage("--test", "name the test that tells good from bad")
             })?;
             let arch: Arch = match &args.arch {
                 Some(a) => a.parse()?,
                 None => *s
                     .arches
                     .first()
-                    .ok_or_else(|| LabError::Usage("no arch".into()))?,
+                    .ok_or_else(|| LabError::usage("--arch", "lab.toml names no arch; give one"))?,
             };
-            let space =
-                match (&args.kernel, &args.series) {
-                    (Some(k), None) => {
-                        let def = load_kernel_def(s, k)?;
-                        let good = args.good.clone().ok_or_else(|| {
-                            LabError::Usage("--good REF is needed with --kernel".into())
-                        })?;
-                        let bad = args.bad.clone().ok_or_else(|| {
-                            LabError::Usage("--bad REF is needed with --kernel".into())
-                        })?;
-                        let name = if s.resolve_path(k).is_file() {
-                            s.resolve_path(k).to_string_lossy().into_owned()
-                        } else {
-                            k.clone()
-                        };
-                        git_space(&name, &def, &good, &bad)?
+            let space = match (&args.kernel, &args.series) {
+                (Some(k), None) => {
+                    let def = load_kernel_def(s, k)?;
+                    let good = args.good.clone().ok_or_else(|| {
+                        LabError::usage("--good", "a REF is needed with --kernel")
+                    })?;
+                    let bad = args
+                        .bad
+                        .clone()
+                        .ok_or_else(|| LabError::usage("--bad", "a REF is needed with --kernel"))?;
+                    let name = if s.resolve_path(k).is_file() {
+                        s.resolve_path(k).to_string_lossy().into_owned()
+                    } else {
+                        k.clone()
+                    };
+                    git_space(&name, &def, &good, &bad)?
+                }
+                (None, Some(series)) => {
+                    let set = patch::load_set(series, &s.patches_dir, &s.root)?;
+                    if set.patches.is_empty() {
+                        return Err(LabError::usage("--series", format!("{series}: no patches")));
                     }
-                    (None, Some(series)) => {
-                        let set = patch::load_set(series, &s.patches_dir, &s.root)?;
-                        if set.patches.is_empty() {
-                            return Err(LabError::Usage(format!("--series {series}: no patches")));
-                        }
-                        Space::Series {
-                            series: series.clone(),
-                            patches: set
-                                .patches
-                                .iter()
-                                .map(|p| (p.label.clone(), p.subject.clone()))
-                                .collect(),
-                        }
+                    Space::Series {
+                        series: series.clone(),
+                        patches: set
+                            .patches
+                            .iter()
+                            .map(|p| (p.label.clone(), p.subject.clone()))
+                            .collect(),
                     }
-                    _ => return Err(LabError::Usage(
-                        "say what to bisect: --kernel DEF --good REF --bad REF, or --series SERIES"
-                            .into(),
-                    )),
-                };
+                }
+                _ => {
+                    return Err(LabError::usage(
+                        "--kernel/--series",
+                        "say what to bisect: --kernel DEF --good REF --bad REF, or --series SERIES",
+                    ))
+                }
+            };
             if !(0.5..1.0).contains(&args.confidence) {
-                return Err(LabError::Usage(format!(
-                    "--confidence {}: use a probability between 0.5 and 1, such as 0.95",
-                    args.confidence
-                )));
+                return Err(LabError::usage(
+                    "--confidence",
+                    format!(
+                        "{}: use a probability between 0.5 and 1, such as 0.95",
+                        args.confidence
+                    ),
+                ));
             }
             let duration = match &args.duration {
                 Some(d) => parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
-                    LabError::Usage(format!("--duration {d:?}: use a duration like 1s"))
+                    LabError::usage("--duration", format!("{d:?}: use a duration like 1s"))
                 })?,
                 None => s.compare.duration,
             };
@@ -523,8 +524,7 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<i32, LabError> {
                 ..SearchConfig::default()
             };
             let n = space.n();
-            let search = Search::new(n, config)
-                .map_err(|e| LabError::Usage(format!("cannot bisect: {e}")))?;
+            let search = Search::new(n, config).map_err(BisectError::Setup)?;
             let state = BisectState {
                 format_version: STATE_FORMAT_VERSION,
                 space,
@@ -578,8 +578,8 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<i32, LabError> {
     let state = drive(ctx, session, state, store).await?;
     print_log(session, &state, args.json);
     Ok(match &state.conclusion {
-        Some(c) if c.confident => EXIT_OK,
-        _ => EXIT_REGRESSION,
+        Some(c) if c.confident => Outcome::Pass,
+        _ => Outcome::Regression,
     })
 }
 
@@ -603,8 +603,7 @@ pub fn series_state(
             .map(|p| (p.label.clone(), p.subject.clone()))
             .collect(),
     };
-    let search = Search::new(space.n(), SearchConfig::default())
-        .map_err(|e| LabError::Usage(format!("cannot bisect: {e}")))?;
+    let search = Search::new(space.n(), SearchConfig::default()).map_err(BisectError::Setup)?;
     Ok(BisectState {
         format_version: STATE_FORMAT_VERSION,
         space,
@@ -646,9 +645,10 @@ pub async fn drive(
     store: Store,
 ) -> Result<BisectState, LabError> {
     let s = &ctx.settings;
-    let mut search = state.log.replay().map_err(|e| {
-        LabError::Usage(format!("session {session}: cannot replay the search: {e}"))
-    })?;
+    let mut search = state
+        .log
+        .replay()
+        .map_err(|source| BisectError::Replay { session, source })?;
     let n = state.space.n();
     let image = guest_image(ctx, state.arch, std::slice::from_ref(&state.test)).await?;
     let store = Arc::new(Mutex::new(store));
@@ -667,7 +667,7 @@ pub async fn drive(
     }
     let conclusion = loop {
         if crate::process::interrupted().is_some() {
-            return Err(LabError::Infra("interrupted".into()));
+            return Err(LabError::Interrupted);
         }
         let (index, runs) = match search.next() {
             Next::NeedBadEnd { runs } => (n, runs),
@@ -714,7 +714,7 @@ pub async fn drive(
         )
         .await;
         if crate::process::interrupted().is_some() {
-            return Err(LabError::Infra("interrupted".into()));
+            return Err(LabError::Interrupted);
         }
         let (obs, rec_runs, rec_fail, skipped, key) = match result {
             StepResult::Runs {
@@ -741,17 +741,18 @@ pub async fn drive(
             }
             StepResult::Skip { why, kernel_key } => {
                 if index == n || index == 0 {
-                    return Err(LabError::Infra(format!(
-                        "the {} end cannot be tested: {why}",
-                        if index == n { "bad" } else { "good" }
-                    )));
+                    let (label, _) = state.space.describe(index);
+                    return Err(BisectError::EndUntestable {
+                        end: if index == n { "bad" } else { "good" },
+                        label: short(&label).to_owned(),
+                        why,
+                    }
+                    .into());
                 }
                 (Observation::Skip { index }, 0, 0, Some(why), kernel_key)
             }
         };
-        search
-            .observe(obs)
-            .map_err(|e| LabError::Infra(format!("bisection state: {e}")))?;
+        search.observe(obs).map_err(BisectError::Observe)?;
         let top = search.top();
         if !ctx.quiet {
             match &skipped {
@@ -829,19 +830,20 @@ async fn confirm(
         Space::Git { repo, commits, .. } => {
             let sha = &commits
                 .get(culprit)
-                .ok_or_else(|| LabError::Infra("culprit out of range".into()))?
+                .ok_or(BisectError::CulpritOutOfRange {
+                    index: culprit,
+                    n: commits.len(),
+                })?
                 .0;
             let diff = git_out(repo, &["diff", sha, &format!("{sha}^")])?;
             let dir = run_root.join("confirm");
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| LabError::Infra(format!("create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
             let path = dir.join("0001-revert-culprit.patch");
             let text = format!(
                 "From: lab bisect <lab@localhost>\nSubject: [PATCH] Revert {}\n\n---\n{diff}\n",
                 &sha[..12.min(sha.len())]
             );
-            std::fs::write(&path, text)
-                .map_err(|e| LabError::Infra(format!("write {}: {e}", path.display())))?;
+            std::fs::write(&path, text).map_err(io("cannot write", &path))?;
             req.patch_sets.push(patch::load_set(
                 &path.to_string_lossy(),
                 &s.patches_dir,
@@ -981,13 +983,13 @@ fn print_log(session: i64, state: &BisectState, json: bool) {
 }
 
 /// `lab bisect-step`: one verdict on the checkout, in `git bisect run`'s exit codes.
-pub async fn step(ctx: &Context, args: &BisectStepArgs) -> i32 {
+pub async fn step(ctx: &Context, args: &BisectStepArgs) -> Outcome {
     match step_inner(ctx, args).await {
-        Ok(code) => code,
+        Ok(code) => Outcome::GitBisect(code),
         Err(e) => {
             eprintln!("lab: bisect-step: {e}");
             // 128 and above stop git bisect: lab itself is broken, not the commit.
-            128
+            Outcome::GitBisect(128)
         }
     }
 }
@@ -997,7 +999,7 @@ async fn step_inner(ctx: &Context, args: &BisectStepArgs) -> Result<i32, LabErro
     let repo = match &args.repo {
         Some(r) => r.clone(),
         None => {
-            std::env::current_dir().map_err(|e| LabError::Infra(format!("current dir: {e}")))?
+            std::env::current_dir().map_err(io("cannot read the current folder", Path::new(".")))?
         }
     };
     let head = git_out(&repo, &["rev-parse", "HEAD"])?;
@@ -1006,12 +1008,12 @@ async fn step_inner(ctx: &Context, args: &BisectStepArgs) -> Result<i32, LabErro
         None => *s
             .arches
             .first()
-            .ok_or_else(|| LabError::Usage("no arch".into()))?,
+            .ok_or_else(|| LabError::usage("--arch", "lab.toml names no arch; give one"))?,
     };
     let duration = match &args.duration {
-        Some(d) => parse_duration(d)
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| LabError::Usage(format!("--duration {d:?}: use a duration like 1s")))?,
+        Some(d) => parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
+            LabError::usage("--duration", format!("{d:?}: use a duration like 1s"))
+        })?,
         None => s.compare.duration,
     };
     let state = BisectState {
@@ -1031,7 +1033,7 @@ async fn step_inner(ctx: &Context, args: &BisectStepArgs) -> Result<i32, LabErro
         match_crash_given: args.match_crash.is_some(),
         seed: 1,
         log: Search::new(1, SearchConfig::default())
-            .map_err(|e| LabError::Infra(e.to_string()))?
+            .map_err(BisectError::Setup)?
             .to_log(),
         steps: Vec::new(),
         conclusion: None,

@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::progress::BuildProgress;
 use super::{kernel_requests, Context};
 use crate::cli::BuildArgs;
-use crate::errors::LabError;
+use crate::errors::{LabError, Outcome};
 use crate::kernel::build::{self, Built};
 
 #[derive(Debug, Serialize)]
@@ -26,7 +26,7 @@ struct BuildJson<'a> {
     manifest: String,
 }
 
-pub async fn run(ctx: &Context, args: &BuildArgs) -> Result<i32, LabError> {
+pub async fn run(ctx: &Context, args: &BuildArgs) -> Result<Outcome, LabError> {
     let requests = kernel_requests(ctx, &args.select)?;
     let mut results: Vec<Built> = Vec::new();
     for req in &requests {
@@ -65,7 +65,7 @@ pub async fn run(ctx: &Context, args: &BuildArgs) -> Result<i32, LabError> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     }
-    Ok(crate::errors::EXIT_OK)
+    Ok(Outcome::Pass)
 }
 
 fn print_human(b: &Built) {

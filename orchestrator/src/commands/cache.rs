@@ -3,7 +3,7 @@
 use super::Context;
 use crate::cli::CacheCommand;
 use crate::config::parse_duration;
-use crate::errors::LabError;
+use crate::errors::{LabError, Outcome};
 use crate::kernel::cache::Cache;
 
 fn parse_age(s: &str) -> Option<u64> {
@@ -13,7 +13,7 @@ fn parse_age(s: &str) -> Option<u64> {
     parse_duration(s).map(|d| d.as_secs())
 }
 
-pub fn run(ctx: &Context, cmd: &CacheCommand) -> Result<i32, LabError> {
+pub fn run(ctx: &Context, cmd: &CacheCommand) -> Result<Outcome, LabError> {
     let cache = Cache::new(&ctx.settings.cache_dir);
     match cmd {
         CacheCommand::List { json } => {
@@ -58,15 +58,17 @@ pub fn run(ctx: &Context, cmd: &CacheCommand) -> Result<i32, LabError> {
         } => {
             let age = match older_than {
                 Some(s) => Some(parse_age(s).ok_or_else(|| {
-                    LabError::Usage(format!(
-                        "--older-than {s:?}: use an age like 14d, 12h or 90m"
-                    ))
+                    LabError::usage(
+                        "--older-than",
+                        format!("{s:?}: use an age like 14d, 12h or 90m"),
+                    )
                 })?),
                 None => None,
             };
             if keep.is_none() && age.is_none() && !all {
-                return Err(LabError::Usage(
-                    "lab cache prune needs --keep N, --older-than AGE or --all".into(),
+                return Err(LabError::usage(
+                    "lab cache prune",
+                    "needs --keep N, --older-than AGE or --all",
                 ));
             }
             let now = std::time::SystemTime::now()
@@ -78,5 +80,5 @@ pub fn run(ctx: &Context, cmd: &CacheCommand) -> Result<i32, LabError> {
             println!("removed {freed} cached kernel(s)");
         }
     }
-    Ok(crate::errors::EXIT_OK)
+    Ok(Outcome::Pass)
 }

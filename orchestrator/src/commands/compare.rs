@@ -13,7 +13,7 @@ use crate::compare::analysis::Params;
 use crate::compare::model::{CompareReport, Overall};
 use crate::compare::{self, ArchPlan, ComparePlan, Event};
 use crate::config::parse_duration;
-use crate::errors::{LabError, EXIT_INFRA, EXIT_OK, EXIT_REGRESSION};
+use crate::errors::{LabError, Outcome};
 use crate::kernel::build;
 use crate::kernel::cache::{Artifact, Cache};
 use crate::report::{self, ReportFormat};
@@ -35,8 +35,9 @@ enum SideSpec {
 fn parse_side(spec: &str, ctx: &Context) -> Result<SideSpec, LabError> {
     let spec = spec.trim();
     if spec.is_empty() {
-        return Err(LabError::Usage(
-            "an empty side: name `base`, patch sets, a kernel definition or key:PREFIX".into(),
+        return Err(LabError::usage(
+            "A/B",
+            "an empty side: name `base`, patch sets, a kernel definition or key:PREFIX",
         ));
     }
     if let Some(keys) = spec.strip_prefix("key:") {
@@ -131,10 +132,13 @@ async fn resolve_side(
                     .find(|f| f.manifest.arch == *a)
                     .cloned()
                     .ok_or_else(|| {
-                        LabError::Usage(format!(
-                            "key:{}: no stored build for {a} among these keys; give one key per arch, comma-separated (see `lab cache list`)",
-                            keys.join(",")
-                        ))
+                        LabError::usage(
+                            "key:",
+                            format!(
+                                "key:{}: no stored build for {a} among these keys; give one key per arch, comma-separated (see `lab cache list`)",
+                                keys.join(",")
+                            ),
+                        )
                     })?;
                 out.push(art);
             }
@@ -191,12 +195,12 @@ fn session_key(plan: &ComparePlan) -> String {
     hex::encode(h.finalize())[..24].to_owned()
 }
 
-pub async fn run(ctx: &Context, args: &CompareArgs) -> Result<i32, LabError> {
+pub async fn run(ctx: &Context, args: &CompareArgs) -> Result<Outcome, LabError> {
     let Some((report, dir)) = compare_report(ctx, args).await? else {
-        return Ok(crate::process::interrupted().unwrap_or(130));
+        return Err(LabError::Interrupted);
     };
     emit(ctx, args, &report, &dir)?;
-    Ok(exit_code(&report))
+    Ok(outcome(&report))
 }
 
 /// Runs a comparison and records it; `None` when it was interrupted (its finished runs are
@@ -224,10 +228,13 @@ pub async fn compare_report(
     } else {
         default_tests(ctx, &[&a_spec, &b_spec])
     };
-    let dur = |flag: &str, v: &Option<String>, default| -> Result<std::time::Duration, LabError> {
+    let dur = |flag: &'static str,
+               v: &Option<String>,
+               default|
+     -> Result<std::time::Duration, LabError> {
         match v {
             Some(d) => parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
-                LabError::Usage(format!("{flag} {d:?}: use a duration like 90s, 8m or 1h"))
+                LabError::usage(flag, format!("{d:?}: use a duration like 90s, 8m or 1h"))
             }),
             None => Ok(default),
         }
@@ -236,24 +243,27 @@ pub async fn compare_report(
     let duration = dur("--duration", &args.duration, c.duration)?;
     let alpha = args.alpha.unwrap_or(c.alpha);
     if !(alpha > 0.0 && alpha < 0.5) {
-        return Err(LabError::Usage(format!(
-            "--alpha {alpha}: use a probability between 0 and 0.5, such as 0.05"
-        )));
+        return Err(LabError::usage(
+            "--alpha",
+            format!("{alpha}: use a probability between 0 and 0.5, such as 0.05"),
+        ));
     }
     let margin_rate = args.margin.unwrap_or(c.margin_rate);
     if !(margin_rate > 0.0 && margin_rate < 1.0) {
-        return Err(LabError::Usage(format!(
-            "--margin {margin_rate}: use an absolute failure-rate difference between 0 and 1, such as 0.15"
-        )));
+        return Err(LabError::usage(
+            "--margin",
+            format!("{margin_rate}: use an absolute failure-rate difference between 0 and 1, such as 0.15"),
+        ));
     }
     let margin_metric = args.metric_margin.unwrap_or(c.margin_metric);
     if !(margin_metric > 0.0 && margin_metric < 10.0) {
-        return Err(LabError::Usage(format!(
-            "--metric-margin {margin_metric}: use a relative shift such as 0.10 for 10 %"
-        )));
+        return Err(LabError::usage(
+            "--metric-margin",
+            format!("{margin_metric}: use a relative shift such as 0.10 for 10 %"),
+        ));
     }
     if args.max_runs.is_some_and(|m| m < 2) {
-        return Err(LabError::Usage("--max-runs must be at least 2".into()));
+        return Err(LabError::usage("--max-runs", "must be at least 2"));
     }
     let knobs = parse_knobs(&args.knob)?;
     let seed = args.seed.unwrap_or_else(|| {
@@ -477,12 +487,12 @@ pub fn write_report_files(report: &CompareReport, dir: &std::path::Path) {
     }
 }
 
-/// The exit code of a finished comparison.
-pub fn exit_code(report: &CompareReport) -> i32 {
+/// How a finished comparison ends.
+pub fn outcome(report: &CompareReport) -> Outcome {
     match report.overall {
-        Overall::Regression => EXIT_REGRESSION,
-        Overall::Infra => EXIT_INFRA,
-        Overall::NoRegression | Overall::NoRegressionInconclusive => EXIT_OK,
+        Overall::Regression => Outcome::Regression,
+        Overall::Infra => Outcome::InfraOnly,
+        Overall::NoRegression | Overall::NoRegressionInconclusive => Outcome::Pass,
     }
 }
 
@@ -495,7 +505,7 @@ pub fn emit(
     dir: &std::path::Path,
 ) -> Result<(), LabError> {
     let write = |format: ReportFormat, path: &std::path::Path| -> Result<(), LabError> {
-        report::write(report, format, path).map_err(|e| LabError::Infra(e.to_string()))
+        Ok(report::write(report, format, path)?)
     };
     write_report_files(report, dir);
     for (path, format) in [
@@ -517,8 +527,7 @@ pub fn emit(
                 color: std::io::stdout().is_terminal(),
             },
         )
-    }
-    .map_err(|e| LabError::Infra(e.to_string()))?;
+    }?;
     print!("{stdout}");
     if !ctx.quiet {
         eprintln!(

@@ -15,7 +15,7 @@ use super::{build_request, load_kernel_def, Context};
 use crate::arch::{self, Arch};
 use crate::cli::{CompareArgs, GateArgs};
 use crate::compare::model::{Overall, QuestionKind, Verdict};
-use crate::errors::{LabError, EXIT_INFRA, EXIT_OK, EXIT_REGRESSION};
+use crate::errors::{GateError, LabError, Outcome};
 use crate::gate::b4;
 use crate::gate::checkpatch::run_checkpatch;
 use crate::gate::report::{
@@ -23,6 +23,7 @@ use crate::gate::report::{
     GATE_FORMAT_VERSION,
 };
 use crate::gate::warnings::{new_warnings, parse_warnings, CompilerWarning};
+use crate::io_error::io;
 use crate::kernel::build::{self, BuildError};
 use crate::kernel::patch::{self, PatchSet};
 use crate::kernel::source::{DefKind, KernelDef, Source};
@@ -41,40 +42,31 @@ fn load_series(ctx: &Context, args: &GateArgs) -> Result<Series, LabError> {
     if let (Some(def_name), Some(range)) = (&args.kernel, &args.range) {
         let def = load_kernel_def(s, def_name)?;
         let DefKind::Git { repo, .. } = &def.kind else {
-            return Err(LabError::Usage(format!(
-                "--kernel {def_name}: --range needs a git kernel definition"
-            )));
+            return Err(LabError::usage(
+                "--kernel",
+                format!("{def_name}: --range needs a git kernel definition"),
+            ));
         };
         let (base, tip) = range
             .split_once("..")
-            .ok_or_else(|| LabError::Usage(format!("--range {range:?}: use BASE..TIP")))?;
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(repo)
-            .args([
+            .ok_or_else(|| LabError::usage("--range", format!("{range:?}: use BASE..TIP")))?;
+        let mbox = crate::kernel::git::run_bytes(
+            repo,
+            &[
                 "format-patch",
                 "--stdout",
                 "--no-signature",
                 &format!("{base}..{tip}"),
-            ])
-            .output()
-            .map_err(|e| LabError::Infra(format!("run git format-patch: {e}")))?;
-        if !out.status.success() {
-            return Err(LabError::Usage(format!(
-                "--range {range}: git format-patch failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
+            ],
+        )?;
         let dir = s.cache_dir.join("gate");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| LabError::Infra(format!("create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
         let path = dir.join(format!(
             "{}-{}.mbox",
             range.replace(['/', '.'], "_"),
             std::process::id()
         ));
-        std::fs::write(&path, &out.stdout)
-            .map_err(|e| LabError::Infra(format!("write {}: {e}", path.display())))?;
+        std::fs::write(&path, &mbox).map_err(io("cannot write", &path))?;
         let set = patch::load_set(&path.to_string_lossy(), &s.patches_dir, &s.root)?;
         return Ok(Series {
             name: format!("{def_name} {range}"),
@@ -84,7 +76,10 @@ fn load_series(ctx: &Context, args: &GateArgs) -> Result<Series, LabError> {
         });
     }
     let name = args.series.clone().ok_or_else(|| {
-        LabError::Usage("name a series: a directory of patches, an mbox, a set name, or --kernel DEF --range BASE..TIP".into())
+        LabError::usage(
+            "SERIES",
+            "name a series: a directory of patches, an mbox, a set name, or --kernel DEF --range BASE..TIP",
+        )
     })?;
     let set = patch::load_set(&name, &s.patches_dir, &s.root)?;
     let path = if s.patches_dir.join(&name).exists() {
@@ -147,6 +142,7 @@ fn warnings_by_file(log: &str) -> BTreeMap<String, Vec<CompilerWarning>> {
     map
 }
 
+#[derive(Default)]
 struct ArchState {
     /// Per file, the warnings of the most recent build that compiled it.
     known: BTreeMap<String, Vec<CompilerWarning>>,
@@ -273,9 +269,7 @@ async fn per_patch(
             let req = build_request(s, arch, series.kernel.clone(), vec![prefix.clone()], &[]);
             let started = Instant::now();
             let result = build::build(&req, &s.cache_dir, &|_| {}).await;
-            let st = states
-                .get_mut(&arch)
-                .ok_or_else(|| LabError::Infra("arch state".into()))?;
+            let st = states.entry(arch).or_default();
             match result {
                 Err(BuildError::Patch(e)) => {
                     applies = Some(Cell {
@@ -430,7 +424,7 @@ fn build_failure_summary(e: &BuildError) -> String {
         .unwrap_or_else(|| first_line(&text))
 }
 
-pub async fn run(ctx: &Context, args: &GateArgs) -> Result<i32, LabError> {
+pub async fn run(ctx: &Context, args: &GateArgs) -> Result<Outcome, LabError> {
     if args.b4 {
         return b4_check(ctx, args).await;
     }
@@ -534,7 +528,7 @@ pub async fn run(ctx: &Context, args: &GateArgs) -> Result<i32, LabError> {
             html: None,
         };
         match compare_report(ctx, &cargs).await? {
-            None => return Ok(crate::process::interrupted().unwrap_or(130)),
+            None => return Err(LabError::Interrupted),
             Some((report, dir)) => {
                 write_report_files(&report, &dir);
                 compare_dir = Some(dir.display().to_string());
@@ -628,10 +622,9 @@ pub async fn run(ctx: &Context, args: &GateArgs) -> Result<i32, LabError> {
     finish(ctx, args, report)
 }
 
-fn finish(ctx: &Context, args: &GateArgs, report: GateReport) -> Result<i32, LabError> {
+fn finish(ctx: &Context, args: &GateArgs, report: GateReport) -> Result<Outcome, LabError> {
     let write = |path: &Path, text: String| -> Result<(), LabError> {
-        std::fs::write(path, text)
-            .map_err(|e| LabError::Infra(format!("write {}: {e}", path.display())))
+        Ok(std::fs::write(path, text).map_err(io("cannot write", path))?)
     };
     if let Some(p) = &args.markdown {
         write(p, gate_report::markdown(&report))?;
@@ -660,27 +653,24 @@ fn finish(ctx: &Context, args: &GateArgs, report: GateReport) -> Result<i32, Lab
         eprintln!("lab: cover-letter markdown in {}", md_path.display());
     }
     Ok(match report.verdict {
-        GateVerdict::Pass => EXIT_OK,
-        GateVerdict::Fail => EXIT_REGRESSION,
-        GateVerdict::Infra => EXIT_INFRA,
+        GateVerdict::Pass => Outcome::Pass,
+        GateVerdict::Fail => Outcome::Regression,
+        GateVerdict::Infra => Outcome::InfraOnly,
     })
 }
 
 /// b4 mode: one patch email on stdin; every check as a b4 CI-check result on stdout.
-async fn b4_check(ctx: &Context, args: &GateArgs) -> Result<i32, LabError> {
+async fn b4_check(ctx: &Context, args: &GateArgs) -> Result<Outcome, LabError> {
     let s = &ctx.settings;
     let mut raw = Vec::new();
     std::io::stdin()
         .read_to_end(&mut raw)
-        .map_err(|e| LabError::Infra(format!("read the message on stdin: {e}")))?;
-    let mail = b4::parse_message(&raw)
-        .map_err(|e| LabError::Usage(format!("the message on stdin: {e}")))?;
+        .map_err(GateError::Stdin)?;
+    let mail = b4::parse_message(&raw)?;
     let dir = s.cache_dir.join("gate");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| LabError::Infra(format!("create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
     let path = dir.join(format!("b4-{}.patch", std::process::id()));
-    std::fs::write(&path, mail.raw_text.as_bytes())
-        .map_err(|e| LabError::Infra(format!("write {}: {e}", path.display())))?;
+    std::fs::write(&path, mail.raw_text.as_bytes()).map_err(io("cannot write", &path))?;
     let gargs = GateArgs {
         series: Some(path.to_string_lossy().into_owned()),
         b4: false,
@@ -719,5 +709,5 @@ async fn b4_check(ctx: &Context, args: &GateArgs) -> Result<i32, LabError> {
     } else {
         println!("{}", b4::to_json(&results));
     }
-    Ok(EXIT_OK)
+    Ok(Outcome::Pass)
 }

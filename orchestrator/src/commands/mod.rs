@@ -36,7 +36,7 @@ pub fn kernel_requests(ctx: &Context, sel: &KernelSelect) -> Result<Vec<BuildReq
         arch::parse_list(&sel.arch)?
     };
     if arches.is_empty() {
-        return Err(LabError::Usage("--arch names no architecture".into()));
+        return Err(LabError::usage("--arch", "names no architecture"));
     }
     let kernel_name = sel.kernel.clone().unwrap_or_else(|| s.kernel.clone());
     let kernel = load_kernel_def(s, &kernel_name)?;
@@ -94,13 +94,8 @@ pub async fn guest_image(
         cache: s.cache_dir.clone(),
         tests: tests.to_vec(),
     };
-    let programs = image::build_programs(&inputs, arch)
-        .await
-        .map_err(|e| LabError::Infra(e.to_string()))?;
-    image::assemble(&inputs, arch, &programs).map_err(|e| match e {
-        image::ImageError::UnknownTest { .. } => LabError::Usage(e.to_string()),
-        other => LabError::Infra(other.to_string()),
-    })
+    let programs = image::build_programs(&inputs, arch).await?;
+    Ok(image::assemble(&inputs, arch, &programs)?)
 }
 
 /// Loads a kernel definition by name (`kernels/<name>.toml`) or by path, relative to the lab

@@ -11,11 +11,12 @@ use serde::Serialize;
 use super::Context;
 use crate::cli::ResultsCommand;
 use crate::compare::model::{CompareReport, Overall, REPORT_FORMAT_VERSION};
-use crate::errors::{LabError, EXIT_OK};
+use crate::errors::{LabError, Outcome, ResultsError};
+use crate::io_error::io;
 use crate::report::{self, ReportFormat};
 use crate::results::store::{RunRow, SessionRow, Store, StoreError};
 
-pub fn run(ctx: &Context, cmd: &ResultsCommand) -> Result<i32, LabError> {
+pub fn run(ctx: &Context, cmd: &ResultsCommand) -> Result<Outcome, LabError> {
     let path = Store::default_path(&ctx.settings.cache_dir);
     let store = open(&path)?;
     match cmd {
@@ -48,7 +49,7 @@ fn open(path: &Path) -> Result<Store, LabError> {
 
 /// A store error as the user sees it: what failed, on which file, and why.
 pub fn store_error(e: StoreError) -> LabError {
-    LabError::Infra(store_error_text(&e))
+    LabError::Store(e)
 }
 
 /// "failed to ...: cause: cause", for messages that are not a [`LabError`].
@@ -125,7 +126,7 @@ fn overall_text(o: Overall) -> &'static str {
     }
 }
 
-fn list(store: &Store, path: &Path, limit: usize, json: bool) -> Result<i32, LabError> {
+fn list(store: &Store, path: &Path, limit: usize, json: bool) -> Result<Outcome, LabError> {
     let sessions: Vec<SessionLine> = store
         .sessions(limit)
         .map_err(store_error)?
@@ -140,7 +141,7 @@ fn list(store: &Store, path: &Path, limit: usize, json: bool) -> Result<i32, Lab
             "runs": runs,
         });
         stdout(&pretty(&v))?;
-        return Ok(EXIT_OK);
+        return Ok(Outcome::Pass);
     }
     let mut out = vec![format!("results store {}", path.display())];
     if sessions.is_empty() {
@@ -165,7 +166,7 @@ fn list(store: &Store, path: &Path, limit: usize, json: bool) -> Result<i32, Lab
         out.extend(run_table(&runs));
     }
     stdout(&out.join("\n"))?;
-    Ok(EXIT_OK)
+    Ok(Outcome::Pass)
 }
 
 fn show(
@@ -175,18 +176,22 @@ fn show(
     id: i64,
     format: &str,
     output: Option<&Path>,
-) -> Result<i32, LabError> {
+) -> Result<Outcome, LabError> {
     let color = output.is_none() && std::io::stdout().is_terminal();
     let fmt = ReportFormat::parse(format, color).ok_or_else(|| {
-        LabError::Usage(format!(
-            "--format {format:?}: use terminal, markdown, json, junit or html"
-        ))
+        LabError::usage(
+            "--format",
+            format!("{format:?}: use terminal, markdown, json, junit or html"),
+        )
     })?;
     let session = store.session(id).map_err(store_error)?.ok_or_else(|| {
-        LabError::Usage(format!(
-            "no session {id} in the results store {}: `lab results list` shows the sessions it holds",
-            path.display()
-        ))
+        LabError::usage(
+            "SESSION",
+            format!(
+                "no session {id} in the results store {}: `lab results list` shows the sessions it holds",
+                path.display()
+            ),
+        )
     })?;
     let Some(report_json) = session
         .report_json
@@ -202,46 +207,54 @@ fn show(
             session.kind, session.created_at, session.status, session.kind
         ))?;
         return match output {
-            Some(file) => Err(LabError::Usage(format!(
-                "session {id} has no report yet, so nothing was written to {}",
-                file.display()
-            ))),
-            None => Ok(EXIT_OK),
+            Some(file) => Err(LabError::usage(
+                "--output",
+                format!(
+                    "session {id} has no report yet, so nothing was written to {}",
+                    file.display()
+                ),
+            )),
+            None => Ok(Outcome::Pass),
         };
     };
     let text = if session.kind == "compare" {
-        let report: CompareReport = serde_json::from_str(report_json).map_err(|e| {
-            LabError::Infra(format!(
-                "failed to read the report of session {id} from {}: {e}; it was written by a lab whose report format differs from this one's ({REPORT_FORMAT_VERSION})",
-                path.display()
-            ))
-        })?;
+        let report: CompareReport =
+            serde_json::from_str(report_json).map_err(|source| ResultsError::Unreadable {
+                session: id,
+                path: path.to_owned(),
+                supported: REPORT_FORMAT_VERSION,
+                source,
+            })?;
         if report.format_version > REPORT_FORMAT_VERSION {
-            return Err(LabError::Infra(format!(
-                "failed to read the report of session {id} from {}: its format version {} is newer than this lab's {REPORT_FORMAT_VERSION}; use a newer lab",
-                path.display(),
-                report.format_version
-            )));
+            return Err(ResultsError::TooNew {
+                session: id,
+                path: path.to_owned(),
+                found: report.format_version,
+                supported: REPORT_FORMAT_VERSION,
+            }
+            .into());
         }
-        report::render(&report, fmt).map_err(|e| LabError::Infra(format!("failed to {e}")))?
+        report::render(&report, fmt)?
     } else if fmt == ReportFormat::Json {
         pretty_text(report_json)
     } else {
-        return Err(LabError::Usage(format!(
-            "session {id} is a {} session, whose report only `--format json` prints",
-            session.kind
-        )));
+        return Err(LabError::usage(
+            "--format",
+            format!(
+                "session {id} is a {} session, whose report only `--format json` prints",
+                session.kind
+            ),
+        ));
     };
     emit(ctx, &text, output)?;
-    Ok(EXIT_OK)
+    Ok(Outcome::Pass)
 }
 
 /// Writes `text` to `output`, or stdout.
 fn emit(ctx: &Context, text: &str, output: Option<&Path>) -> Result<(), LabError> {
     match output {
         Some(file) => {
-            std::fs::write(file, text)
-                .map_err(|e| LabError::Infra(format!("failed to write {}: {e}", file.display())))?;
+            std::fs::write(file, text).map_err(io("cannot write", file))?;
             if !ctx.quiet {
                 eprintln!("lab: wrote {}", file.display());
             }
@@ -257,14 +270,20 @@ fn stdout(text: &str) -> Result<(), LabError> {
     let mut out = std::io::stdout().lock();
     let nl = if text.ends_with('\n') { "" } else { "\n" };
     match write!(out, "{text}{nl}").and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(LabError::Infra(format!("failed to write to stdout: {e}")))
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(LabError::Output {
+            stream: "stdout",
+            source: e,
+        }),
         _ => Ok(()),
     }
 }
 
-fn runs(store: &Store, kernel: Option<&str>, limit: usize, json: bool) -> Result<i32, LabError> {
+fn runs(
+    store: &Store,
+    kernel: Option<&str>,
+    limit: usize,
+    json: bool,
+) -> Result<Outcome, LabError> {
     let runs = store.runs(kernel, limit).map_err(store_error)?;
     let text = if json {
         pretty(&runs)
@@ -277,7 +296,7 @@ fn runs(store: &Store, kernel: Option<&str>, limit: usize, json: bool) -> Result
         run_table(&runs).join("\n")
     };
     stdout(&text)?;
-    Ok(EXIT_OK)
+    Ok(Outcome::Pass)
 }
 
 fn run_table(runs: &[RunRow]) -> Vec<String> {
@@ -315,17 +334,16 @@ fn export(
     path: &Path,
     format: &str,
     output: Option<&Path>,
-) -> Result<i32, LabError> {
+) -> Result<Outcome, LabError> {
     if !matches!(format, "json" | "jsonl") {
-        return Err(LabError::Usage(format!(
-            "--format {format:?}: the export is JSON lines; use json"
-        )));
+        return Err(LabError::usage(
+            "--format",
+            format!("{format:?}: the export is JSON lines; use json"),
+        ));
     }
     let lines = match output {
         Some(file) => {
-            let f = std::fs::File::create(file).map_err(|e| {
-                LabError::Infra(format!("failed to create {}: {e}", file.display()))
-            })?;
+            let f = std::fs::File::create(file).map_err(io("cannot create", file))?;
             let mut w = std::io::BufWriter::new(f);
             store.export_jsonl(&mut w).map_err(store_error)?
         }
@@ -336,7 +354,7 @@ fn export(
             let closed = |e: &std::io::Error| e.kind() == std::io::ErrorKind::BrokenPipe;
             match store.export_jsonl(&mut w) {
                 Err(StoreError::ExportWrite { source, .. }) if closed(&source) => {
-                    return Ok(EXIT_OK)
+                    return Ok(Outcome::Pass)
                 }
                 other => other.map_err(store_error)?,
             }
@@ -350,7 +368,7 @@ fn export(
             to.display()
         );
     }
-    Ok(EXIT_OK)
+    Ok(Outcome::Pass)
 }
 
 fn pretty<T: Serialize>(v: &T) -> String {
@@ -372,12 +390,17 @@ mod tests {
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, "x").expect("write");
         let err = Store::open(&blocker.join("results.db")).expect_err("not a folder");
-        let LabError::Infra(msg) = store_error(err) else {
-            panic!("not infra")
-        };
+        let msg = store_error_text(&err);
+        let err = store_error(err);
+        assert_eq!(err.exit_code(), crate::errors::EXIT_INFRA);
         assert!(
-            msg.starts_with("failed to create the folder of the results store "),
-            "{msg}"
+            err.to_string()
+                .starts_with("failed to create the folder of the results store "),
+            "{err}"
+        );
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "the cause is kept"
         );
         assert!(msg.contains("results.db: "), "{msg}");
         let missing = StoreError::NoSuchSession {

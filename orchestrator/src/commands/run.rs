@@ -9,7 +9,7 @@ use super::progress::BuildProgress;
 use super::{guest_image, kernel_requests, Context};
 use crate::cli::RunArgs;
 use crate::config::parse_duration;
-use crate::errors::{LabError, EXIT_INFRA, EXIT_OK, EXIT_REGRESSION};
+use crate::errors::{LabError, Outcome};
 use crate::kernel::build;
 use crate::results::store::{self, NewRun, Store, StoreError};
 use crate::results::{OutcomeKind, TestOutcome};
@@ -62,7 +62,7 @@ pub fn parse_knobs(raw: &[String]) -> Result<Vec<(String, String)>, LabError> {
             k.split_once('=')
                 .filter(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
                 .map(|(n, v)| (n.to_owned(), v.to_owned()))
-                .ok_or_else(|| LabError::Usage(format!("--knob {k:?}: use name=value, with the name of a file in /sys/module/kernel/parameters/")))
+                .ok_or_else(|| LabError::usage("--knob", format!("{k:?}: use name=value, with the name of a file in /sys/module/kernel/parameters/")))
         })
         .collect()
 }
@@ -85,7 +85,7 @@ pub fn clamp_jobs(asked: usize, cpus_per_vm: u32, mem_per_vm: u32) -> (usize, Op
     (jobs, note)
 }
 
-pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32, LabError> {
+pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
     let s = &ctx.settings;
     let requests = kernel_requests(ctx, &args.select)?;
     let tests: Vec<String> = if args.test.is_empty() {
@@ -99,12 +99,15 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32, LabError> {
     };
     let duration = match &args.duration {
         Some(d) => parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
-            LabError::Usage(format!("--duration {d:?}: use a duration like 3s or 500ms"))
+            LabError::usage(
+                "--duration",
+                format!("{d:?}: use a duration like 3s or 500ms"),
+            )
         })?,
         None => s.test_duration,
     };
     if args.iterations == 0 {
-        return Err(LabError::Usage("--iterations must be at least 1".into()));
+        return Err(LabError::usage("--iterations", "must be at least 1"));
     }
     let knobs = parse_knobs(&args.knob)?;
     let seed = args.seed.unwrap_or_else(|| {
@@ -255,7 +258,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32, LabError> {
     for h in handles {
         match h.await {
             Ok(r) => reports.push(r),
-            Err(e) => return Err(LabError::Infra(format!("run task failed: {e}"))),
+            Err(e) => return Err(LabError::Task(e)),
         }
     }
     let outcomes: Vec<&TestOutcome> = reports.iter().flat_map(|r| &r.outcomes).collect();
@@ -291,11 +294,11 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<i32, LabError> {
     let failed = outcomes.iter().any(|o| o.kind.is_kernel_failure());
     let infra = outcomes.iter().any(|o| o.kind == OutcomeKind::InfraError);
     Ok(if failed {
-        EXIT_REGRESSION
+        Outcome::Regression
     } else if infra {
-        EXIT_INFRA
+        Outcome::InfraOnly
     } else {
-        EXIT_OK
+        Outcome::Pass
     })
 }
 

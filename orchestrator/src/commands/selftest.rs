@@ -6,7 +6,7 @@ use super::progress::BuildProgress;
 use super::{kernel_requests, Context};
 use crate::cli::{KernelSelect, SelftestArgs};
 use crate::config::parse_duration;
-use crate::errors::{LabError, EXIT_OK, EXIT_REGRESSION};
+use crate::errors::{LabError, Outcome};
 use crate::guest::image::{self, ImageInputs};
 use crate::kernel::build;
 use crate::results::TestOutcome;
@@ -26,20 +26,20 @@ struct Cell {
     evidence: String,
 }
 
-pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<i32, LabError> {
+pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError> {
     let s = &ctx.settings;
-    let sets = selftest::load_all(&s.patches_dir).map_err(|e| LabError::Usage(e.to_string()))?;
+    let sets = selftest::load_all(&s.patches_dir)?;
     let mut rows = selftest::rows(&sets, &s.suite);
     if !args.row.is_empty() {
         rows.retain(|r| args.row.iter().any(|w| r.label.contains(w.as_str())));
     }
     if rows.is_empty() {
-        return Err(LabError::Usage("--row matches no row of the matrix".into()));
+        return Err(LabError::usage("--row", "matches no row of the matrix"));
     }
     let duration = match &args.duration {
-        Some(d) => parse_duration(d)
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| LabError::Usage(format!("--duration {d:?}: use a duration like 3s")))?,
+        Some(d) => parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
+            LabError::usage("--duration", format!("{d:?}: use a duration like 3s"))
+        })?,
         None => s.test_duration,
     };
     let all_tests: Vec<String> = {
@@ -65,11 +65,8 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<i32, LabError> {
     let mut cells = Vec::new();
     for base_req in kernel_requests(ctx, &arches)? {
         let arch = base_req.arch;
-        let programs = image::build_programs(&inputs, arch)
-            .await
-            .map_err(|e| LabError::Infra(e.to_string()))?;
-        let img = image::assemble(&inputs, arch, &programs)
-            .map_err(|e| LabError::Infra(e.to_string()))?;
+        let programs = image::build_programs(&inputs, arch).await?;
+        let img = image::assemble(&inputs, arch, &programs)?;
         for (ri, row) in rows.iter().enumerate() {
             let sel = KernelSelect {
                 arch: vec![arch.to_string()],
@@ -166,9 +163,9 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<i32, LabError> {
         root.display()
     );
     Ok(if mismatches == 0 {
-        EXIT_OK
+        Outcome::Pass
     } else {
-        EXIT_REGRESSION
+        Outcome::Regression
     })
 }
 

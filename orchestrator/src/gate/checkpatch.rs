@@ -466,11 +466,9 @@ pub(crate) mod tests {
         TREE.get_or_init(|| {
             let settings = crate::config::Settings::discover(Some(&repo_root().join("lab.toml")))
                 .expect("the repository's lab.toml loads");
-            let def = crate::kernel::source::KernelDef::load(
-                &settings.kernel,
-                &settings.kernels_dir,
-            )
-            .expect("the default kernel definition loads");
+            let def =
+                crate::kernel::source::KernelDef::load(&settings.kernel, &settings.kernels_dir)
+                    .expect("the default kernel definition loads");
             let source = crate::kernel::source::Source::resolve(&def, &settings.cache_dir)
                 .unwrap_or_else(|e| panic!("{e} (run `make setup` to install the pinned tarball)"));
             let tree = source.pristine_dir().expect("the pinned tarball unpacks");

@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod git;
 pub mod kconfig;
 pub mod patch;
 pub mod source;

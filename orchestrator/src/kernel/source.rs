@@ -42,12 +42,8 @@ pub enum SourceError {
     },
     #[error("cannot unpack {path}: {why}")]
     Unpack { path: PathBuf, why: String },
-    #[error("git: {what} in {repo}: {why}")]
-    Git {
-        repo: PathBuf,
-        what: String,
-        why: String,
-    },
+    #[error(transparent)]
+    Git(#[from] super::git::GitError),
     #[error(transparent)]
     Io(#[from] IoError),
 }
@@ -238,24 +234,7 @@ pub fn sha256_file(path: &Path) -> Result<String, SourceError> {
 }
 
 fn git(repo: &Path, args: &[&str]) -> Result<String, SourceError> {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .output()
-        .map_err(|e| SourceError::Git {
-            repo: repo.to_owned(),
-            what: format!("git {}", args.join(" ")),
-            why: format!("cannot run git: {e}"),
-        })?;
-    if !out.status.success() {
-        return Err(SourceError::Git {
-            repo: repo.to_owned(),
-            what: format!("git {}", args.join(" ")),
-            why: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+    Ok(super::git::run(repo, args)?)
 }
 
 /// Remembers that a file with this size and mtime hashed to this digest, so a cache hit does
@@ -453,13 +432,12 @@ struct GitReader {
 
 impl TreeReader for GitReader {
     fn read(&self, path: &str) -> Option<Vec<u8>> {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&self.repo)
-            .args(["cat-file", "blob", &format!("{}:{path}", self.commit)])
-            .output()
-            .ok()?;
-        out.status.success().then_some(out.stdout)
+        // A path the commit does not have is "no such file" to the patch applier.
+        super::git::run_bytes(
+            &self.repo,
+            &["cat-file", "blob", &format!("{}:{path}", self.commit)],
+        )
+        .ok()
     }
 }
 

@@ -17,7 +17,11 @@ pub fn repo() -> PathBuf {
 /// lab's cache as lab itself finds it (`LAB_CACHE_DIR`, else `$XDG_CACHE_HOME/lab`, else
 /// `~/.cache/lab`), for the tests that prepare or inspect state in it.
 pub fn cache_dir() -> PathBuf {
-    let set = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let set = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     set("LAB_CACHE_DIR")
         .or_else(|| set("XDG_CACHE_HOME").map(|d| d.join("lab")))
         .unwrap_or_else(|| set("HOME").expect("HOME is set").join(".cache/lab"))
