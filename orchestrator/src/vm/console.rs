@@ -27,170 +27,8 @@
 //! (`orchestrator/tests/fixtures/console/`).
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
-/// What kind of kernel report a header line announces.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "kebab-case")]
-pub enum CrashKind {
-    /// A die() without a more specific header first: `Oops: general protection fault ...`,
-    /// arm64 `Internal error: Oops - Undefined instruction ...`.
-    Oops,
-    /// `BUG: ...` (NULL dereference, page fault, KASAN, ...), `kernel BUG at ...`, and the arm64
-    /// spelling of a kernel fault, `Unable to handle kernel ...`.
-    Bug,
-    /// `WARNING: CPU: 1 PID: 42 at file:line fn+off/size`.
-    Warning,
-    /// lockdep's "possible circular locking dependency detected".
-    LockdepCircular,
-    /// lockdep's "inconsistent lock state".
-    LockdepInconsistent,
-    /// Every other lockdep report: recursive locking, suspicious RCU usage, bad unlock
-    /// balance, invalid wait context, ...
-    Lockdep,
-    /// `BUG: scheduling while atomic`.
-    SchedulingWhileAtomic,
-    /// `BUG: sleeping function called from invalid context`.
-    SleepInAtomic,
-    /// `INFO: task foo:123 blocked for more than 120 seconds.`
-    HungTask,
-    /// `watchdog: BUG: soft lockup - CPU#0 stuck for 22s!`
-    SoftLockup,
-    /// `watchdog: Watchdog detected hard LOCKUP on cpu 1`.
-    HardLockup,
-    /// `rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:` and `self-detected stall`.
-    RcuStall,
-    /// `Kernel panic - not syncing: ...`: the guest is dead after this.
-    Panic,
-}
-
-impl CrashKind {
-    /// Every kind, in declaration order.
-    pub const ALL: [CrashKind; 13] = [
-        CrashKind::Oops,
-        CrashKind::Bug,
-        CrashKind::Warning,
-        CrashKind::LockdepCircular,
-        CrashKind::LockdepInconsistent,
-        CrashKind::Lockdep,
-        CrashKind::SchedulingWhileAtomic,
-        CrashKind::SleepInAtomic,
-        CrashKind::HungTask,
-        CrashKind::SoftLockup,
-        CrashKind::HardLockup,
-        CrashKind::RcuStall,
-        CrashKind::Panic,
-    ];
-
-    /// The kebab-case name, the same as the serde form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CrashKind::Oops => "oops",
-            CrashKind::Bug => "bug",
-            CrashKind::Warning => "warning",
-            CrashKind::LockdepCircular => "lockdep-circular",
-            CrashKind::LockdepInconsistent => "lockdep-inconsistent",
-            CrashKind::Lockdep => "lockdep",
-            CrashKind::SchedulingWhileAtomic => "scheduling-while-atomic",
-            CrashKind::SleepInAtomic => "sleep-in-atomic",
-            CrashKind::HungTask => "hung-task",
-            CrashKind::SoftLockup => "soft-lockup",
-            CrashKind::HardLockup => "hard-lockup",
-            CrashKind::RcuStall => "rcu-stall",
-            CrashKind::Panic => "panic",
-        }
-    }
-
-    /// Whether this is one of lockdep's reports.
-    pub fn is_lockdep(self) -> bool {
-        matches!(
-            self,
-            CrashKind::LockdepCircular | CrashKind::LockdepInconsistent | CrashKind::Lockdep
-        )
-    }
-
-    /// Reports raised while a task takes a lock, sleeps or waits: their stacks start in the
-    /// scheduler, locking or allocation code, and the culprit is whoever called into it.
-    fn starts_in_wait_code(self) -> bool {
-        self.is_lockdep()
-            || matches!(
-                self,
-                CrashKind::SchedulingWhileAtomic
-                    | CrashKind::SleepInAtomic
-                    | CrashKind::HungTask
-                    | CrashKind::RcuStall
-            )
-    }
-
-    /// Whether the whole report is printed from one context. RCU stalls and hard lockups ask
-    /// other CPUs for their backtraces, which those CPUs print from NMI (or IPI) context, so
-    /// their lines carry a different printk caller id than the header.
-    fn printed_by_one_context(self) -> bool {
-        !matches!(self, CrashKind::RcuStall | CrashKind::HardLockup)
-    }
-
-    /// Reports that the kernel closes with `---[ end trace ... ]---` or
-    /// `---[ end Kernel panic ... ]---` a few lines after their call trace
-    /// (`print_oops_end_marker()` in kernel/panic.c, and the end of `panic()`).
-    fn has_end_marker(self) -> bool {
-        matches!(
-            self,
-            CrashKind::Warning | CrashKind::Oops | CrashKind::Panic
-        )
-    }
-}
-
-impl fmt::Display for CrashKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Identifies a crash across runs, kernel builds and architectures.
-///
-/// `Display` gives `kind:frame|frame|...` (e.g. `warning:futex_wake_mark|futex_wake|do_futex`),
-/// and [`Fingerprint::id`] a short hash of that string.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Fingerprint {
-    pub kind: CrashKind,
-    /// Function names, innermost first, without offsets, modules or clone suffixes.
-    pub frames: Vec<String>,
-}
-
-impl Fingerprint {
-    /// Length of [`Fingerprint::id`] in hex digits.
-    pub const ID_LEN: usize = 12;
-
-    /// The first [`Self::ID_LEN`] hex digits of the SHA-256 of the `Display` string.
-    pub fn id(&self) -> String {
-        let mut id = hex::encode(Sha256::digest(self.to_string().as_bytes()));
-        id.truncate(Self::ID_LEN);
-        id
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.kind, self.frames.join("|"))
-    }
-}
-
-/// One kernel report read from the console.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct CrashReport {
-    pub kind: CrashKind,
-    /// The header line, without printk's timestamp and caller id.
-    pub title: String,
-    /// The header and the lines of the report after it, as they appeared on the console
-    /// (timestamps kept), one per line; capped at the watcher's line limit.
-    pub excerpt: String,
-    pub fingerprint: Fingerprint,
-    /// 1-based number of the header line among all lines fed to the watcher.
-    pub first_line_no: u64,
-}
+use crate::results::crash::{CrashKind, CrashReport, Fingerprint};
 
 /// What [`ConsoleWatcher::feed_line`] and [`ConsoleWatcher::finish`] report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -411,7 +249,7 @@ impl Collector {
             keep: 1,
             caller: caller.map(str::to_owned),
             // `kernel BUG at` is always followed by a die() and its end marker.
-            expects_end_marker: kind.has_end_marker() || title.starts_with("kernel BUG at "),
+            expects_end_marker: has_end_marker(kind) || title.starts_with("kernel BUG at "),
             site_frame: match kind {
                 CrashKind::Warning => warning_site(title),
                 _ => None,
@@ -443,7 +281,7 @@ impl Collector {
 
     /// Lines from another printk caller interleave with the report on a busy console.
     fn is_foreign(&self, caller: Option<&str>) -> bool {
-        if !self.kind.printed_by_one_context() {
+        if !printed_by_one_context(self.kind) {
             return false;
         }
         match (self.caller.as_deref(), caller) {
@@ -605,6 +443,23 @@ impl Collector {
         }
         frames
     }
+}
+
+/// Whether the whole report is printed from one context. RCU stalls and hard lockups ask other
+/// CPUs for their backtraces, which those CPUs print from NMI (or IPI) context, so their lines
+/// carry a different printk caller id than the header.
+fn printed_by_one_context(kind: CrashKind) -> bool {
+    !matches!(kind, CrashKind::RcuStall | CrashKind::HardLockup)
+}
+
+/// Reports that the kernel closes with `---[ end trace ... ]---` or
+/// `---[ end Kernel panic ... ]---` a few lines after their call trace
+/// (`print_oops_end_marker()` in kernel/panic.c, and the end of `panic()`).
+fn has_end_marker(kind: CrashKind) -> bool {
+    matches!(
+        kind,
+        CrashKind::Warning | CrashKind::Oops | CrashKind::Panic
+    )
 }
 
 /// A console line split into printk's prefix and the message.
@@ -1268,11 +1123,24 @@ const WAIT_PREFIXES: &[&str] = &[
 /// lockdep's own machinery between the report and the lock operation.
 const LOCKDEP_PREFIXES: &[&str] = &["check_", "mark_", "validate_", "lock_", "__lock_", "debug_"];
 
+/// Reports raised while a task takes a lock, sleeps or waits: their stacks start in the
+/// scheduler, locking or allocation code, and the culprit is whoever called into it.
+fn starts_in_wait_code(kind: CrashKind) -> bool {
+    kind.is_lockdep()
+        || matches!(
+            kind,
+            CrashKind::SchedulingWhileAtomic
+                | CrashKind::SleepInAtomic
+                | CrashKind::HungTask
+                | CrashKind::RcuStall
+        )
+}
+
 fn is_reporting_frame(kind: CrashKind, name: &str) -> bool {
     let starts = |prefixes: &[&str]| prefixes.iter().any(|p| name.starts_with(p));
     REPORTING_FRAMES.contains(&name)
         || starts(REPORTING_PREFIXES)
-        || (kind.starts_in_wait_code() && (WAIT_FRAMES.contains(&name) || starts(WAIT_PREFIXES)))
+        || (starts_in_wait_code(kind) && (WAIT_FRAMES.contains(&name) || starts(WAIT_PREFIXES)))
         || (kind.is_lockdep() && starts(LOCKDEP_PREFIXES))
 }
 
@@ -1829,24 +1697,6 @@ mod tests {
     }
 
     #[test]
-    fn fingerprint_display_and_id_are_stable() {
-        let fingerprint = only_report(X86_WARNING).fingerprint;
-        assert_eq!(
-            fingerprint.to_string(),
-            "warning:futex_wake_mark|futex_wake|do_futex|sys_futex"
-        );
-        // sha256("warning:futex_wake_mark|futex_wake|do_futex|sys_futex"), first 12 digits;
-        // a change here breaks every stored result that refers to a crash by id.
-        assert_eq!(fingerprint.id(), "3bf07f98c977");
-        let empty = Fingerprint {
-            kind: CrashKind::Panic,
-            frames: vec![],
-        };
-        assert_eq!(empty.to_string(), "panic:");
-        assert_eq!(empty.id().len(), Fingerprint::ID_LEN);
-    }
-
-    #[test]
     fn unreliable_frames_offsets_modules_and_suffixes_are_dropped() {
         let log = "\
 [    5.000000] WARNING: CPU: 0 PID: 1 at drivers/misc/lab.c:10 lab_check.isra.0+0x10/0x20 [lab]
@@ -2289,12 +2139,6 @@ mod tests {
         assert_eq!(json["fingerprint"]["kind"], "lockdep-circular");
         let back: CrashReport = serde_json::from_value(json).expect("deserialise");
         assert_eq!(back, report);
-        for kind in CrashKind::ALL {
-            assert_eq!(
-                serde_json::to_value(kind).expect("serialise"),
-                serde_json::Value::String(kind.as_str().to_owned())
-            );
-        }
     }
 
     /// x86 built with the guess unwinder prints every frame as `? fn`: the fingerprint falls
