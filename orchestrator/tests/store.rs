@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use lab::arch::Arch;
+use lab::results::crash::{CrashKind, CrashReport, Fingerprint};
 use lab::results::store::{
     condition_digest, NewRun, Store, StoreError, StoredOutcome, SCHEMA_VERSION,
 };
 use lab::results::{OutcomeKind, TestOutcome};
 use lab::run::{BootRecord, RunManifest};
-use lab::vm::console::{CrashKind, CrashReport, Fingerprint};
 use lab::vm::machine::Accel;
 use lab_proto::{Histogram, TestResult, Verdict};
 

@@ -1096,7 +1096,7 @@ async fn step_inner(ctx: &Context, args: &BisectStepArgs) -> Result<i32, LabErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::console::{CrashKind, CrashReport, Fingerprint};
+    use crate::results::crash::{CrashKind, CrashReport, Fingerprint};
 
     fn outcome(kind: OutcomeKind) -> TestOutcome {
         let mut o = TestOutcome::infra("t", Arch::X86_64, 0, 0, "x".into());

@@ -4,12 +4,13 @@
 //! matters most is the last one: an infra-error (QEMU did not start, SSH never came up, the
 //! build failed, the test could not run) is never counted as a test failure.
 
+pub mod crash;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
-use crate::vm::console::CrashReport;
+use crate::results::crash::CrashReport;
 use lab_proto::TestResult;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

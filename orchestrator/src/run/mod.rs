@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::arch::Arch;
 use crate::guest::image::{self, BaseImage};
 use crate::kernel::cache::Artifact;
+use crate::results::crash::CrashKind;
 use crate::results::{OutcomeKind, TestOutcome};
 use crate::transport::ssh::{SshSession, SshTarget, Stream};
-use crate::vm::console::CrashKind;
 use crate::vm::machine::{machine, Accel};
 use crate::vm::qemu::{self, Vm, VmError, VmSpec};
 
@@ -277,7 +277,7 @@ pub async fn boot(plan: &RunPlan, dir: &Path) -> Result<Guest, (BootRecord, Boot
 #[derive(Debug, Clone)]
 pub enum BootFailure {
     Infra(String),
-    Crash(Vec<crate::vm::console::CrashReport>),
+    Crash(Vec<crate::results::crash::CrashReport>),
 }
 
 fn empty_boot(dir: &Path, err: &str) -> BootRecord {

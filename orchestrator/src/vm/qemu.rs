@@ -11,10 +11,11 @@ use lab_proto::Marker;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::Notify;
 
-use super::console::{ConsoleWatcher, CrashKind, CrashReport, WatchEvent};
+use super::console::{ConsoleWatcher, WatchEvent};
 use super::machine::{machine, Accel};
 use crate::arch::Arch;
 use crate::process;
+use crate::results::crash::{CrashKind, CrashReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
