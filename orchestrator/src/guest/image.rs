@@ -177,14 +177,21 @@ fn unpack_debs(cache: &Path, arch: Arch) -> Result<(PathBuf, Vec<String>), Image
     if root.join(".complete").is_file() {
         return Ok((root, names));
     }
-    let tmp = root.with_extension("tmp");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(io("cannot create", &tmp))?;
+    // Unpack into a folder of this process's own, then rename it into place: another lab
+    // process (or a test running beside this one) may be unpacking the same packages, and
+    // neither may see, or remove, the other's half-written tree.
+    let parent = cache.join("guest");
+    std::fs::create_dir_all(&parent).map_err(io("cannot create", &parent))?;
+    let tmp_dir = tempfile::Builder::new()
+        .prefix(&format!(".rootfs-{arch}-"))
+        .tempdir_in(&parent)
+        .map_err(io("cannot create a temporary folder in", &parent))?;
+    let tmp = tmp_dir.path();
     for deb in &debs {
         let out = std::process::Command::new("dpkg-deb")
             .arg("-x")
             .arg(deb)
-            .arg(&tmp)
+            .arg(tmp)
             .output()
             .map_err(|e| ImageError::Unpack {
                 deb: deb.clone(),
@@ -197,10 +204,31 @@ fn unpack_debs(cache: &Path, arch: Arch) -> Result<(PathBuf, Vec<String>), Image
             });
         }
     }
-    std::fs::write(tmp.join(".complete"), names.join("\n")).map_err(io("cannot write in", &tmp))?;
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::rename(&tmp, &root).map_err(io("cannot move", &root))?;
+    std::fs::write(tmp.join(".complete"), names.join("\n")).map_err(io("cannot write in", tmp))?;
+    match std::fs::rename(tmp, &root) {
+        Ok(()) => {
+            // The folder now lives at `root`; nothing is left for the guard to remove.
+            let _ = tmp_dir.keep();
+        }
+        // Another process finished first: its tree is as good as ours, which the guard
+        // removes.
+        Err(_) if root.join(".complete").is_file() => {}
+        Err(e) => return Err(io("cannot move the unpacked packages to", &root)(e).into()),
+    }
     Ok((root, names))
+}
+
+/// Writes `data` to `path` through a unique temporary file in the same folder and a rename.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ImageError> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(io("cannot create a temporary file in", dir))?;
+    tmp.write_all(data)
+        .map_err(io("cannot write", tmp.path()))?;
+    tmp.persist(path)
+        .map_err(|e| io("cannot write", path)(e.error))?;
+    Ok(())
 }
 
 /// Shared libraries and the loader from the unpacked packages (gconv modules left out).
@@ -365,11 +393,11 @@ pub fn assemble(
         size: data.len() as u64,
     };
     if !path.is_file() {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, &data).map_err(io("cannot write", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io("cannot write", &path))?;
+        // Named by content and written atomically through a temporary file of this
+        // process's own, so two processes writing the same image cannot interleave.
         let json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
-        std::fs::write(path.with_extension("json"), json).map_err(io("cannot write", &path))?;
+        write_atomic(&path.with_extension("json"), &json)?;
+        write_atomic(&path, &data)?;
     }
     Ok(BaseImage { path, manifest })
 }
