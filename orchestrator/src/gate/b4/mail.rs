@@ -1,19 +1,36 @@
 //! Reading the patch mail b4 pipes in: its headers, its body's MIME decoding, and the patch
 //! in it ([`parse_message`] → [`MailPatch`]).
 //!
-//! The message b4 pipes is made by `LoreMessage.get_msg_as_bytes()`, which writes the
-//! headers as they were but the body *already decoded*: a lore message sent as
-//! `Content-Transfer-Encoding: quoted-printable` arrives with that header and a plain body.
-//! [`parse_message`] therefore decodes a quoted-printable or base64 body only when it is
-//! validly encoded (7-bit, lines of at most 76 characters, every `=` starting an escape or a
-//! soft line break); a patch body almost never is, as C code has `= ` in it.
+//! The mail formats are the crates' business: `mailparse` splits and unfolds the header block
+//! and decodes RFC 2047 encoded words and the Content-Type parameters, `quoted_printable`
+//! (mailparse's own decoder) and `base64` decode the body. What stays here is what is
+//! particular to patch mail: git am's in-body headers, the subject's `[PATCH v2 3/5]` tags,
+//! where the commit message ends and the diff begins, and the decision whether to decode the
+//! body at all.
+//!
+//! That decision is needed because the message b4 pipes is made by
+//! `LoreMessage.get_msg_as_bytes()`, which writes the headers as they were but the body
+//! *already decoded*: a lore message sent as `Content-Transfer-Encoding: quoted-printable`
+//! arrives with that header and a plain body. [`parse_message`] therefore decodes a
+//! quoted-printable or base64 body only when it is validly encoded (7-bit, lines of at most
+//! 76 characters, every `=` starting an escape or a soft line break; for base64, nothing but
+//! the alphabet and padding); a patch body almost never is, as C code has `= ` in it.
 
 use std::fmt::Write as _;
+
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
+use mailparse::MailHeaderMap as _;
 
 #[derive(Debug, thiserror::Error)]
 pub enum B4Error {
     #[error("read the patch mail: it has no headers (the first line is {first_line:?}); b4 pipes one RFC 2822 message per patch")]
     NoHeaders { first_line: String },
+    #[error("read the patch mail: its header block is malformed; b4 pipes one RFC 2822 message per patch")]
+    Headers {
+        #[source]
+        source: mailparse::MailParseError,
+    },
     #[error("read the patch mail: it has no {name} header")]
     MissingHeader { name: &'static str },
     #[error("read the patch mail: {content_type} messages are not supported; send the patch inline (`git format-patch`, `b4 send`)")]
@@ -63,65 +80,60 @@ pub struct MailPatch {
 pub fn parse_message(raw: &[u8]) -> Result<MailPatch, B4Error> {
     let raw = crlf_to_lf(raw);
     let mut rest: &[u8] = &raw;
-    // An mbox separator line, as in a `git format-patch` file.
+    // An mbox separator line, as in a `git format-patch` file. mailparse would read it as a
+    // header named `From 0000… Mon Sep 17 00`.
     if rest.starts_with(b"From ") {
         rest = rest
             .iter()
             .position(|&b| b == b'\n')
             .map_or(&[][..], |nl| &rest[nl + 1..]);
     }
-    let (head, body) = match find(rest, b"\n\n") {
-        Some(at) => (&rest[..=at], &rest[at + 2..]),
-        None => (rest, &[][..]),
-    };
-    let headers = parse_headers(&String::from_utf8_lossy(head))?;
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    };
-
-    let subject = decode_words(get("Subject").ok_or(B4Error::MissingHeader { name: "Subject" })?);
-    let header_from = decode_words(get("From").ok_or(B4Error::MissingHeader { name: "From" })?);
-    let message_id = get("Message-ID")
-        .map(|m| {
-            m.trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_owned()
-        })
-        .filter(|m| !m.is_empty());
-    let date = get("Date").map(|d| d.trim().to_owned());
-
-    let content_type = get("Content-Type").unwrap_or("text/plain").trim();
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if media.starts_with("multipart/") {
-        return Err(B4Error::Multipart {
-            content_type: media,
+    // mailparse reads any first line as a header (one without a colon becomes a name with an
+    // empty value), so text that is not a mail at all must be caught here.
+    let first_line = rest.split(|&b| b == b'\n').next().unwrap_or_default();
+    if !is_header_line(first_line) {
+        return Err(B4Error::NoHeaders {
+            first_line: String::from_utf8_lossy(first_line)
+                .chars()
+                .take(80)
+                .collect(),
         });
     }
+    let (headers, body_at) =
+        mailparse::parse_headers(rest).map_err(|source| B4Error::Headers { source })?;
+    let body = &rest[body_at..];
+    // Unfolded, with RFC 2047 encoded words decoded.
+    let get = |name: &str| headers.get_first_value(name).map(|v| v.trim().to_owned());
+
+    let subject = get("Subject").ok_or(B4Error::MissingHeader { name: "Subject" })?;
+    let header_from = get("From").ok_or(B4Error::MissingHeader { name: "From" })?;
+    let message_id = get("Message-ID")
+        .map(|m| m.trim_start_matches('<').trim_end_matches('>').to_owned())
+        .filter(|m| !m.is_empty());
+    let date = get("Date");
+
+    let content_type =
+        get("Content-Type").map_or_else(Default::default, |ct| mailparse::parse_content_type(&ct));
+    if content_type.mimetype.starts_with("multipart/") {
+        return Err(B4Error::Multipart {
+            content_type: content_type.mimetype,
+        });
+    }
+    // Not `content_type.charset`: it says us-ascii for a missing charset, and lab reads an
+    // unlabelled body as UTF-8 (a missing label is common, a non-UTF-8 patch is not).
     let charset = content_type
-        .split(';')
-        .skip(1)
-        .filter_map(|p| p.trim().split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
-        .map(|(_, v)| v.trim().trim_matches('"').to_ascii_lowercase());
+        .params
+        .get("charset")
+        .map(|c| c.trim().to_ascii_lowercase());
     let encoding = get("Content-Transfer-Encoding")
-        .unwrap_or("7bit")
-        .trim()
+        .unwrap_or_else(|| "7bit".to_owned())
         .to_ascii_lowercase();
     let bytes = match encoding.as_str() {
         "7bit" | "8bit" | "binary" => body.to_vec(),
         "quoted-printable" if looks_quoted_printable(body) => decode_quoted_printable(body),
-        "base64" if looks_base64(body) => decode_base64(body),
+        "base64" => decode_base64(body).unwrap_or_else(|| body.to_vec()),
         // Already decoded by b4 (see the module comment).
-        "quoted-printable" | "base64" => body.to_vec(),
+        "quoted-printable" => body.to_vec(),
         other => {
             return Err(B4Error::UnsupportedEncoding {
                 encoding: other.to_owned(),
@@ -135,7 +147,7 @@ pub fn parse_message(raw: &[u8]) -> Result<MailPatch, B4Error> {
         in_body
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| decode_words(v))
+            .map(|(_, v)| v.clone())
     };
     let from = in_body_get("From").unwrap_or_else(|| header_from.clone());
     let commit_subject = in_body_get("Subject").unwrap_or_else(|| subject.clone());
@@ -191,46 +203,17 @@ fn crlf_to_lf(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Unfolds and splits a header block. A continuation line (starting with white space)
-/// belongs to the previous header; unfolding removes the line break only (RFC 5322 2.2.3).
-fn parse_headers(head: &str) -> Result<Vec<(String, String)>, B4Error> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for line in head.lines() {
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, v)) = out.last_mut() {
-                v.push_str(line);
-                continue;
-            }
-        }
-        let header = line.split_once(':').filter(|(name, _)| {
-            !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
-        });
-        match header {
-            Some((name, value)) => out.push((name.to_owned(), value.trim().to_owned())),
-            None if out.is_empty() => {
-                return Err(B4Error::NoHeaders {
-                    first_line: line.chars().take(80).collect(),
-                })
-            }
-            // A malformed line inside the headers: skip it, as mail readers do.
-            None => {}
-        }
-    }
-    if out.is_empty() {
-        return Err(B4Error::NoHeaders {
-            first_line: String::new(),
-        });
-    }
-    Ok(out)
+/// `Name: value`, the name printable ASCII without spaces (RFC 5322 2.2).
+fn is_header_line(line: &[u8]) -> bool {
+    line.iter()
+        .position(|&b| b == b':')
+        .is_some_and(|colon| colon > 0 && line[..colon].iter().all(u8::is_ascii_graphic))
 }
 
 /// `From:`, `Subject:` and `Date:` lines opening the body, up to a blank line (git am's
-/// in-body headers). Returns them and where the rest of the body starts.
-fn in_body_headers(text: &str) -> (Vec<(String, String)>, usize) {
+/// in-body headers), with their values decoded. Returns them and where the rest of the body
+/// starts.
+fn in_body_headers(text: &str) -> (Vec<(&'static str, String)>, usize) {
     let mut found = Vec::new();
     let mut pos = 0;
     for line in text.split_inclusive('\n') {
@@ -241,10 +224,12 @@ fn in_body_headers(text: &str) -> (Vec<(String, String)>, usize) {
             }
             return (found, pos + line.len());
         }
-        let header = ["From", "Subject", "Date"].into_iter().find_map(|name| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name)
-                .then(|| (name.to_owned(), v.trim().to_owned()))
+        let header = l.split_once(':').and_then(|(n, _)| {
+            let name = ["From", "Subject", "Date"]
+                .into_iter()
+                .find(|name| n.eq_ignore_ascii_case(name))?;
+            let (header, _) = mailparse::parse_header(l.as_bytes()).ok()?;
+            Some((name, header.get_value().trim().to_owned()))
         });
         match header {
             Some(h) => found.push(h),
@@ -418,74 +403,6 @@ fn hunk_counts(s: &str) -> Option<(u64, u64)> {
     Some((count(old)?, count(new)?))
 }
 
-/// Decodes RFC 2047 encoded words (`=?UTF-8?q?Andr=C3=A9?=`); white space between two
-/// encoded words is dropped.
-fn decode_words(value: &str) -> String {
-    let mut out = String::new();
-    let mut rest = value.trim();
-    let mut pending_space = String::new();
-    let mut last_was_word = false;
-    while !rest.is_empty() {
-        if let Some((decoded, used)) = rest
-            .strip_prefix("=?")
-            .and_then(|r| encoded_word(r).map(|(d, u)| (d, u + 2)))
-        {
-            if !last_was_word {
-                out.push_str(&pending_space);
-            }
-            pending_space.clear();
-            out.push_str(&decoded);
-            rest = &rest[used..];
-            last_was_word = true;
-            continue;
-        }
-        let c = rest.chars().next().unwrap_or(' ');
-        if c.is_whitespace() {
-            pending_space.push(c);
-        } else {
-            out.push_str(&pending_space);
-            pending_space.clear();
-            out.push(c);
-            last_was_word = false;
-        }
-        rest = &rest[c.len_utf8()..];
-    }
-    out
-}
-
-/// The inside of one encoded word after `=?`: `charset?Q?text?=`. Returns the decoded text
-/// and how many bytes it used.
-fn encoded_word(s: &str) -> Option<(String, usize)> {
-    let (charset, rest) = s.split_once('?')?;
-    let (enc, rest) = rest.split_once('?')?;
-    let end = rest.find("?=")?;
-    let text = &rest[..end];
-    if text.contains(char::is_whitespace) {
-        return None;
-    }
-    let bytes = match enc {
-        "Q" | "q" => {
-            let under: Vec<u8> = text
-                .bytes()
-                .map(|b| if b == b'_' { b' ' } else { b })
-                .collect();
-            decode_quoted_printable(&under)
-        }
-        "B" | "b" => decode_base64(text.as_bytes()),
-        _ => return None,
-    };
-    // RFC 2231 language suffix: `UTF-8*en`.
-    let charset = charset
-        .split('*')
-        .next()
-        .unwrap_or(charset)
-        .to_ascii_lowercase();
-    let decoded = decode_charset(&bytes, Some(&charset))
-        .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-    // Used: `charset?enc?` (all of `s` before `rest`), the text, and the closing `?=`.
-    Some((decoded, s.len() - rest.len() + end + 2))
-}
-
 fn decode_charset(bytes: &[u8], charset: Option<&str>) -> Result<String, B4Error> {
     match charset.unwrap_or("us-ascii") {
         "utf-8" | "utf8" | "us-ascii" | "ascii" => {
@@ -500,15 +417,6 @@ fn decode_charset(bytes: &[u8], charset: Option<&str>) -> Result<String, B4Error
     }
 }
 
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
-    }
-}
-
 /// Whether a body is quoted-printable as an encoder writes it (RFC 2045 6.7): 7-bit, lines
 /// of at most 76 characters, and every `=` followed by two hex digits or ending the line.
 fn looks_quoted_printable(body: &[u8]) -> bool {
@@ -520,86 +428,75 @@ fn looks_quoted_printable(body: &[u8]) -> bool {
             b != b'=' || {
                 let rest = &line[i + 1..];
                 rest.iter().all(|c| *c == b' ' || *c == b'\t')
-                    || rest.len() >= 2 && hex_val(rest[0]).is_some() && hex_val(rest[1]).is_some()
+                    || rest.len() >= 2 && rest[0].is_ascii_hexdigit() && rest[1].is_ascii_hexdigit()
             }
         })
     })
 }
 
 /// Decodes quoted-printable (RFC 2045 6.7): `=XX` escapes and `=` soft line breaks. A `=`
-/// not starting either is kept. Unencoded trailing white space is kept too: an encoder
-/// writes it as `=20`, and a patch's blank context lines are a single space.
+/// not starting either is kept. Unencoded trailing white space is kept too, although
+/// RFC 2045's rule 3, which `quoted_printable` follows, deletes it: an encoder writes it as
+/// `=20`, so white space that is there unencoded is the text's own (a patch's blank context
+/// lines are a single space, and a body b4 already decoded can pass for quoted-printable).
 fn decode_quoted_printable(body: &[u8]) -> Vec<u8> {
+    match quoted_printable::decode(
+        escape_what_the_decoder_drops(body),
+        quoted_printable::ParseMode::Robust,
+    ) {
+        // The decoder ends its lines with CRLF, the canonical form; lab reads LF.
+        Ok(decoded) => crlf_to_lf(&decoded),
+        // Robust mode does not fail; were it to, the body was not encoded after all.
+        Err(_) => body.to_vec(),
+    }
+}
+
+/// Escapes what `quoted_printable` would delete but lab keeps: white space ending a line that
+/// is not a soft line break, and control characters other than tab.
+fn escape_what_the_decoder_drops(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len());
-    let mut lines = body.split(|&b| b == b'\n').peekable();
-    while let Some(line) = lines.next() {
-        let trimmed_len = line
+    for line in body.split_inclusive(|&b| b == b'\n') {
+        let (content, newline) = match line.split_last() {
+            Some((b'\n', content)) => (content, &b"\n"[..]),
+            _ => (line, &b""[..]),
+        };
+        let text_end = content
             .iter()
             .rposition(|&b| b != b' ' && b != b'\t')
             .map_or(0, |p| p + 1);
-        let soft = trimmed_len > 0 && line[trimmed_len - 1] == b'=';
-        let content = if soft { &line[..trimmed_len - 1] } else { line };
-        let mut i = 0;
-        while i < content.len() {
-            if content[i] == b'=' {
-                if let (Some(h), Some(l)) = (
-                    content.get(i + 1).and_then(|&b| hex_val(b)),
-                    content.get(i + 2).and_then(|&b| hex_val(b)),
-                ) {
-                    out.push(h << 4 | l);
-                    i += 3;
-                    continue;
-                }
+        let soft = text_end > 0 && content[text_end - 1] == b'=';
+        for (i, &b) in content.iter().enumerate() {
+            if (i >= text_end && !soft) || (b.is_ascii_control() && b != b'\t') {
+                out.extend_from_slice(format!("={b:02X}").as_bytes());
+            } else {
+                out.push(b);
             }
-            out.push(content[i]);
-            i += 1;
         }
-        if !soft && lines.peek().is_some() {
-            out.push(b'\n');
-        }
+        out.extend_from_slice(newline);
     }
     out
 }
 
-fn base64_val(b: u8) -> Option<u8> {
-    match b {
-        b'A'..=b'Z' => Some(b - b'A'),
-        b'a'..=b'z' => Some(b - b'a' + 26),
-        b'0'..=b'9' => Some(b - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
+/// Decodes a base64 body, line breaks skipped. None when it is not validly encoded (a
+/// character outside the alphabet, a length that does not decode): then b4 already decoded
+/// it, as a patch or cover letter in base64 is mostly plain ASCII text once decoded.
+fn decode_base64(body: &[u8]) -> Option<Vec<u8>> {
+    // Padding optional and stray bits ignored, as mail readers do.
+    const MIME: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let compact: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    if compact.is_empty() {
+        return None;
     }
-}
-
-fn looks_base64(body: &[u8]) -> bool {
-    body.iter().any(|b| !b.is_ascii_whitespace())
-        && body
-            .iter()
-            .all(|&b| b.is_ascii_whitespace() || b == b'=' || base64_val(b).is_some())
-}
-
-/// Decodes base64, skipping white space and stopping at padding.
-fn decode_base64(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for &b in body {
-        if b == b'=' {
-            break;
-        }
-        let Some(v) = base64_val(b) else {
-            continue;
-        };
-        acc = acc << 6 | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
+    MIME.decode(compact).ok()
 }
 
 #[cfg(test)]
@@ -777,28 +674,14 @@ mod tests {
         assert!(m.raw_text.contains("Content-Transfer-Encoding: 8bit"));
     }
 
+    /// Base64 in 76-character lines, as a mailer writes it.
     fn encode_base64(data: &[u8]) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let flat = base64::engine::general_purpose::STANDARD.encode(data);
         let mut out = String::new();
-        for (n, chunk) in data.chunks(3).enumerate() {
-            if n > 0 && n % 19 == 0 {
-                out.push('\n');
-            }
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let v = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-            for k in 0..4 {
-                if k <= chunk.len() {
-                    out.push(char::from(A[(v >> (18 - 6 * k) & 63) as usize]));
-                } else {
-                    out.push('=');
-                }
-            }
+        for line in flat.as_bytes().chunks(76) {
+            out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            out.push('\n');
         }
-        out.push('\n');
         out
     }
 
@@ -865,5 +748,39 @@ mod tests {
             "a = b; \nlongline\né\n".as_bytes()
         );
         assert!(!looks_quoted_printable(b"\tq->lock_ptr = NULL;\n"));
+    }
+
+    #[test]
+    fn quoted_printable_keeps_what_the_crate_would_drop() {
+        // Unencoded trailing white space (a blank context line), a form feed, a soft line
+        // break with white space after the `=`, and no final line break.
+        let enc = b"a=3Db\n \n\x0c\nsoft= \nend";
+        assert!(looks_quoted_printable(enc));
+        assert_eq!(decode_quoted_printable(enc), b"a=b\n \n\x0c\nsoftend");
+    }
+
+    #[test]
+    fn a_base64_body_b4_already_decoded_is_kept() {
+        let mail = "From: A <a@example.org>\nSubject: [PATCH 0/2] x\n\
+                    Content-Transfer-Encoding: base64\n\nHello, world.\n";
+        let m = parse_message(mail.as_bytes()).expect("parses");
+        assert_eq!(m.body, "Hello, world.\n");
+        // A length that cannot be base64 (5 characters) is not decoded either.
+        assert_eq!(decode_base64(b"Hello\n"), None);
+        assert_eq!(decode_base64(b"aGVsbG8=\n"), Some(b"hello".to_vec()));
+        assert_eq!(decode_base64(b"aGVsbG8\n"), Some(b"hello".to_vec()));
+    }
+
+    #[test]
+    fn header_lines_mailparse_would_misread() {
+        // Malformed lines inside the header block are skipped, not fatal.
+        let mail = "From: A <a@example.org>\nnot a header\nSubject: [PATCH] x: y\n\nBody.\n";
+        let m = parse_message(mail.as_bytes()).expect("parses");
+        assert_eq!(m.subject, "[PATCH] x: y");
+        assert!(matches!(
+            parse_message(b" From: a\nSubject: s\n\nx\n"),
+            Err(B4Error::NoHeaders { .. })
+        ));
+        assert!(matches!(parse_message(b""), Err(B4Error::NoHeaders { .. })));
     }
 }
