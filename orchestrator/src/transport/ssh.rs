@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("cannot resolve {host}:{port}: {why}")]
@@ -82,22 +84,9 @@ pub struct SshSession {
     target: SshTarget,
 }
 
-fn b64_decode(s: &str) -> Vec<u8> {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let Some(v) = T.iter().position(|&t| t == c) else {
-            continue;
-        };
-        acc = (acc << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
+/// The key blob of an OpenSSH public key line's second field.
+fn decode_host_key(base64_blob: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    base64::engine::general_purpose::STANDARD.decode(base64_blob.trim())
 }
 
 fn connect_once(
@@ -117,8 +106,10 @@ fn connect_once(
     sess.handshake()
         .map_err(|e| (true, format!("handshake: {e}")))?;
     if let Some(want) = &target.host_key {
+        let want = decode_host_key(want)
+            .map_err(|e| (false, format!("the expected host key is not base64: {e}")))?;
         let got = sess.host_key().map(|(k, _)| k.to_vec()).unwrap_or_default();
-        if got != b64_decode(want) {
+        if got != want {
             return Err((false, format!("HOSTKEY:{}", got.len())));
         }
     }
@@ -400,8 +391,12 @@ mod tests {
 
     #[test]
     fn base64_decodes_key_blobs() {
-        assert_eq!(b64_decode("aGVsbG8="), b"hello");
-        assert_eq!(b64_decode("AAAAE2VjZHNh"), b"\0\0\0\x13ecdsa");
+        assert_eq!(decode_host_key("aGVsbG8=").expect("base64"), b"hello");
+        assert_eq!(
+            decode_host_key("AAAAE2VjZHNh").expect("base64"),
+            b"\0\0\0\x13ecdsa"
+        );
+        assert!(decode_host_key("not base64!").is_err());
     }
 
     #[tokio::test]
