@@ -39,7 +39,7 @@ async fn kernel_and_image(arch: Arch) -> (Artifact, BaseImage) {
             quiet: true,
         };
         let sel = lab::cli::KernelSelect {
-            arch: vec![arch.to_string()],
+            arch: lab::cli::ArchesArg::of(&[arch]),
             ..Default::default()
         };
         let req = kernel_requests(&ctx, &sel).expect("requests").remove(0);

@@ -13,12 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::run::parse_knobs;
 use super::{build_request, guest_image, load_kernel_def, Context};
 use crate::arch::Arch;
 use crate::bisect::search::{Conclusion, Next, Observation, Search, SearchConfig, SearchLog};
 use crate::cli::{BisectArgs, BisectStepArgs};
-use crate::config::parse_duration;
 use crate::errors::{BisectError, LabError, Outcome};
 use crate::guest::image::BaseImage;
 use crate::io_error::io;
@@ -434,7 +432,7 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<Outcome, LabError> 
             "--log",
             "no bisection in the results store",
         )?;
-        print_log(id, &state, args.json);
+        print_log(id, &state, args.json.json);
         return Ok(Outcome::Pass);
     }
 
@@ -458,8 +456,8 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<Outcome, LabError> 
             let test = args.test.clone().ok_or_else(|| {
                 LabError::usage("--test", "name the test that tells good from bad")
             })?;
-            let arch: Arch = match &args.arch {
-                Some(a) => a.parse()?,
+            let arch: Arch = match args.arch.arch {
+                Some(a) => a,
                 None => *s
                     .arches
                     .first()
@@ -512,12 +510,7 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<Outcome, LabError> 
                     ),
                 ));
             }
-            let duration = match &args.duration {
-                Some(d) => parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
-                    LabError::usage("--duration", format!("{d:?}: use a duration like 1s"))
-                })?,
-                None => s.compare.duration,
-            };
+            let duration = args.duration.duration.unwrap_or(s.compare.duration);
             let config = SearchConfig {
                 confidence: args.confidence,
                 max_runs: args.max_runs,
@@ -530,7 +523,7 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<Outcome, LabError> 
                 space,
                 test,
                 arch,
-                knobs: parse_knobs(&args.knob)?,
+                knobs: args.knobs.pairs(),
                 under: args
                     .patches
                     .iter()
@@ -541,7 +534,7 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<Outcome, LabError> 
                 duration_ms: duration.as_millis() as u64,
                 match_crash: args.match_crash.clone(),
                 match_crash_given: args.match_crash.is_some(),
-                seed: args.seed.unwrap_or(1),
+                seed: args.seed.seed.unwrap_or(1),
                 log: search.to_log(),
                 steps: Vec::new(),
                 conclusion: None,
@@ -576,7 +569,7 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<Outcome, LabError> 
             }
         };
     let state = drive(ctx, session, state, store).await?;
-    print_log(session, &state, args.json);
+    print_log(session, &state, args.json.json);
     Ok(match &state.conclusion {
         Some(c) if c.confident => Outcome::Pass,
         _ => Outcome::Regression,
@@ -1003,19 +996,14 @@ async fn step_inner(ctx: &Context, args: &BisectStepArgs) -> Result<i32, LabErro
         }
     };
     let head = git_out(&repo, &["rev-parse", "HEAD"])?;
-    let arch: Arch = match &args.arch {
-        Some(a) => a.parse()?,
+    let arch: Arch = match args.arch.arch {
+        Some(a) => a,
         None => *s
             .arches
             .first()
             .ok_or_else(|| LabError::usage("--arch", "lab.toml names no arch; give one"))?,
     };
-    let duration = match &args.duration {
-        Some(d) => parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
-            LabError::usage("--duration", format!("{d:?}: use a duration like 1s"))
-        })?,
-        None => s.compare.duration,
-    };
+    let duration = args.duration.duration.unwrap_or(s.compare.duration);
     let state = BisectState {
         format_version: STATE_FORMAT_VERSION,
         space: Space::Git {
@@ -1025,9 +1013,9 @@ async fn step_inner(ctx: &Context, args: &BisectStepArgs) -> Result<i32, LabErro
         },
         test: args.test.clone(),
         arch,
-        knobs: parse_knobs(&args.knob)?,
-        under: args.patches.clone(),
-        config: args.config.clone(),
+        knobs: args.knobs.pairs(),
+        under: args.stack.patches.clone(),
+        config: args.stack.config.clone(),
         duration_ms: duration.as_millis() as u64,
         match_crash: args.match_crash.clone(),
         match_crash_given: args.match_crash.is_some(),

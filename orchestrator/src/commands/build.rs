@@ -30,17 +30,17 @@ pub async fn run(ctx: &Context, args: &BuildArgs) -> Result<Outcome, LabError> {
     let requests = kernel_requests(ctx, &args.select)?;
     let mut results: Vec<Built> = Vec::new();
     for req in &requests {
-        let progress = BuildProgress::new(req.arch.name(), ctx.quiet || args.json);
+        let progress = BuildProgress::new(req.arch.name(), ctx.quiet || args.json.json);
         let report = |e| progress.event(e);
         let built = build::build(req, &ctx.settings.cache_dir, &report).await;
         progress.finish();
         let built = built?;
-        if !args.json && !ctx.quiet {
+        if !args.json.json && !ctx.quiet {
             print_human(&built);
         }
         results.push(built);
     }
-    if args.json {
+    if args.json.json {
         let out: Vec<BuildJson> = results
             .iter()
             .map(|b| {

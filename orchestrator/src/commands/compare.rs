@@ -5,14 +5,13 @@ use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 
 use super::progress::BuildProgress;
-use super::run::{clamp_jobs, parse_knobs};
+use super::run::clamp_jobs;
 use super::{guest_image, kernel_requests, Context};
-use crate::arch::{self, Arch};
-use crate::cli::{CompareArgs, KernelSelect};
+use crate::arch::Arch;
+use crate::cli::{ArchesArg, CompareArgs, KernelSelect, StackArgs};
 use crate::compare::analysis::Params;
 use crate::compare::model::{CompareReport, Overall};
 use crate::compare::{self, ArchPlan, ComparePlan, Event};
-use crate::config::parse_duration;
 use crate::errors::{LabError, Outcome};
 use crate::kernel::build;
 use crate::kernel::cache::{Artifact, Cache};
@@ -111,11 +110,12 @@ async fn resolve_side(
     config: &[String],
 ) -> Result<Vec<Artifact>, LabError> {
     let s = &ctx.settings;
-    let arch_names: Vec<String> = arches.iter().map(|a| a.name().to_owned()).collect();
     let select = |patches: Vec<String>, kernel: Option<String>| KernelSelect {
-        arch: arch_names.clone(),
-        patches,
-        config: config.to_vec(),
+        arch: ArchesArg::of(arches),
+        stack: StackArgs {
+            patches,
+            config: config.to_vec(),
+        },
         kernel,
     };
     let requests = match spec {
@@ -211,16 +211,16 @@ pub async fn compare_report(
 ) -> Result<Option<(CompareReport, std::path::PathBuf)>, LabError> {
     let s = &ctx.settings;
     let c = &s.compare;
-    let arches: Vec<Arch> = if args.arch.is_empty() {
-        s.arches.clone()
-    } else {
-        arch::parse_list(&args.arch)?
-    };
+    let arches: Vec<Arch> = args.arch.resolve(&s.arches);
     let a_spec = parse_side(&args.a, ctx)?;
     let b_spec = parse_side(&args.b, ctx)?;
-    let (tests, tests_from) = if !args.tests.is_empty() {
+    let (tests, tests_from) = if !args.tests.tests.is_empty() {
         (
-            args.tests.iter().map(|t| t.trim().to_owned()).collect(),
+            args.tests
+                .tests
+                .iter()
+                .map(|t| t.trim().to_owned())
+                .collect(),
             "--tests".to_owned(),
         )
     } else if !c.tests.is_empty() {
@@ -228,19 +228,8 @@ pub async fn compare_report(
     } else {
         default_tests(ctx, &[&a_spec, &b_spec])
     };
-    let dur = |flag: &'static str,
-               v: &Option<String>,
-               default|
-     -> Result<std::time::Duration, LabError> {
-        match v {
-            Some(d) => parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
-                LabError::usage(flag, format!("{d:?}: use a duration like 90s, 8m or 1h"))
-            }),
-            None => Ok(default),
-        }
-    };
-    let budget = dur("--budget", &args.budget, c.budget)?;
-    let duration = dur("--duration", &args.duration, c.duration)?;
+    let budget = args.budget.unwrap_or(c.budget);
+    let duration = args.duration.duration.unwrap_or(c.duration);
     let alpha = args.alpha.unwrap_or(c.alpha);
     if !(alpha > 0.0 && alpha < 0.5) {
         return Err(LabError::usage(
@@ -265,12 +254,8 @@ pub async fn compare_report(
     if args.max_runs.is_some_and(|m| m < 2) {
         return Err(LabError::usage("--max-runs", "must be at least 2"));
     }
-    let knobs = parse_knobs(&args.knob)?;
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_secs())
-    });
+    let knobs = args.knobs.pairs();
+    let seed = args.seed.or_now();
 
     // Both sides through the cache, then one image per arch (both sides share it, so the
     // test binaries are the same).
@@ -319,7 +304,7 @@ pub async fn compare_report(
         eprintln!("lab: {n}");
     }
     let mut reproduce = std::env::args().collect::<Vec<_>>().join(" ");
-    if args.seed.is_none() {
+    if args.seed.seed.is_none() {
         reproduce.push_str(&format!(" --seed {seed}"));
     }
     let plan = ComparePlan {
@@ -509,16 +494,16 @@ pub fn emit(
     };
     write_report_files(report, dir);
     for (path, format) in [
-        (&args.markdown, ReportFormat::Markdown),
-        (&args.json_out, ReportFormat::Json),
-        (&args.junit, ReportFormat::Junit),
-        (&args.html, ReportFormat::Html),
+        (&args.reports.common.markdown, ReportFormat::Markdown),
+        (&args.reports.common.json_out, ReportFormat::Json),
+        (&args.reports.junit, ReportFormat::Junit),
+        (&args.reports.html, ReportFormat::Html),
     ] {
         if let Some(p) = path {
             write(format, p)?;
         }
     }
-    let stdout = if args.json {
+    let stdout = if args.json.json {
         report::render(report, ReportFormat::Json)
     } else {
         report::render(

@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use super::bisect::{bisect_new, series_state};
 use super::compare::{compare_report, write_report_files};
-use super::run::parse_knobs;
 use super::{build_request, load_kernel_def, Context};
-use crate::arch::{self, Arch};
-use crate::cli::{CompareArgs, GateArgs};
+use crate::arch::Arch;
+use crate::cli::{
+    ArchesArg, CompareArgs, CompareReportFiles, DurationArg, GateArgs, JsonArg, ReportFiles,
+    SeedArg, TestsArg,
+};
 use crate::compare::model::{Overall, QuestionKind, Verdict};
 use crate::errors::{GateError, LabError, Outcome};
 use crate::gate::b4;
@@ -430,12 +432,8 @@ pub async fn run(ctx: &Context, args: &GateArgs) -> Result<Outcome, LabError> {
     }
     let started = Instant::now();
     let s = &ctx.settings;
-    let arches: Vec<Arch> = if args.arch.is_empty() {
-        s.arches.clone()
-    } else {
-        arch::parse_list(&args.arch)?
-    };
-    let knobs = parse_knobs(&args.knob)?;
+    let arches: Vec<Arch> = args.arch.resolve(&s.arches);
+    let knobs = args.knobs.pairs();
     let series = load_series(ctx, args)?;
     if !ctx.quiet {
         eprintln!(
@@ -507,25 +505,22 @@ pub async fn run(ctx: &Context, args: &GateArgs) -> Result<Outcome, LabError> {
         let cargs = CompareArgs {
             a: base_spec,
             b: series.path.to_string_lossy().into_owned(),
-            arch: arches.iter().map(|a| a.name().to_owned()).collect(),
-            tests: Vec::new(),
-            budget: Some(args.budget.clone()),
+            arch: ArchesArg::of(&arches),
+            tests: TestsArg::default(),
+            budget: Some(args.budget),
             alpha: None,
             margin: None,
             metric_margin: None,
             max_runs: None,
-            duration: None,
-            knob: args.knob.clone(),
+            duration: DurationArg::default(),
+            knobs: args.knobs.clone(),
             config: Vec::new(),
             jobs: None,
             fresh: false,
             stop_on_regression: true,
-            seed: None,
-            json: false,
-            markdown: None,
-            json_out: None,
-            junit: None,
-            html: None,
+            seed: SeedArg::default(),
+            json: JsonArg::default(),
+            reports: CompareReportFiles::default(),
         };
         match compare_report(ctx, &cargs).await? {
             None => return Err(LabError::Interrupted),
@@ -626,10 +621,10 @@ fn finish(ctx: &Context, args: &GateArgs, report: GateReport) -> Result<Outcome,
     let write = |path: &Path, text: String| -> Result<(), LabError> {
         Ok(std::fs::write(path, text).map_err(io("cannot write", path))?)
     };
-    if let Some(p) = &args.markdown {
+    if let Some(p) = &args.reports.markdown {
         write(p, gate_report::markdown(&report))?;
     }
-    if let Some(p) = &args.json_out {
+    if let Some(p) = &args.reports.json_out {
         write(p, gate_report::json(&report))?;
     }
     let dir = ctx.settings.cache_dir.join("gate");
@@ -641,7 +636,7 @@ fn finish(ctx: &Context, args: &GateArgs, report: GateReport) -> Result<Outcome,
         dir.join(format!("gate-{stamp}.json")),
         gate_report::json(&report),
     );
-    if args.json {
+    if args.json.json {
         println!("{}", gate_report::json(&report));
     } else {
         print!(
@@ -675,16 +670,11 @@ async fn b4_check(ctx: &Context, args: &GateArgs) -> Result<Outcome, LabError> {
         series: Some(path.to_string_lossy().into_owned()),
         b4: false,
         no_runtime: !args.runtime,
-        json: false,
-        markdown: None,
-        json_out: None,
+        json: JsonArg::default(),
+        reports: ReportFiles::default(),
         ..args.clone()
     };
-    let arches: Vec<Arch> = if args.arch.is_empty() {
-        s.arches.clone()
-    } else {
-        arch::parse_list(&args.arch)?
-    };
+    let arches: Vec<Arch> = args.arch.resolve(&s.arches);
     let series = load_series(ctx, &gargs)?;
     let (rows, _) = per_patch(ctx, &series, &arches, true).await?;
     let mut results = Vec::new();

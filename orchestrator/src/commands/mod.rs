@@ -11,7 +11,7 @@ pub mod results;
 pub mod run;
 pub mod selftest;
 
-use crate::arch::{self, Arch};
+use crate::arch::Arch;
 use crate::cli::KernelSelect;
 use crate::config::Settings;
 use crate::errors::LabError;
@@ -30,11 +30,7 @@ pub struct Context {
 /// Turns `--arch/--patches/--config/--kernel` into one build request per arch.
 pub fn kernel_requests(ctx: &Context, sel: &KernelSelect) -> Result<Vec<BuildRequest>, LabError> {
     let s = &ctx.settings;
-    let arches: Vec<Arch> = if sel.arch.is_empty() {
-        s.arches.clone()
-    } else {
-        arch::parse_list(&sel.arch)?
-    };
+    let arches: Vec<Arch> = sel.arch.resolve(&s.arches);
     if arches.is_empty() {
         return Err(LabError::usage("--arch", "names no architecture"));
     }
@@ -42,6 +38,7 @@ pub fn kernel_requests(ctx: &Context, sel: &KernelSelect) -> Result<Vec<BuildReq
     let kernel = load_kernel_def(s, &kernel_name)?;
     let mut sets = Vec::new();
     for name in sel
+        .stack
         .patches
         .iter()
         .map(|n| n.trim())
@@ -51,7 +48,7 @@ pub fn kernel_requests(ctx: &Context, sel: &KernelSelect) -> Result<Vec<BuildReq
     }
     Ok(arches
         .into_iter()
-        .map(|arch| build_request(s, arch, kernel.clone(), sets.clone(), &sel.config))
+        .map(|arch| build_request(s, arch, kernel.clone(), sets.clone(), &sel.stack.config))
         .collect())
 }
 

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use super::progress::BuildProgress;
 use super::{guest_image, kernel_requests, Context};
 use crate::cli::RunArgs;
-use crate::config::parse_duration;
 use crate::errors::{LabError, Outcome};
 use crate::kernel::build;
 use crate::results::store::{self, NewRun, Store, StoreError};
@@ -55,18 +54,6 @@ impl Recorder {
     }
 }
 
-/// Parses `--knob name=value`.
-pub fn parse_knobs(raw: &[String]) -> Result<Vec<(String, String)>, LabError> {
-    raw.iter()
-        .map(|k| {
-            k.split_once('=')
-                .filter(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-                .map(|(n, v)| (n.to_owned(), v.to_owned()))
-                .ok_or_else(|| LabError::usage("--knob", format!("{k:?}: use name=value, with the name of a file in /sys/module/kernel/parameters/")))
-        })
-        .collect()
-}
-
 /// How many VMs may run at once: what was asked, within the cores and the memory.
 pub fn clamp_jobs(asked: usize, cpus_per_vm: u32, mem_per_vm: u32) -> (usize, Option<String>) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -88,33 +75,17 @@ pub fn clamp_jobs(asked: usize, cpus_per_vm: u32, mem_per_vm: u32) -> (usize, Op
 pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
     let s = &ctx.settings;
     let requests = kernel_requests(ctx, &args.select)?;
-    let tests: Vec<String> = if args.test.is_empty() {
+    let tests: Vec<String> = if args.tests.tests.is_empty() {
         s.suite.clone()
     } else {
-        args.test
-            .iter()
-            .flat_map(|t| t.split(','))
-            .map(str::to_owned)
-            .collect()
+        args.tests.tests.clone()
     };
-    let duration = match &args.duration {
-        Some(d) => parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
-            LabError::usage(
-                "--duration",
-                format!("{d:?}: use a duration like 3s or 500ms"),
-            )
-        })?,
-        None => s.test_duration,
-    };
+    let duration = args.duration.duration.unwrap_or(s.test_duration);
     if args.iterations == 0 {
         return Err(LabError::usage("--iterations", "must be at least 1"));
     }
-    let knobs = parse_knobs(&args.knob)?;
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_secs())
-    });
+    let knobs = args.knobs.pairs();
+    let seed = args.seed.or_now();
     let (jobs, note) = clamp_jobs(args.jobs.max(1), s.vm_cpus, s.vm_memory_mib);
     if let Some(n) = note {
         eprintln!("lab: {n}");
@@ -127,7 +98,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
         .join("runs")
         .join(format!("{stamp}-{}", std::process::id()));
     let mut reproduce = std::env::args().collect::<Vec<_>>().join(" ");
-    if args.seed.is_none() {
+    if args.seed.seed.is_none() {
         reproduce.push_str(&format!(" --seed {seed}"));
     }
 
@@ -262,7 +233,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
         }
     }
     let outcomes: Vec<&TestOutcome> = reports.iter().flat_map(|r| &r.outcomes).collect();
-    if args.json {
+    if args.json.json {
         let all: Vec<_> = reports.iter().map(|r| serde_json::json!({"manifest": r.manifest, "outcomes": r.outcomes, "dir": r.dir})).collect();
         println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
     } else {
@@ -339,16 +310,6 @@ fn print_table(outcomes: &[&TestOutcome]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn knobs_parse_and_reject_paths() {
-        assert_eq!(
-            parse_knobs(&["wq_amp_fake_signal_pct=50".into()]).expect("ok"),
-            vec![("wq_amp_fake_signal_pct".into(), "50".into())]
-        );
-        assert!(parse_knobs(&["../../etc=1".into()]).is_err());
-        assert!(parse_knobs(&["noequals".into()]).is_err());
-    }
 
     #[test]
     fn jobs_never_exceed_memory_or_cores() {

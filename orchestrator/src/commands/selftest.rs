@@ -4,8 +4,7 @@ use std::collections::BTreeMap;
 
 use super::progress::BuildProgress;
 use super::{kernel_requests, Context};
-use crate::cli::{KernelSelect, SelftestArgs};
-use crate::config::parse_duration;
+use crate::cli::{ArchesArg, KernelSelect, SelftestArgs, StackArgs};
 use crate::errors::{LabError, Outcome};
 use crate::guest::image::{self, ImageInputs};
 use crate::kernel::build;
@@ -36,19 +35,14 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
     if rows.is_empty() {
         return Err(LabError::usage("--row", "matches no row of the matrix"));
     }
-    let duration = match &args.duration {
-        Some(d) => parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
-            LabError::usage("--duration", format!("{d:?}: use a duration like 3s"))
-        })?,
-        None => s.test_duration,
-    };
+    let duration = args.duration.duration.unwrap_or(s.test_duration);
     let all_tests: Vec<String> = {
         let mut t: Vec<String> = rows.iter().flat_map(|r| r.expect.keys().cloned()).collect();
         t.sort();
         t.dedup();
         t
     };
-    let seed = args.seed.unwrap_or(1);
+    let seed = args.seed.seed.unwrap_or(1);
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -69,8 +63,11 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
         let img = image::assemble(&inputs, arch, &programs)?;
         for (ri, row) in rows.iter().enumerate() {
             let sel = KernelSelect {
-                arch: vec![arch.to_string()],
-                patches: row.stack.clone(),
+                arch: ArchesArg::of(&[arch]),
+                stack: StackArgs {
+                    patches: row.stack.clone(),
+                    config: Vec::new(),
+                },
                 ..Default::default()
             };
             let req = kernel_requests(ctx, &sel)?.remove(0);
@@ -146,7 +143,7 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
             }
         }
     }
-    if args.json {
+    if args.json.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&cells).unwrap_or_default()

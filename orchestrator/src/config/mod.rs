@@ -210,6 +210,65 @@ fn parse_file(path: &Path, text: &str) -> Result<LabFile, ConfigError> {
     Ok(file)
 }
 
+/// A runtime kernel knob: a file in `/sys/module/kernel/parameters/` and the value written to
+/// it. Both reach a shell in the guest, so both are checked here, once, for every way a knob
+/// enters lab (`--knob`, `expect.toml`): a name is `[A-Za-z0-9_]+`, a value is
+/// `[A-Za-z0-9_.,:+-]+`. Nothing else (spaces, quotes, `$`, `;`, `/`) gets through.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Knob {
+    pub name: String,
+    pub value: String,
+}
+
+/// Why a knob was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KnobError {
+    #[error("{0:?}: use name=value, with the name of a file in /sys/module/kernel/parameters/")]
+    Syntax(String),
+    #[error(
+        "{0:?}: a knob name is letters, digits and _ (a file in /sys/module/kernel/parameters/)"
+    )]
+    Name(String),
+    #[error(
+        "{0:?}: a knob value is letters, digits and _ . , : + - (no spaces or shell characters)"
+    )]
+    Value(String),
+}
+
+impl Knob {
+    /// As engines, reports and the store carry knobs.
+    pub fn pair(&self) -> (String, String) {
+        (self.name.clone(), self.value.clone())
+    }
+}
+
+impl std::str::FromStr for Knob {
+    type Err = KnobError;
+
+    fn from_str(s: &str) -> Result<Knob, KnobError> {
+        let (name, value) = s
+            .split_once('=')
+            .ok_or_else(|| KnobError::Syntax(s.to_owned()))?;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(KnobError::Name(s.to_owned()));
+        }
+        let value_ok = |c: char| c.is_ascii_alphanumeric() || "_.,:+-".contains(c);
+        if value.is_empty() || !value.chars().all(value_ok) {
+            return Err(KnobError::Value(s.to_owned()));
+        }
+        Ok(Knob {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for Knob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.name, self.value)
+    }
+}
+
 /// Parses a duration such as `"90s"`, `"1500ms"`, `"2m"`, `"1h"`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();

@@ -1,0 +1,350 @@
+//! Command-line arguments, as clap types only: the verbs' argument structs here, the flag
+//! groups they share in `flags`, their long help in `help`. Resolved into requests by
+//! `commands/`; nothing else reads argv.
+
+pub mod flags;
+pub mod help;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use flags::parse_positive_duration;
+pub use flags::{
+    ArchChoice, ArchesArg, CompareReportFiles, DurationArg, JsonArg, KernelSelect, KnobArgs,
+    OneArchArg, ReportFiles, SeedArg, StackArgs, TestsArg,
+};
+use help::*;
+
+#[derive(Debug, Parser)]
+#[command(name = "lab", version, about = "A QEMU-based kernel patch regression lab for PREEMPT_RT developers", after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// The lab definition (default: lab.toml in this folder or the nearest parent).
+    #[arg(long, global = true, env = "LAB_TOML", value_name = "FILE")]
+    pub lab: Option<PathBuf>,
+    /// More log output (-v info, -vv debug); LAB_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors and results.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build kernels: pinned source, patches, verified config, cached by content.
+    #[command(after_help = BUILD_EXAMPLES)]
+    Build(BuildArgs),
+    /// Boot kernels in QEMU, run the guest tests over SSH, catch kernel crashes.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+    /// The positive-control matrix: every guest test is shown to fail on a known-bad kernel.
+    #[command(after_help = SELFTEST_EXAMPLES)]
+    Selftest(SelftestArgs),
+    /// List, show and prune the kernel artifact cache.
+    #[command(subcommand, after_help = CACHE_EXAMPLES)]
+    Cache(CacheCommand),
+    /// Do two kernels or patch sets behave differently? Interleaved runs, sequential
+    /// statistics with stated error rates, and reports.
+    #[command(after_help = COMPARE_EXAMPLES)]
+    Compare(CompareArgs),
+    /// List, show and export what the results store holds.
+    #[command(subcommand, after_help = RESULTS_EXAMPLES)]
+    Results(ResultsCommand),
+    /// Which commit, or which patch of a series, broke a test? Noise-aware bisection.
+    #[command(after_help = BISECT_EXAMPLES)]
+    Bisect(BisectArgs),
+    /// One step for `git bisect run`: build the checkout, run the test, exit 0/1/125.
+    #[command(name = "bisect-step", after_help = BISECT_STEP_EXAMPLES)]
+    BisectStep(BisectStepArgs),
+    /// Is this series fit to post? checkpatch, apply, build both arches per patch, new
+    /// warnings, then compare the tip against base and bisect a regression.
+    #[command(after_help = GATE_EXAMPLES)]
+    Gate(GateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub select: KernelSelect,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub select: KernelSelect,
+    /// Guest tests to run (default: the suite in lab.toml); repeat or comma-separate.
+    #[command(flatten)]
+    pub tests: TestsArg,
+    /// Times to run each test.
+    #[arg(long, default_value_t = 1)]
+    pub iterations: u32,
+    #[command(flatten)]
+    pub duration: DurationArg,
+    #[command(flatten)]
+    pub knobs: KnobArgs,
+    /// Guests to run at once (kept within the cores and memory available).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub seed: SeedArg,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    #[command(flatten)]
+    pub arch: ArchesArg,
+    /// Runs of each test on each row.
+    #[arg(long, default_value_t = 1)]
+    pub iterations: u32,
+    #[command(flatten)]
+    pub duration: DurationArg,
+    /// Only rows whose label contains this text.
+    #[arg(long, value_name = "TEXT")]
+    pub row: Vec<String>,
+    #[command(flatten)]
+    pub seed: SeedArg,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List cached kernels, newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one cached kernel's manifest.
+    Show {
+        /// A key or a unique prefix of at least 6 characters.
+        key: String,
+    },
+    /// Remove cached kernels.
+    Prune {
+        /// Keep the newest N entries.
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// Remove entries older than this (e.g. 14d, 12h, 90m).
+        #[arg(long, value_name = "AGE")]
+        older_than: Option<String>,
+        /// Remove every entry.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Arguments of `lab compare`.
+#[derive(Debug, Args, Clone)]
+pub struct CompareArgs {
+    /// The baseline: `base`, patch sets (`a,b`), a kernel definition, or `key:PREFIX`.
+    pub a: String,
+    /// The candidate, in the same forms.
+    pub b: String,
+    #[command(flatten)]
+    pub arch: ArchesArg,
+    /// Tests to compare (default: `exercises` of the sets' expect.toml, else `[compare] tests`).
+    #[command(flatten)]
+    pub tests: TestsArg,
+    /// Wall-time budget, e.g. `8m`; default: `[compare] budget`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub budget: Option<Duration>,
+    /// Family-wise probability of a false "different" across all questions.
+    #[arg(long, value_name = "P")]
+    pub alpha: Option<f64>,
+    /// Equivalence margin for failure rates (absolute, e.g. 0.15).
+    #[arg(long, value_name = "DIFF")]
+    pub margin: Option<f64>,
+    /// Equivalence margin for metrics (relative, e.g. 0.10 for 10 %).
+    #[arg(long, value_name = "RATIO")]
+    pub metric_margin: Option<f64>,
+    /// Cap on runs per test and side (the design's maximum); default: from the budget.
+    #[arg(long, value_name = "N")]
+    pub max_runs: Option<u64>,
+    #[command(flatten)]
+    pub duration: DurationArg,
+    #[command(flatten)]
+    pub knobs: KnobArgs,
+    /// Extra config fragments for both sides.
+    #[arg(long = "config", value_name = "FRAGMENT")]
+    pub config: Vec<String>,
+    /// Guests at once; default: as many as fit without overcommitting vCPUs (host cores /
+    /// vm.cpus), since contended guests measure the contention.
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Do not reuse stored runs of the same kernels and test binaries.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Stop at the first regression (the other questions end inconclusive): enough for a
+    /// pass/fail answer, as `lab gate` asks.
+    #[arg(long)]
+    pub stop_on_regression: bool,
+    #[command(flatten)]
+    pub seed: SeedArg,
+    /// Print the report as JSON on stdout instead of the table.
+    #[command(flatten)]
+    pub json: JsonArg,
+    #[command(flatten)]
+    pub reports: CompareReportFiles,
+}
+
+/// `lab results ...`
+#[derive(Debug, Subcommand)]
+pub enum ResultsCommand {
+    /// Recent comparisons (sessions) and runs.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One comparison, re-rendered from the store.
+    Show {
+        session: i64,
+        /// terminal, markdown, json, junit or html
+        #[arg(long, default_value = "terminal")]
+        format: String,
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Stored runs, optionally of one kernel key (prefix).
+    Runs {
+        #[arg(long, value_name = "KEY")]
+        kernel: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything in the store as JSON lines (sessions, runs, outcomes, metrics, crashes).
+    Export {
+        #[arg(long, default_value = "json")]
+        format: String,
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Arguments of `lab bisect`.
+#[derive(Debug, Args, Clone)]
+pub struct BisectArgs {
+    /// A git kernel definition (kernels/NAME.toml or a path).
+    #[arg(long, value_name = "DEF", conflicts_with = "series")]
+    pub kernel: Option<String>,
+    /// The known-good ref.
+    #[arg(long, value_name = "REF", requires = "kernel")]
+    pub good: Option<String>,
+    /// The known-bad ref.
+    #[arg(long, value_name = "REF", requires = "kernel")]
+    pub bad: Option<String>,
+    /// Bisect inside a patch series (a set name, directory, mbox or series file) on the lab's kernel.
+    #[arg(long, value_name = "SERIES")]
+    pub series: Option<String>,
+    /// Patch sets applied under every step (amplifiers), comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "NAME[,NAME...]")]
+    pub patches: Vec<String>,
+    /// The test that tells good from bad.
+    #[arg(long, alias = "tests", value_name = "NAME")]
+    pub test: Option<String>,
+    #[command(flatten)]
+    pub arch: OneArchArg,
+    #[command(flatten)]
+    pub knobs: KnobArgs,
+    /// Extra config fragments.
+    #[arg(long = "config", value_name = "FRAGMENT")]
+    pub config: Vec<String>,
+    /// Stop when the top candidate holds this probability.
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Only this crash fingerprint (id or full) counts as bad; another crash is a skip.
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub match_crash: Option<String>,
+    /// Confirm the culprit: revert it on top of bad and check the failure goes away.
+    #[arg(long)]
+    pub confirm: bool,
+    #[command(flatten)]
+    pub duration: DurationArg,
+    /// Give up after this many runs in all.
+    #[arg(long, default_value_t = 400)]
+    pub max_runs: u64,
+    #[command(flatten)]
+    pub seed: SeedArg,
+    /// Resume the latest unfinished bisection.
+    #[arg(long = "continue")]
+    pub resume: bool,
+    /// Show the steps of the latest bisection (or --session N) and exit.
+    #[arg(long)]
+    pub log: bool,
+    #[arg(long)]
+    pub session: Option<i64>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// Arguments of `lab bisect-step`.
+#[derive(Debug, Args, Clone)]
+pub struct BisectStepArgs {
+    /// The test that tells good from bad.
+    #[arg(long, alias = "tests", value_name = "NAME")]
+    pub test: String,
+    #[arg(long, default_value_t = 8)]
+    pub runs: u32,
+    /// The git checkout to build (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    #[command(flatten)]
+    pub arch: OneArchArg,
+    #[command(flatten)]
+    pub stack: StackArgs,
+    #[command(flatten)]
+    pub knobs: KnobArgs,
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub match_crash: Option<String>,
+    #[command(flatten)]
+    pub duration: DurationArg,
+}
+
+/// Arguments of `lab gate`.
+#[derive(Debug, Args, Clone)]
+pub struct GateArgs {
+    /// The series: a directory of .patch files, a series file's folder, an mbox, or a set name.
+    pub series: Option<String>,
+    /// With --range: a git kernel definition whose commits are the series.
+    #[arg(long, value_name = "DEF", requires = "range")]
+    pub kernel: Option<String>,
+    /// With --kernel: the commits BASE..TIP (BASE is the kernel the series applies to).
+    #[arg(long, value_name = "BASE..TIP", requires = "kernel")]
+    pub range: Option<String>,
+    #[command(flatten)]
+    pub arch: ArchesArg,
+    /// Wall-time budget of the runtime comparison.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_positive_duration)]
+    pub budget: Duration,
+    /// Skip the runtime comparison.
+    #[arg(long)]
+    pub no_runtime: bool,
+    /// b4 CI-check mode: one patch email on stdin, b4's JSON check list on stdout.
+    #[arg(long)]
+    pub b4: bool,
+    /// In b4 mode, also run the runtime comparison (slow).
+    #[arg(long)]
+    pub runtime: bool,
+    /// In b4 mode, print plain `ERROR:`/`WARNING:` lines (what `b4 prep --check` reads)
+    /// instead of the JSON list (what `b4 review`'s check commands read).
+    #[arg(long)]
+    pub b4_lines: bool,
+    #[command(flatten)]
+    pub knobs: KnobArgs,
+    /// Print the report as JSON on stdout.
+    #[command(flatten)]
+    pub json: JsonArg,
+    #[command(flatten)]
+    pub reports: ReportFiles,
+}
