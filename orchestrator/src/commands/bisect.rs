@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::run::parse_knobs;
 use super::{build_request, guest_image, load_kernel_def, Context};
-use crate::arch::Arch;
+use crate::arch::{Accel, Arch};
 use crate::bisect::search::{Conclusion, Next, Observation, Search, SearchConfig, SearchLog};
 use crate::cli::{BisectArgs, BisectStepArgs};
 use crate::config::parse_duration;
@@ -27,7 +27,6 @@ use crate::kernel::source::KernelDef;
 use crate::results::store::{condition_digest, NewRun, Store};
 use crate::results::{OutcomeKind, TestOutcome};
 use crate::run::{self, RunPlan};
-use crate::vm::machine::Accel;
 
 const STATE_FORMAT_VERSION: u32 = 1;
 

@@ -25,13 +25,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::arch::Arch;
+use crate::arch::{Accel, Arch};
 use crate::guest::image::BaseImage;
 use crate::kernel::cache::Artifact;
 use crate::results::store::{condition_digest, test_digests, NewRun, Store};
 use crate::results::{OutcomeKind, TestOutcome};
 use crate::run::{self, RunPlan};
-use crate::vm::machine::Accel;
 
 use analysis::{Analysis, Params};
 use model::{

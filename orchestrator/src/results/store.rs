@@ -25,8 +25,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::arch::Arch;
+use crate::results::manifest::RunManifest;
 use crate::results::{OutcomeKind, TestOutcome};
-use crate::run::RunManifest;
 
 /// Schema scripts, oldest first: entry `i` takes the schema from version `i` to `i + 1`.
 /// Never edit an entry that has shipped; add one.

@@ -12,15 +12,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lab_proto::{TestParams, TestResult, Verdict};
-use serde::{Deserialize, Serialize};
 
-use crate::arch::Arch;
+use crate::arch::{Accel, Arch};
 use crate::guest::image::{self, BaseImage};
 use crate::kernel::cache::Artifact;
+use crate::results::manifest::{BootRecord, RunManifest, MANIFEST_FORMAT_VERSION};
 use crate::results::{OutcomeKind, TestOutcome};
 use crate::transport::ssh::{SshSession, SshTarget, Stream};
 use crate::vm::console::CrashKind;
-use crate::vm::machine::{machine, Accel};
+use crate::vm::machine::machine;
 use crate::vm::qemu::{self, Vm, VmError, VmSpec};
 
 /// Everything one run on one arch needs.
@@ -45,45 +45,6 @@ pub struct RunPlan {
     /// Extra kernel command-line words.
     pub cmdline_extra: Vec<String>,
     pub dir: PathBuf,
-}
-
-/// How a boot went.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct BootRecord {
-    /// Host time from QEMU start to the READY marker.
-    pub ready_ms: Option<u64>,
-    /// Guest uptime at READY.
-    pub guest_uptime_ms: Option<u64>,
-    /// Host time from QEMU start to the first successful SSH login.
-    pub ssh_ms: Option<u64>,
-    pub console: PathBuf,
-    pub error: Option<String>,
-}
-
-/// The record of a run, written as the run directory's manifest.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "kebab-case")]
-pub struct RunManifest {
-    pub format_version: u32,
-    pub arch: Arch,
-    pub kernel_key: String,
-    pub kernel_label: String,
-    pub kernel_release: String,
-    pub image_digest: String,
-    pub test_digests: BTreeMap<String, String>,
-    pub qemu_version: String,
-    pub accel: Accel,
-    pub accel_reason: String,
-    pub cmdline: String,
-    pub qemu_command: String,
-    pub seed: u64,
-    pub knobs: Vec<(String, String)>,
-    pub tests: Vec<String>,
-    pub iterations: u32,
-    pub duration_ms: u64,
-    pub deadline_scale: f64,
-    pub reproduce: String,
-    pub boots: Vec<BootRecord>,
 }
 
 /// What a run produced.
@@ -566,7 +527,7 @@ pub async fn run(
     }
     let spec = spec_for(plan, &plan.dir, &plan.dir.join("boot-1/initramfs.cpio"), 0);
     let manifest = RunManifest {
-        format_version: 1,
+        format_version: MANIFEST_FORMAT_VERSION,
         arch: plan.arch,
         kernel_key: plan.artifact.manifest.key.clone(),
         kernel_label: plan.artifact.label(),
@@ -587,10 +548,12 @@ pub async fn run(
         reproduce: reproduce.to_owned(),
         boots,
     };
-    let _ = std::fs::write(
-        plan.dir.join("manifest.json"),
-        serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
-    );
+    // The run directory is the record that does not depend on the results store, so a
+    // manifest that cannot be saved there is said, not dropped.
+    if let Err(e) = manifest.save(&plan.dir) {
+        let cause = std::error::Error::source(&e).map_or_else(String::new, |c| format!(": {c}"));
+        tracing::warn!("failed to {e}{cause}");
+    }
     RunReport {
         manifest,
         outcomes,
