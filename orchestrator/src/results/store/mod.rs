@@ -19,7 +19,7 @@
 //! current schema, `recorder.rs` writes (sessions, runs, outcomes with their metrics and
 //! crashes), `queries.rs` reads (listings, sessions to resume, outcomes to reuse) and
 //! `export.rs` dumps every table as JSON lines. This file owns the connection: opening,
-//! configuring, the error type and the timestamps.
+//! configuring, the one write-transaction helper, the error type and the timestamps.
 
 mod export;
 mod queries;
@@ -33,7 +33,7 @@ pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 /// How long a write waits for another lab process that holds the database.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -276,6 +276,27 @@ impl Store {
 
     fn migrate(&mut self) -> Result<(), StoreError> {
         schema::apply_migrations(&mut self.conn, &self.path, MIGRATIONS)
+    }
+
+    /// Runs `body` as one write: a `BEGIN IMMEDIATE` transaction, which takes the lock up
+    /// front so that a busy file is waited on (up to [`BUSY_TIMEOUT`]) rather than failed
+    /// halfway, committed only if `body` succeeds and rolled back when it is dropped
+    /// otherwise. Any SQLite error, from taking the lock to the commit, becomes the error that
+    /// `fail` builds from the store's path and the cause.
+    fn write<T>(
+        &mut self,
+        fail: impl FnOnce(PathBuf, rusqlite::Error) -> StoreError,
+        body: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let written = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = body(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })();
+        written.map_err(|source| fail(self.path.clone(), source))
     }
 }
 

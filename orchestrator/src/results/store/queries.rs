@@ -60,26 +60,26 @@ pub struct StoredOutcome {
 impl Store {
     /// The latest unfinished session of `kind` with `key`: the one to resume.
     pub fn open_session(&self, kind: &str, key: &str) -> Result<Option<SessionRow>, StoreError> {
-        self.conn
-            .query_row(
-                &format!(
-                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE kind = ?1 AND key = ?2 AND finished_at IS NULL ORDER BY id DESC LIMIT 1"
-                ),
-                params![kind, key],
-                session_row,
-            )
-            .optional()
-            .map_err(|source| StoreError::ReadSessions {
-                path: self.path.clone(),
-                source,
-            })
+        self.query_session(
+            "WHERE kind = ?1 AND key = ?2 AND finished_at IS NULL ORDER BY id DESC LIMIT 1",
+            params![kind, key],
+        )
     }
 
     pub fn session(&self, id: i64) -> Result<Option<SessionRow>, StoreError> {
+        self.query_session("WHERE id = ?1", params![id])
+    }
+
+    /// The session that `filter` (a `WHERE` clause and what follows it) selects, if any.
+    fn query_session(
+        &self,
+        filter: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Option<SessionRow>, StoreError> {
         self.conn
             .query_row(
-                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"),
-                [id],
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions {filter}"),
+                params,
                 session_row,
             )
             .optional()

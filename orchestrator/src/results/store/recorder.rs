@@ -1,14 +1,14 @@
 //! Writing to the results store: sessions, runs, and each outcome with its metrics and
 //! crash fingerprints.
 //!
-//! Every write is one `BEGIN IMMEDIATE` transaction: the lock is taken up front, so a busy
-//! file is waited on instead of failing halfway, and an outcome is on disk, whole, the moment
-//! its call returns.
+//! Every write goes through [`Store::write`]: one `BEGIN IMMEDIATE` transaction, so the lock
+//! is taken up front, a busy file is waited on instead of failing halfway, and an outcome is
+//! on disk, whole, the moment its call returns.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::params;
 use sha2::{Digest, Sha256};
 
 use super::{now_rfc3339, Store, StoreError};
@@ -85,31 +85,27 @@ impl Store {
         key: &str,
         args_json: &str,
     ) -> Result<i64, StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::BeginSession {
-            path: path.clone(),
-            kind: kind.to_owned(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let now = now_rfc3339();
-        tx.execute(
-            "INSERT INTO sessions (kind, key, args_json, status, created_at, updated_at) VALUES (?1, ?2, ?3, 'running', ?4, ?4)",
-            params![kind, key, args_json, now],
+        self.write(
+            |path, source| StoreError::BeginSession {
+                path,
+                kind: kind.to_owned(),
+                source,
+            },
+            |tx| {
+                tx.execute(
+                    "INSERT INTO sessions (kind, key, args_json, status, created_at, updated_at) VALUES (?1, ?2, ?3, 'running', ?4, ?4)",
+                    params![kind, key, args_json, now_rfc3339()],
+                )?;
+                Ok(tx.last_insert_rowid())
+            },
         )
-        .map_err(err)?;
-        let id = tx.last_insert_rowid();
-        tx.commit().map_err(err)?;
-        Ok(id)
     }
 
     /// Saves where a session stands, for a resume to pick up.
     pub fn set_session_state(&mut self, id: i64, state_json: &str) -> Result<(), StoreError> {
-        self.update_session(
-            id,
+        self.update_row(
+            |path, source| StoreError::UpdateSession { path, id, source },
+            |path| StoreError::NoSuchSession { path, id },
             "UPDATE sessions SET state_json = ?2, updated_at = ?3 WHERE id = ?1",
             params![id, state_json, now_rfc3339()],
         )
@@ -122,186 +118,151 @@ impl Store {
         status: &str,
         report_json: &str,
     ) -> Result<(), StoreError> {
-        let now = now_rfc3339();
-        self.update_session(
-            id,
+        self.update_row(
+            |path, source| StoreError::UpdateSession { path, id, source },
+            |path| StoreError::NoSuchSession { path, id },
             "UPDATE sessions SET status = ?2, report_json = ?3, updated_at = ?4, finished_at = ?4 WHERE id = ?1",
-            params![id, status, report_json, now],
+            params![id, status, report_json, now_rfc3339()],
         )
     }
 
-    fn update_session(
+    /// One `UPDATE` of a row the caller names by id. An update that finds no row has changed
+    /// nothing, but the caller named a session or run that is not there: a bug or a foreign
+    /// file, so it is the error `missing` builds, never something to pass over.
+    fn update_row(
         &mut self,
-        id: i64,
+        fail: impl FnOnce(PathBuf, rusqlite::Error) -> StoreError,
+        missing: impl FnOnce(PathBuf) -> StoreError,
         sql: &str,
         params: &[&dyn rusqlite::ToSql],
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::UpdateSession {
-            path: path.clone(),
-            id,
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let changed = tx.execute(sql, params).map_err(err)?;
-        if changed == 0 {
-            return Err(StoreError::NoSuchSession { path, id });
+        match self.write(fail, |tx| tx.execute(sql, params))? {
+            0 => Err(missing(self.path.clone())),
+            _ => Ok(()),
         }
-        tx.commit().map_err(err)
     }
 
     // ----- runs -----
 
     /// Records a run before it starts, with the digest of each test program it carries.
     pub fn begin_run(&mut self, run: &NewRun<'_>) -> Result<i64, StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::BeginRun {
-            path: path.clone(),
-            kernel_key: run.kernel_key.to_owned(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        tx.execute(
-            "INSERT INTO runs (session_id, side, batch, arch, kernel_key, kernel_label, image_digest, condition, dir, started_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                run.session,
-                run.side,
-                run.batch,
-                run.arch.name(),
-                run.kernel_key,
-                run.kernel_label,
-                run.image_digest,
-                run.condition,
-                run.dir.to_string_lossy(),
-                now_rfc3339(),
-            ],
-        )
-        .map_err(err)?;
-        let id = tx.last_insert_rowid();
-        {
-            let mut insert = tx
-                .prepare(
+        self.write(
+            |path, source| StoreError::BeginRun {
+                path,
+                kernel_key: run.kernel_key.to_owned(),
+                source,
+            },
+            |tx| {
+                tx.execute(
+                    "INSERT INTO runs (session_id, side, batch, arch, kernel_key, kernel_label, image_digest, condition, dir, started_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        run.session,
+                        run.side,
+                        run.batch,
+                        run.arch.name(),
+                        run.kernel_key,
+                        run.kernel_label,
+                        run.image_digest,
+                        run.condition,
+                        run.dir.to_string_lossy(),
+                        now_rfc3339(),
+                    ],
+                )?;
+                let id = tx.last_insert_rowid();
+                let mut insert = tx.prepare(
                     "INSERT OR REPLACE INTO run_tests (run_id, test, digest) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(err)?;
-            for (name, digest) in run.test_digests {
-                let test = name.strip_prefix(GUEST_BIN_PREFIX).unwrap_or(name);
-                insert.execute(params![id, test, digest]).map_err(err)?;
-            }
-        }
-        tx.commit().map_err(err)?;
-        Ok(id)
+                )?;
+                for (name, digest) in run.test_digests {
+                    let test = name.strip_prefix(GUEST_BIN_PREFIX).unwrap_or(name);
+                    insert.execute(params![id, test, digest])?;
+                }
+                Ok(id)
+            },
+        )
     }
 
     /// Records one outcome with its metrics and crash reports, in one transaction: after
     /// this returns, the outcome survives anything that happens to the process.
     pub fn add_outcome(&mut self, run_id: i64, outcome: &TestOutcome) -> Result<i64, StoreError> {
-        let path = self.path.clone();
         let json = serde_json::to_string(outcome).map_err(|source| StoreError::EncodeOutcome {
-            path: path.clone(),
+            path: self.path.clone(),
             test: outcome.test.clone(),
             source,
         })?;
-        let err = |source| StoreError::AddOutcome {
-            path: path.clone(),
-            run_id,
-            test: outcome.test.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        tx.execute(
-            "INSERT INTO outcomes (run_id, test, arch, iteration, seed, kind, summary, duration_ms, json, recorded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
+        self.write(
+            |path, source| StoreError::AddOutcome {
+                path,
                 run_id,
-                outcome.test,
-                outcome.arch.name(),
-                outcome.iteration,
-                // Seeds use all 64 bits; SQLite integers are signed.
-                outcome.seed.to_string(),
-                outcome.kind.as_str(),
-                outcome.summary,
-                i64::try_from(outcome.duration_ms).unwrap_or(i64::MAX),
-                json,
-                now_rfc3339(),
-            ],
-        )
-        .map_err(err)?;
-        let outcome_id = tx.last_insert_rowid();
-        if let Some(result) = &outcome.result {
-            let mut insert = tx
-                .prepare("INSERT INTO metrics (outcome_id, name, value) VALUES (?1, ?2, ?3)")
-                .map_err(err)?;
-            // SQLite stores NaN as NULL; a metric that is not a number is no sample. The
-            // outcome's JSON keeps what the test said.
-            for (name, value) in result.metrics.iter().filter(|(_, v)| v.is_finite()) {
-                insert
-                    .execute(params![outcome_id, name, value])
-                    .map_err(err)?;
-            }
-        }
-        {
-            let mut insert = tx
-                .prepare(
+                test: outcome.test.clone(),
+                source,
+            },
+            |tx| {
+                tx.execute(
+                    "INSERT INTO outcomes (run_id, test, arch, iteration, seed, kind, summary, duration_ms, json, recorded_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        run_id,
+                        outcome.test,
+                        outcome.arch.name(),
+                        outcome.iteration,
+                        // Seeds use all 64 bits; SQLite integers are signed.
+                        outcome.seed.to_string(),
+                        outcome.kind.as_str(),
+                        outcome.summary,
+                        i64::try_from(outcome.duration_ms).unwrap_or(i64::MAX),
+                        json,
+                        now_rfc3339(),
+                    ],
+                )?;
+                let outcome_id = tx.last_insert_rowid();
+                if let Some(result) = &outcome.result {
+                    let mut insert = tx.prepare(
+                        "INSERT INTO metrics (outcome_id, name, value) VALUES (?1, ?2, ?3)",
+                    )?;
+                    // SQLite stores NaN as NULL; a metric that is not a number is no sample.
+                    // The outcome's JSON keeps what the test said.
+                    for (name, value) in result.metrics.iter().filter(|(_, v)| v.is_finite()) {
+                        insert.execute(params![outcome_id, name, value])?;
+                    }
+                }
+                let mut insert = tx.prepare(
                     "INSERT INTO crashes (outcome_id, kind, title, fingerprint, fingerprint_id, excerpt)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(err)?;
-            for c in &outcome.crashes {
-                insert
-                    .execute(params![
+                )?;
+                for c in &outcome.crashes {
+                    insert.execute(params![
                         outcome_id,
                         c.kind.as_str(),
                         c.title,
                         c.fingerprint.to_string(),
                         c.fingerprint.id(),
                         c.excerpt,
-                    ])
-                    .map_err(err)?;
-            }
-        }
-        tx.commit().map_err(err)?;
-        Ok(outcome_id)
+                    ])?;
+                }
+                Ok(outcome_id)
+            },
+        )
     }
 
     /// Closes a run with its manifest.
     pub fn finish_run(&mut self, run_id: i64, manifest: &RunManifest) -> Result<(), StoreError> {
-        let path = self.path.clone();
         let json =
             serde_json::to_string(manifest).map_err(|source| StoreError::EncodeManifest {
-                path: path.clone(),
+                path: self.path.clone(),
                 run_id,
                 source,
             })?;
-        let err = |source| StoreError::FinishRun {
-            path: path.clone(),
-            run_id,
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let changed = tx
-            .execute(
-                "UPDATE runs SET manifest_json = ?2, finished_at = ?3 WHERE id = ?1",
-                params![run_id, json, now_rfc3339()],
-            )
-            .map_err(err)?;
-        if changed == 0 {
-            return Err(StoreError::NoSuchRun { path, run_id });
-        }
-        tx.commit().map_err(err)
+        self.update_row(
+            |path, source| StoreError::FinishRun {
+                path,
+                run_id,
+                source,
+            },
+            |path| StoreError::NoSuchRun { path, run_id },
+            "UPDATE runs SET manifest_json = ?2, finished_at = ?3 WHERE id = ?1",
+            params![run_id, json, now_rfc3339()],
+        )
     }
 }
 
