@@ -33,6 +33,7 @@ pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use jiff::Timestamp;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 /// How long a write waits for another lab process that holds the database.
@@ -173,41 +174,28 @@ pub enum StoreError {
     },
 }
 
-/// `unix_secs` as an RFC 3339 UTC timestamp, `2024-05-01T12:34:56Z`.
+/// `unix_secs` as an RFC 3339 UTC timestamp, `2024-05-01T12:34:56Z`: whole seconds and a
+/// `Z`, the form every timestamp in the store has had since the first schema, so that old
+/// files sort and compare with new rows as text. Seconds outside what `jiff` can represent
+/// (years -9999 to 9999) are clamped to its range, which no real clock reaches.
 pub fn rfc3339(unix_secs: i64) -> String {
-    let days = unix_secs.div_euclid(86_400);
-    let secs = unix_secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    let clamped = unix_secs.clamp(Timestamp::MIN.as_second(), Timestamp::MAX.as_second());
+    let at = Timestamp::from_second(clamped).unwrap_or(Timestamp::UNIX_EPOCH);
+    stamp(at)
 }
 
 /// Now, as [`rfc3339`].
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    rfc3339(i64::try_from(secs).unwrap_or(i64::MAX))
+    // `Timestamp::now` panics on a clock outside jiff's range; a broken clock should cost a
+    // wrong timestamp, not the run.
+    let now = Timestamp::try_from(std::time::SystemTime::now()).unwrap_or(Timestamp::UNIX_EPOCH);
+    stamp(now)
 }
 
-/// Days since 1970-01-01 to the proleptic Gregorian (year, month, day), after Howard
-/// Hinnant's `civil_from_days` (<https://howardhinnant.github.io/date_algorithms.html>):
-/// shift to eras of 400 years that start on March 1st, so leap days fall at the end.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March first
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// Precision 0 truncates the fraction (as the seconds of a Unix time do) instead of printing
+/// it when it is not zero.
+fn stamp(at: Timestamp) -> String {
+    format!("{at:.0}")
 }
 
 /// The results database.
@@ -313,6 +301,16 @@ mod tests {
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
         assert_eq!(rfc3339(4_107_542_400), "2100-03-01T00:00:00Z");
         assert_eq!(now_rfc3339().len(), "2024-05-01T12:34:56Z".len());
+    }
+
+    #[test]
+    fn timestamps_keep_whole_seconds_and_never_panic() {
+        // A fraction is cut, not rounded and not printed: rows written before jiff had none.
+        let late = Timestamp::new(1_714_566_896, 999_999_999).expect("in range");
+        assert_eq!(stamp(late), "2024-05-01T12:34:56Z");
+        for extreme in [i64::MIN, i64::MAX] {
+            assert!(rfc3339(extreme).ends_with('Z'));
+        }
     }
 
     #[test]
