@@ -93,10 +93,11 @@ impl RunManifest {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn manifest() -> RunManifest {
+    /// A manifest with every field set, for the tests of whatever keeps manifests.
+    pub(crate) fn manifest() -> RunManifest {
         RunManifest {
             format_version: MANIFEST_FORMAT_VERSION,
             arch: Arch::Arm64,

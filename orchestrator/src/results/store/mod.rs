@@ -27,7 +27,7 @@ mod recorder;
 mod schema;
 
 pub use queries::{RunRow, SessionRow, StoredOutcome};
-pub use recorder::{condition_digest, test_digests, NewRun};
+pub use recorder::{condition_digest, test_digests, NewRun, RecordSummary, RecordedRun, Recorder};
 pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 
 use std::path::{Path, PathBuf};
@@ -172,6 +172,20 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// "failed to ...: cause: cause": the error and its causes on one line, for a warning or a
+    /// summary rather than an exit.
+    pub fn with_causes(&self) -> String {
+        let mut text = format!("failed to {self}");
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
+    }
 }
 
 /// `unix_secs` as an RFC 3339 UTC timestamp, `2024-05-01T12:34:56Z`: whole seconds and a

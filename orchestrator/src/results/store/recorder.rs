@@ -1,19 +1,25 @@
 //! Writing to the results store: sessions, runs, and each outcome with its metrics and
-//! crash fingerprints.
+//! crash fingerprints; and [`Recorder`], the one way verbs write their runs.
 //!
 //! Every write goes through [`Store::write`]: one `BEGIN IMMEDIATE` transaction, so the lock
 //! is taken up front, a busy file is waited on instead of failing halfway, and an outcome is
 //! on disk, whole, the moment its call returns.
+//!
+//! The store methods return every error. The [`Recorder`] above them decides, once for
+//! every verb, what a store failure does to a run: nothing. It says so the first time,
+//! counts the rest, and hands the verb a [`RecordSummary`] at the end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::params;
 use sha2::{Digest, Sha256};
 
 use super::{now_rfc3339, Store, StoreError};
 use crate::arch::Arch;
-use crate::results::manifest::RunManifest;
+use crate::results::manifest::{RunManifest, MANIFEST_FILE};
 use crate::results::TestOutcome;
 
 /// What [`Store::begin_run`] records about a run before it starts.
@@ -266,6 +272,246 @@ impl Store {
     }
 }
 
+// ----- the recorder -----
+
+/// How every verb writes its runs, outcomes and session updates to the results store, with
+/// one policy for when the store fails: a store failure is never a failure of the run.
+///
+/// - **The run is never lost.** `run::run` keeps each run whole in its own directory
+///   (`results.jsonl` as outcomes arrive, [`MANIFEST_FILE`] at the end) whatever the store
+///   does, and warns when it cannot save that manifest.
+/// - **The first failure is reported at once** through `tracing::warn!`, with its causes and
+///   the store's path, and the verb goes on.
+/// - **Later failures are counted**, each shown at debug level (`-vv`), and summarised once:
+///   [`Recorder::finish`] returns a [`RecordSummary`] for the verb to print.
+/// - **A run whose manifest cannot be written to the store says so** at once, however many
+///   failures came before: its row would otherwise look like an interrupted run.
+///
+/// The tasks of one verb share it (behind an `Arc`); each call holds the store for one
+/// write, which waits up to [`super::BUSY_TIMEOUT`] when another lab holds the file.
+#[derive(Debug)]
+pub struct Recorder {
+    path: PathBuf,
+    state: Mutex<Recording>,
+}
+
+#[derive(Debug)]
+struct Recording {
+    /// `None` when the store could not be opened: runs go on unrecorded.
+    store: Option<Store>,
+    failures: u64,
+    first: Option<String>,
+    /// Directories of the runs whose record in the store is missing or incomplete.
+    incomplete: BTreeSet<PathBuf>,
+}
+
+/// A run as the [`Recorder`] knows it: its row in the store, if it got one, and its directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRun {
+    id: Option<i64>,
+    dir: PathBuf,
+}
+
+impl RecordedRun {
+    /// The run's row in the store; `None` when it could not be recorded there.
+    pub fn id(&self) -> Option<i64> {
+        self.id
+    }
+
+    /// The run directory, which holds the run whatever the store did.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// What a [`Recorder`] could not write, for the verb to print once at the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSummary {
+    pub store: PathBuf,
+    /// Store operations that failed, the first included.
+    pub failures: u64,
+    /// The first failure with its causes, as it was warned about.
+    pub first: Option<String>,
+    /// Runs whose record in the store is missing or incomplete. Each is whole in its
+    /// directory.
+    pub incomplete_runs: Vec<PathBuf>,
+}
+
+impl RecordSummary {
+    /// Whether everything the verb recorded reached the store.
+    pub fn is_clean(&self) -> bool {
+        self.failures == 0
+    }
+}
+
+impl fmt::Display for RecordSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let store = self.store.display();
+        if self.is_clean() {
+            return write!(f, "results store {store}: everything recorded");
+        }
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let n = usize::try_from(self.failures).unwrap_or(usize::MAX);
+        write!(
+            f,
+            "results store {store}: {n} operation{} failed",
+            plural(n)
+        )?;
+        if let Some(first) = &self.first {
+            write!(f, " (the first: {first})")?;
+        }
+        if let Some(dir) = self.incomplete_runs.first() {
+            let k = self.incomplete_runs.len();
+            write!(
+                f,
+                "; {k} run{} missing there or incomplete (the first in {})",
+                plural(k),
+                dir.display()
+            )?;
+        }
+        write!(
+            f,
+            "; every run is whole in its run directory ({MANIFEST_FILE}, results.jsonl)"
+        )
+    }
+}
+
+impl Recorder {
+    /// Opens the store at `path` for a verb that can go on without it (`lab run`, `lab
+    /// selftest`): a store that cannot be opened is the first failure, and the runs go on
+    /// unrecorded.
+    pub fn open(path: &Path) -> Recorder {
+        match Store::open(path) {
+            Ok(store) => Recorder::new(store),
+            Err(e) => {
+                let mut recording = Recording::new(None);
+                recording.failed(&e);
+                Recorder {
+                    path: path.to_owned(),
+                    state: Mutex::new(recording),
+                }
+            }
+        }
+    }
+
+    /// Records into a store the verb opened itself, because it could not start without it
+    /// (a session to begin or resume: compare, bisect).
+    pub fn new(store: Store) -> Recorder {
+        Recorder {
+            path: store.path().to_owned(),
+            state: Mutex::new(Recording::new(Some(store))),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records a run before it starts. The run goes on whether or not this worked.
+    pub fn begin_run(&self, run: &NewRun<'_>) -> RecordedRun {
+        let mut recording = self.lock();
+        let id = recording.attempt(|s| s.begin_run(run));
+        if id.is_none() {
+            recording.incomplete.insert(run.dir.to_owned());
+        }
+        RecordedRun {
+            id,
+            dir: run.dir.to_owned(),
+        }
+    }
+
+    /// Records one outcome of `run`; nothing for a run that has no row.
+    pub fn add_outcome(&self, run: &RecordedRun, outcome: &TestOutcome) {
+        let Some(id) = run.id else { return };
+        let mut recording = self.lock();
+        if recording.attempt(|s| s.add_outcome(id, outcome)).is_none() {
+            recording.incomplete.insert(run.dir.clone());
+        }
+    }
+
+    /// Closes `run` with its manifest; a run that has a row but cannot get its manifest into
+    /// it says so.
+    pub fn finish_run(&self, run: &RecordedRun, manifest: &RunManifest) {
+        let Some(id) = run.id else { return };
+        let mut recording = self.lock();
+        if recording.attempt(|s| s.finish_run(id, manifest)).is_none() {
+            recording.incomplete.insert(run.dir.clone());
+            tracing::warn!(
+                "run {id} has no manifest in the results store {} and will be listed as unfinished there; its record is {}",
+                self.path.display(),
+                run.dir.join(MANIFEST_FILE).display()
+            );
+        }
+    }
+
+    /// Saves where a session stands, for a resume to pick up.
+    pub fn set_session_state(&self, id: i64, state_json: &str) {
+        self.lock().attempt(|s| s.set_session_state(id, state_json));
+    }
+
+    /// Closes a session with its status and report.
+    pub fn finish_session(&self, id: i64, status: &str, report_json: &str) {
+        self.lock()
+            .attempt(|s| s.finish_session(id, status, report_json));
+    }
+
+    /// Reads from the store under the same policy: a failure is reported or counted like a
+    /// failed write, and the caller goes on without what it asked for (`None`).
+    pub fn read<T>(&self, query: impl FnOnce(&Store) -> Result<T, StoreError>) -> Option<T> {
+        self.lock().attempt(|s| query(s))
+    }
+
+    /// What could not be recorded so far. A verb calls it once, when its runs are done, and
+    /// prints it unless [`RecordSummary::is_clean`].
+    pub fn finish(&self) -> RecordSummary {
+        let recording = self.lock();
+        RecordSummary {
+            store: self.path.clone(),
+            failures: recording.failures,
+            first: recording.first.clone(),
+            incomplete_runs: recording.incomplete.iter().cloned().collect(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Recording> {
+        // A task that panicked while holding the store left the file consistent (its write
+        // was a transaction, rolled back when dropped); at worst a count is one short.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Recording {
+    fn new(store: Option<Store>) -> Recording {
+        Recording {
+            store,
+            failures: 0,
+            first: None,
+            incomplete: BTreeSet::new(),
+        }
+    }
+
+    /// Runs `op` on the store, if there is one; a failure is reported or counted and
+    /// becomes `None`.
+    fn attempt<T>(&mut self, op: impl FnOnce(&mut Store) -> Result<T, StoreError>) -> Option<T> {
+        let result = op(self.store.as_mut()?);
+        result.map_err(|e| self.failed(&e)).ok()
+    }
+
+    fn failed(&mut self, e: &StoreError) {
+        self.failures += 1;
+        // Every StoreError names the store's file, so the text carries the path.
+        let text = e.with_causes();
+        if self.first.is_none() {
+            tracing::warn!(
+                "{text}; runs go on and each stays whole in its run directory; later results store failures are counted and summarised at the end"
+            );
+            self.first = Some(text);
+        } else {
+            tracing::debug!("{text}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,5 +586,148 @@ mod tests {
             store.begin_run(&run),
             Err(StoreError::BeginRun { .. })
         ));
+    }
+
+    fn new_run<'a>(
+        session: Option<i64>,
+        digests: &'a BTreeMap<String, String>,
+        dir: &'a Path,
+    ) -> NewRun<'a> {
+        NewRun {
+            session,
+            side: None,
+            batch: None,
+            arch: Arch::X86_64,
+            kernel_key: "k",
+            kernel_label: "base",
+            image_digest: "i",
+            test_digests: digests,
+            condition: "c",
+            dir,
+        }
+    }
+
+    fn outcome() -> TestOutcome {
+        TestOutcome::infra("futex_errno", Arch::X86_64, 0, 1, "boot failed".into())
+    }
+
+    #[test]
+    fn a_recorder_writes_runs_and_sessions_and_finishes_clean() {
+        let mut store = Store::open_in_memory().expect("open");
+        let session = store.begin_session("compare", "k", "{}").expect("session");
+        let recorder = Recorder::new(store);
+        let digests = BTreeMap::from([("futex_errno".to_owned(), "aa".to_owned())]);
+        let run = recorder.begin_run(&new_run(Some(session), &digests, Path::new("/runs/1")));
+        assert!(run.id().is_some());
+        assert_eq!(run.dir(), Path::new("/runs/1"));
+        recorder.add_outcome(&run, &outcome());
+        recorder.finish_run(&run, &crate::results::manifest::tests::manifest());
+        recorder.set_session_state(session, r#"{"batch":1}"#);
+        recorder.finish_session(session, "done", "{}");
+
+        let runs = recorder
+            .read(|s| s.session_runs(session))
+            .expect("readable");
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].outcomes, 1);
+        assert!(runs[0].finished_at.is_some());
+        let row = recorder
+            .read(|s| s.session(session))
+            .flatten()
+            .expect("row");
+        assert_eq!(row.status, "done");
+        let summary = recorder.finish();
+        assert!(summary.is_clean(), "{summary}");
+        assert_eq!(
+            summary.to_string(),
+            "results store :memory:: everything recorded"
+        );
+    }
+
+    #[test]
+    fn store_failures_are_counted_and_never_stop_a_run() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("results.db");
+        let recorder = Recorder::open(&path);
+        let digests = BTreeMap::new();
+        // Foreign keys are on: a run of a session that does not exist gets no row...
+        let orphan = recorder.begin_run(&new_run(Some(42), &digests, Path::new("/runs/orphan")));
+        assert_eq!(orphan.id(), None);
+        // ...and what follows for it is not even tried.
+        recorder.add_outcome(&orphan, &outcome());
+        recorder.finish_run(&orphan, &crate::results::manifest::tests::manifest());
+        recorder.set_session_state(42, "{}");
+        let good = recorder.begin_run(&new_run(None, &digests, Path::new("/runs/good")));
+        assert!(good.id().is_some());
+        recorder.add_outcome(&good, &outcome());
+        let gone = RecordedRun {
+            id: Some(999),
+            dir: PathBuf::from("/runs/gone"),
+        };
+        recorder.finish_run(&gone, &crate::results::manifest::tests::manifest());
+
+        let summary = recorder.finish();
+        assert!(!summary.is_clean());
+        // The orphan run, the session state, the manifest of a run that is not there.
+        assert_eq!(summary.failures, 3);
+        assert_eq!(
+            summary.incomplete_runs,
+            vec![PathBuf::from("/runs/gone"), PathBuf::from("/runs/orphan")]
+        );
+        let first = summary.first.clone().expect("first failure kept");
+        assert!(
+            first.starts_with("failed to record a run of kernel k in the results store "),
+            "{first}"
+        );
+        assert!(first.contains(&path.display().to_string()), "{first}");
+        assert!(first.contains("FOREIGN KEY"), "the cause is kept: {first}");
+        let text = summary.to_string();
+        for part in [
+            "3 operations failed",
+            "2 runs missing there or incomplete (the first in /runs/gone)",
+            "every run is whole in its run directory (manifest.json, results.jsonl)",
+        ] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+        // What could be recorded was.
+        let runs = recorder.read(|s| s.runs(None, 10)).expect("readable");
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].outcomes, 1);
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_opened_leaves_every_run_to_its_directory() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let blocker = tmp.path().join("file");
+        std::fs::write(&blocker, "not a folder").expect("write");
+        let path = blocker.join("results.db");
+        let recorder = Recorder::open(&path);
+        assert_eq!(recorder.path(), path);
+        let digests = BTreeMap::new();
+        let run = recorder.begin_run(&new_run(None, &digests, Path::new("/runs/1")));
+        assert_eq!(run.id(), None);
+        recorder.add_outcome(&run, &outcome());
+        recorder.finish_run(&run, &crate::results::manifest::tests::manifest());
+        recorder.finish_session(1, "done", "{}");
+        assert_eq!(recorder.read(|s| s.runs(None, 1)), None);
+
+        let summary = recorder.finish();
+        // Only the open failed; nothing else could be tried.
+        assert_eq!(summary.failures, 1);
+        assert_eq!(summary.incomplete_runs, vec![PathBuf::from("/runs/1")]);
+        let store = path.display();
+        assert_eq!(
+            summary.to_string(),
+            format!(
+                "results store {store}: 1 operation failed (the first: failed to create the folder of the results store {store}: {}); 1 run missing there or incomplete (the first in /runs/1); every run is whole in its run directory (manifest.json, results.jsonl)",
+                std::fs::create_dir_all(&blocker).expect_err("a file is no folder")
+            )
+        );
+    }
+
+    #[test]
+    fn a_recorder_is_shared_by_the_tasks_of_a_verb() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Recorder>();
     }
 }
