@@ -17,6 +17,7 @@ use crate::arch::{Accel, Arch};
 use crate::guest::image::{self, BaseImage};
 use crate::kernel::cache::Artifact;
 use crate::results::manifest::{BootRecord, RunManifest, MANIFEST_FORMAT_VERSION};
+use crate::results::store::{condition_digest, test_digests, NewRun, RecordedRun, Recorder};
 use crate::results::{OutcomeKind, TestOutcome};
 use crate::transport::ssh::{SshSession, SshTarget, Stream};
 use crate::vm::console::CrashKind;
@@ -45,6 +46,40 @@ pub struct RunPlan {
     /// Extra kernel command-line words.
     pub cmdline_extra: Vec<String>,
     pub dir: PathBuf,
+}
+
+impl RunPlan {
+    /// Records this run in the results store before it starts: where it belongs (a session,
+    /// its side and batch) and what makes its outcomes reusable (kernel, test programs and
+    /// [`condition_digest`] of the plan's duration, knobs, accelerator and VM size). The run
+    /// goes on whether or not the store took it; see [`Recorder`].
+    pub fn begin_record(
+        &self,
+        recorder: &Recorder,
+        session: Option<i64>,
+        side: Option<&str>,
+        batch: Option<u32>,
+    ) -> RecordedRun {
+        let condition = condition_digest(
+            self.duration.as_millis() as u64,
+            &self.knobs,
+            self.accel.name(),
+            self.cpus,
+            self.memory_mib,
+        );
+        recorder.begin_run(&NewRun {
+            session,
+            side,
+            batch,
+            arch: self.arch,
+            kernel_key: &self.artifact.manifest.key,
+            kernel_label: &self.artifact.label(),
+            image_digest: &self.image.manifest.digest,
+            test_digests: &test_digests(&self.image.manifest.programs),
+            condition: &condition,
+            dir: &self.dir,
+        })
+    }
 }
 
 /// What a run produced.
