@@ -350,12 +350,12 @@ impl fmt::Display for RecordSummary {
         if self.is_clean() {
             return write!(f, "results store {store}: everything recorded");
         }
-        let plural = |n: usize| if n == 1 { "" } else { "s" };
-        let n = usize::try_from(self.failures).unwrap_or(usize::MAX);
+        let plural = |one: bool| if one { "" } else { "s" };
+        let n = self.failures;
         write!(
             f,
             "results store {store}: {n} operation{} failed",
-            plural(n)
+            plural(n == 1)
         )?;
         if let Some(first) = &self.first {
             write!(f, " (the first: {first})")?;
@@ -365,7 +365,7 @@ impl fmt::Display for RecordSummary {
             write!(
                 f,
                 "; {k} run{} missing there or incomplete (the first in {})",
-                plural(k),
+                plural(k == 1),
                 dir.display()
             )?;
         }
