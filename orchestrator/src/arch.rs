@@ -1,7 +1,10 @@
-//! The architectures lab builds and boots, and the facts that differ between them.
+//! The architectures lab builds and boots, the facts that differ between them, and the
+//! accelerator a guest runs under.
 //!
 //! Everything arch-specific outside the QEMU table (`vm::machine`) is a field here, so no
-//! other module needs an `if arch == ...`.
+//! other module needs an `if arch == ...`. The accelerator sits here too, beside the arch,
+//! because every record of a run carries both (`results::manifest`, the store's run
+//! conditions), and records must not depend on `vm`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -72,6 +75,31 @@ impl Arch {
 impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// Which accelerator a VM runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    /// Deadlines inside the guest scale with the accelerator: TCG emulates every instruction.
+    pub fn deadline_scale(self) -> f64 {
+        match self {
+            Accel::Kvm => 1.0,
+            Accel::Tcg => 5.0,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
     }
 }
 

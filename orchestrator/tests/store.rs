@@ -5,14 +5,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use lab::arch::Arch;
+use lab::arch::{Accel, Arch};
 use lab::results::crash::{CrashKind, CrashReport, Fingerprint};
+use lab::results::manifest::{BootRecord, RunManifest};
 use lab::results::store::{
     condition_digest, NewRun, Store, StoreError, StoredOutcome, SCHEMA_VERSION,
 };
 use lab::results::{OutcomeKind, TestOutcome};
-use lab::run::{BootRecord, RunManifest};
-use lab::vm::machine::Accel;
 use lab_proto::{Histogram, TestResult, Verdict};
 
 const KERNEL: &str = "3f2a9c0011223344556677889900aabbccddeeff";

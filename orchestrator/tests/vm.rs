@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lab::arch::Arch;
+use lab::arch::{Accel, Arch};
 use lab::commands::{kernel_requests, Context};
 use lab::config::Settings;
 use lab::guest::image::{self, BaseImage, ImageInputs};
@@ -14,7 +14,6 @@ use lab::kernel::build;
 use lab::kernel::cache::Artifact;
 use lab::results::OutcomeKind;
 use lab::run::{self, RunPlan};
-use lab::vm::machine::Accel;
 use lab::vm::qemu::{Vm, VmSpec};
 use tokio::sync::OnceCell;
 

@@ -9,12 +9,11 @@
 //! bad end's, or `--match-crash`).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use super::{build_request, guest_image, load_kernel_def, Context};
-use crate::arch::Arch;
+use crate::arch::{Accel, Arch};
 use crate::bisect::search::{Conclusion, Next, Observation, Search, SearchConfig, SearchLog};
 use crate::cli::{BisectArgs, BisectStepArgs};
 use crate::errors::{BisectError, LabError, Outcome};
@@ -23,10 +22,9 @@ use crate::io_error::io;
 use crate::kernel::build::{self, BuildRequest};
 use crate::kernel::patch::{self, PatchSet};
 use crate::kernel::source::KernelDef;
-use crate::results::store::{condition_digest, NewRun, Store};
+use crate::results::store::{Recorder, Store};
 use crate::results::{OutcomeKind, TestOutcome};
 use crate::run::{self, RunPlan};
-use crate::vm::machine::Accel;
 
 const STATE_FORMAT_VERSION: u32 = 1;
 
@@ -236,7 +234,7 @@ async fn run_step(
     req: &BuildRequest,
     runs: u32,
     dir: &Path,
-    store: Option<(&Arc<Mutex<Store>>, i64)>,
+    record: Option<(&Recorder, i64)>,
 ) -> StepResult {
     let s = &ctx.settings;
     let built = match build::build(req, &s.cache_dir, &|_| {}).await {
@@ -267,42 +265,21 @@ async fn run_step(
         cmdline_extra: Vec::new(),
         dir: dir.to_owned(),
     };
-    let run_id = store.and_then(|(st, session)| {
-        st.lock().ok().and_then(|mut st| {
-            st.begin_run(&NewRun {
-                session: Some(session),
-                side: None,
-                batch: Some(state.steps.len() as u32 + 1),
-                arch: plan.arch,
-                kernel_key: &key,
-                kernel_label: &plan.artifact.label(),
-                image_digest: &plan.image.manifest.digest,
-                test_digests: &plan.image.manifest.programs,
-                condition: &condition_digest(
-                    state.duration_ms,
-                    &state.knobs,
-                    accel.0.name(),
-                    s.vm_cpus,
-                    s.vm_memory_mib,
-                ),
-                dir,
-            })
-            .ok()
-        })
+    let recorded = record.map(|(recorder, session)| {
+        let batch = state.steps.len() as u32 + 1;
+        (
+            recorder,
+            plan.begin_record(recorder, Some(session), None, Some(batch)),
+        )
     });
-    let st = store.map(|(st, _)| st.clone());
-    let on = move |o: &TestOutcome| {
-        if let (Some(id), Some(st)) = (run_id, st.as_ref()) {
-            if let Ok(mut st) = st.lock() {
-                let _ = st.add_outcome(id, o);
-            }
+    let on = |o: &TestOutcome| {
+        if let Some((recorder, run)) = &recorded {
+            recorder.add_outcome(run, o);
         }
     };
     let report = run::run(&plan, accel.1, "lab bisect", &on).await;
-    if let (Some(id), Some((st, _))) = (run_id, store) {
-        if let Ok(mut st) = st.lock() {
-            let _ = st.finish_run(id, &report.manifest);
-        }
+    if let Some((recorder, run)) = &recorded {
+        recorder.finish_run(run, &report.manifest);
     }
     classify(&report.outcomes, state.match_crash.as_deref(), key)
 }
@@ -644,7 +621,7 @@ pub async fn drive(
         .map_err(|source| BisectError::Replay { session, source })?;
     let n = state.space.n();
     let image = guest_image(ctx, state.arch, std::slice::from_ref(&state.test)).await?;
-    let store = Arc::new(Mutex::new(store));
+    let recorder = Recorder::new(store);
     let run_root = s.cache_dir.join("runs").join(format!("bisect-{session}"));
     let mut accel_choice: Option<(Accel, String)> = None;
     if !ctx.quiet {
@@ -703,7 +680,7 @@ pub async fn drive(
             &req,
             runs,
             &dir,
-            Some((&store, session)),
+            Some((&recorder, session)),
         )
         .await;
         if crate::process::interrupted().is_some() {
@@ -769,12 +746,8 @@ pub async fn drive(
             seconds: started.elapsed().as_secs_f64(),
         });
         state.log = search.to_log();
-        if let Ok(mut st) = store.lock() {
-            let json = serde_json::to_string(&state).unwrap_or_default();
-            if let Err(e) = st.set_session_state(session, &json) {
-                eprintln!("lab: results store: {e}");
-            }
-        }
+        let json = serde_json::to_string(&state).unwrap_or_default();
+        recorder.set_session_state(session, &json);
     };
     state.conclusion = conclusion.clone();
     if let (true, Some(c)) = (state.confirm, conclusion.as_ref().filter(|c| c.confident)) {
@@ -792,16 +765,16 @@ pub async fn drive(
         }
     }
     let json = serde_json::to_string(&state).unwrap_or_default();
-    if let Ok(mut st) = store.lock() {
-        let status = match &conclusion {
-            Some(c) if c.confident => "found",
-            Some(_) => "not-confident",
-            None => "not-reproduced",
-        };
-        let _ = st.set_session_state(session, &json);
-        if let Err(e) = st.finish_session(session, status, &json) {
-            eprintln!("lab: results store: {e}");
-        }
+    let status = match &conclusion {
+        Some(c) if c.confident => "found",
+        Some(_) => "not-confident",
+        None => "not-reproduced",
+    };
+    recorder.set_session_state(session, &json);
+    recorder.finish_session(session, status, &json);
+    let recorded = recorder.finish();
+    if !recorded.is_clean() {
+        eprintln!("lab: {recorded}");
     }
     Ok(state)
 }

@@ -2,7 +2,7 @@
 //! up each arch, run the comparison, render the reports and map the verdict to an exit code.
 
 use std::io::IsTerminal;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::progress::BuildProgress;
 use super::run::clamp_jobs;
@@ -16,7 +16,7 @@ use crate::errors::{LabError, Outcome};
 use crate::kernel::build;
 use crate::kernel::cache::{Artifact, Cache};
 use crate::report::{self, ReportFormat};
-use crate::results::store::Store;
+use crate::results::store::{Recorder, Store};
 use crate::run;
 use crate::stats::Spending;
 
@@ -364,7 +364,7 @@ pub async fn compare_report(
             .begin_session("compare", &key, &args_json)
             .map_err(super::results::store_error)?,
     };
-    let store = Arc::new(Mutex::new(store));
+    let recorder = Arc::new(Recorder::new(store));
     if !ctx.quiet {
         eprintln!(
             "lab: comparing A={} with B={} on {}; {} tests ({tests_from}), budget {}s, alpha {alpha}, margins {margin_rate} (rates) and {:.0}% (metrics); session {session}",
@@ -434,8 +434,9 @@ pub async fn compare_report(
             Event::StoreError(e) => eprintln!("lab: results store: {e}"),
         }
     };
-    let report = compare::compare(&plan, store.clone(), session, &on).await;
+    let report = compare::compare(&plan, recorder.clone(), session, &on).await;
     if crate::process::interrupted().is_some() {
+        print_record_summary(&recorder);
         // The finished runs are in the store; `lab compare` with the same arguments resumes.
         eprintln!(
             "lab: interrupted; {} runs are in the store, and the same command resumes session {session}",
@@ -444,18 +445,23 @@ pub async fn compare_report(
         return Ok(None);
     }
     let json = serde_json::to_string(&report).unwrap_or_default();
-    if let Ok(mut st) = store.lock() {
-        let status = match report.overall {
-            Overall::Regression => "regression",
-            Overall::NoRegression => "no-regression",
-            Overall::NoRegressionInconclusive => "inconclusive",
-            Overall::Infra => "infra-error",
-        };
-        if let Err(e) = st.finish_session(session, status, &json) {
-            eprintln!("lab: results store: {e}");
-        }
-    }
+    let status = match report.overall {
+        Overall::Regression => "regression",
+        Overall::NoRegression => "no-regression",
+        Overall::NoRegressionInconclusive => "inconclusive",
+        Overall::Infra => "infra-error",
+    };
+    recorder.finish_session(session, status, &json);
+    print_record_summary(&recorder);
     Ok(Some((report, dir)))
+}
+
+/// What the results store did not take, once, when the comparison is over.
+fn print_record_summary(recorder: &Recorder) {
+    let recorded = recorder.finish();
+    if !recorded.is_clean() {
+        eprintln!("lab: {recorded}");
+    }
 }
 
 /// Writes `report.json`, `report.md` and `report.html` into the comparison's folder.

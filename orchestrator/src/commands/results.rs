@@ -54,13 +54,7 @@ pub fn store_error(e: StoreError) -> LabError {
 
 /// "failed to ...: cause: cause", for messages that are not a [`LabError`].
 pub fn store_error_text(e: &StoreError) -> String {
-    let mut msg = format!("failed to {e}");
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    msg
+    e.with_causes()
 }
 
 /// A session as `list` shows it: the report reduced to one line.

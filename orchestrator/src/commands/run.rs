@@ -1,58 +1,16 @@
 //! `lab run`: build through the cache, boot, run the guest tests over SSH, print a table.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::progress::BuildProgress;
 use super::{guest_image, kernel_requests, Context};
 use crate::cli::RunArgs;
 use crate::errors::{LabError, Outcome};
 use crate::kernel::build;
-use crate::results::store::{self, NewRun, Store, StoreError};
+use crate::results::store::{Recorder, Store};
 use crate::results::{OutcomeKind, TestOutcome};
 use crate::run::{self, RunPlan, RunReport};
-
-/// Records `lab run` in the results store. Losing the record must not lose the run: the first
-/// store failure is reported once, and the run goes on.
-struct Recorder {
-    store: Mutex<Option<Store>>,
-    warned: AtomicBool,
-}
-
-impl Recorder {
-    fn open(path: &Path) -> Recorder {
-        let (store, failure) = match Store::open(path) {
-            Ok(s) => (Some(s), None),
-            Err(e) => (None, Some(e)),
-        };
-        let recorder = Recorder {
-            store: Mutex::new(store),
-            warned: AtomicBool::new(false),
-        };
-        if let Some(e) = failure {
-            recorder.warn(&e);
-        }
-        recorder
-    }
-
-    fn warn(&self, e: &StoreError) {
-        if !self.warned.swap(true, Ordering::Relaxed) {
-            eprintln!(
-                "lab: results store: {}; the run goes on, but is not recorded there",
-                super::results::store_error_text(e)
-            );
-        }
-    }
-
-    /// Runs `f` on the store, if there is one; a failure is warned about and becomes `None`.
-    fn with<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, StoreError>) -> Option<T> {
-        let mut guard = self.store.lock().ok()?;
-        let store = guard.as_mut()?;
-        f(store).map_err(|e| self.warn(&e)).ok()
-    }
-}
 
 /// How many VMs may run at once: what was asked, within the cores and the memory.
 pub fn clamp_jobs(asked: usize, cpus_per_vm: u32, mem_per_vm: u32) -> (usize, Option<String>) {
@@ -181,47 +139,18 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
         handles.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await;
             let reason = accel.name().to_owned();
-            let digests = store::test_digests(&plan.image.manifest.programs);
-            let condition = store::condition_digest(
-                plan.duration.as_millis() as u64,
-                &plan.knobs,
-                accel.name(),
-                plan.cpus,
-                plan.memory_mib,
-            );
-            let label = plan.artifact.label();
-            let run_id = recorder.with(|st| {
-                st.begin_run(&NewRun {
-                    session: None,
-                    side: None,
-                    batch: None,
-                    arch: plan.arch,
-                    kernel_key: &plan.artifact.manifest.key,
-                    kernel_label: &label,
-                    image_digest: &plan.image.manifest.digest,
-                    test_digests: &digests,
-                    condition: &condition,
-                    dir: &plan.dir,
-                })
-            });
-            let on = {
-                let recorder = recorder.clone();
-                move |o: &TestOutcome| {
-                    if !quiet {
-                        eprintln!(
-                            "  {} {} #{}: {} {}",
-                            o.arch, o.test, o.iteration, o.kind, o.summary
-                        );
-                    }
-                    if let Some(id) = run_id {
-                        recorder.with(|st| st.add_outcome(id, o));
-                    }
+            let recorded = plan.begin_record(&recorder, None, None, None);
+            let on = |o: &TestOutcome| {
+                if !quiet {
+                    eprintln!(
+                        "  {} {} #{}: {} {}",
+                        o.arch, o.test, o.iteration, o.kind, o.summary
+                    );
                 }
+                recorder.add_outcome(&recorded, o);
             };
             let report = run::run(&plan, &reason, &reproduce, &on).await;
-            if let Some(id) = run_id {
-                recorder.with(|st| st.finish_run(id, &report.manifest));
-            }
+            recorder.finish_run(&recorded, &report.manifest);
             report
         }));
     }
@@ -231,6 +160,10 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
             Ok(r) => reports.push(r),
             Err(e) => return Err(LabError::Task(e)),
         }
+    }
+    let recorded = recorder.finish();
+    if !recorded.is_clean() {
+        eprintln!("lab: {recorded}");
     }
     let outcomes: Vec<&TestOutcome> = reports.iter().flat_map(|r| &r.outcomes).collect();
     if args.json.json {

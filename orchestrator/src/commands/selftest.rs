@@ -8,6 +8,7 @@ use crate::cli::{ArchesArg, KernelSelect, SelftestArgs, StackArgs};
 use crate::errors::{LabError, Outcome};
 use crate::guest::image::{self, ImageInputs};
 use crate::kernel::build;
+use crate::results::store::{Recorder, Store};
 use crate::results::TestOutcome;
 use crate::run::{self, RunPlan};
 use crate::selftest::{self, matches, observe, Expected, Observed};
@@ -56,6 +57,7 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
         arch: args.arch.clone(),
         ..Default::default()
     };
+    let recorder = Recorder::open(&Store::default_path(&s.cache_dir));
     let mut cells = Vec::new();
     for base_req in kernel_requests(ctx, &arches)? {
         let arch = base_req.arch;
@@ -105,7 +107,10 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
                     plan.iterations
                 );
             }
-            let report = run::run(&plan, accel.name(), "lab selftest", &|_| {}).await;
+            let recorded = plan.begin_record(&recorder, None, None, None);
+            let on = |o: &TestOutcome| recorder.add_outcome(&recorded, o);
+            let report = run::run(&plan, accel.name(), "lab selftest", &on).await;
+            recorder.finish_run(&recorded, &report.manifest);
             let mut by_test: BTreeMap<&str, Vec<&TestOutcome>> = BTreeMap::new();
             for o in &report.outcomes {
                 by_test.entry(o.test.as_str()).or_default().push(o);
@@ -142,6 +147,10 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
                 });
             }
         }
+    }
+    let recorded = recorder.finish();
+    if !recorded.is_clean() {
+        eprintln!("lab: {recorded}");
     }
     if args.json.json {
         println!(

@@ -22,16 +22,15 @@ pub mod model;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::arch::Arch;
+use crate::arch::{Accel, Arch};
 use crate::guest::image::BaseImage;
 use crate::kernel::cache::Artifact;
-use crate::results::store::{condition_digest, test_digests, NewRun, Store};
+use crate::results::store::{condition_digest, test_digests, Recorder};
 use crate::results::{OutcomeKind, TestOutcome};
 use crate::run::{self, RunPlan};
-use crate::vm::machine::Accel;
 
 use analysis::{Analysis, Params};
 use model::{
@@ -118,7 +117,7 @@ type BatchOutcomes = BTreeMap<(Arch, Side), Vec<TestOutcome>>;
 /// outcomes, which never count; the report says how many there were.
 pub async fn compare(
     plan: &ComparePlan,
-    store: Arc<Mutex<Store>>,
+    recorder: Arc<Recorder>,
     session: i64,
     on: &(dyn Fn(Event) + Send + Sync),
 ) -> CompareReport {
@@ -157,19 +156,12 @@ pub async fn compare(
                 let Some(digest) = digests.get(test).cloned() else {
                     continue;
                 };
+                // A store that cannot be read means nothing is reused; the recorder says so.
                 let fetch = |key: &str| -> Vec<TestOutcome> {
-                    store
-                        .lock()
-                        .map_err(|e| e.to_string())
-                        .and_then(|s| {
-                            s.reusable_outcomes(key, ap.arch, test, &digest, &condition)
-                                .map_err(|e| e.to_string())
-                        })
+                    recorder
+                        .read(|s| s.reusable_outcomes(key, ap.arch, test, &digest, &condition))
                         .map(|v| v.into_iter().map(|s| s.outcome).collect())
-                        .unwrap_or_else(|e| {
-                            on(Event::StoreError(e));
-                            Vec::new()
-                        })
+                        .unwrap_or_default()
                 };
                 if same {
                     // The same kernel on both sides (an A/A check): split the pool, so no run
@@ -225,9 +217,8 @@ pub async fn compare(
             plan,
             batch_no,
             &open_tests,
-            &store,
+            &recorder,
             session,
-            &conditions,
             on,
             &mut run_dirs,
         )
@@ -461,14 +452,12 @@ pub async fn compare(
 
 /// One batch: for each arch with open tests, one boot of each side, in ABBA order, as many
 /// at once as `jobs` allows. Every outcome goes to the store as it arrives.
-#[expect(clippy::too_many_arguments, reason = "one call site; the loop's state")]
 async fn run_batch(
     plan: &ComparePlan,
     batch_no: usize,
     open_tests: &BTreeMap<Arch, Vec<String>>,
-    store: &Arc<Mutex<Store>>,
+    recorder: &Arc<Recorder>,
     session: i64,
-    conditions: &BTreeMap<Arch, String>,
     on: &(dyn Fn(Event) + Send + Sync),
     run_dirs: &mut Vec<PathBuf>,
 ) -> BatchOutcomes {
@@ -515,47 +504,27 @@ async fn run_batch(
                 cmdline_extra: Vec::new(),
                 dir,
             };
-            let store = store.clone();
+            let recorder = recorder.clone();
             let sem = sem.clone();
             let tx = tx.clone();
             let reason = ap.accel_reason.clone();
             let reproduce = plan.reproduce.clone();
-            let condition = conditions.get(&ap.arch).cloned().unwrap_or_default();
             handles.push(tokio::spawn(async move {
                 let _permit = sem.acquire_owned().await;
-                let side_name = side.name();
-                let run_id = store.lock().ok().and_then(|mut s| {
-                    s.begin_run(&NewRun {
-                        session: Some(session),
-                        side: Some(side_name),
-                        batch: Some(batch_no as u32),
-                        arch: run_plan.arch,
-                        kernel_key: &run_plan.artifact.manifest.key,
-                        kernel_label: &run_plan.artifact.label(),
-                        image_digest: &run_plan.image.manifest.digest,
-                        test_digests: &run_plan.image.manifest.programs,
-                        condition: &condition,
-                        dir: &run_plan.dir,
-                    })
-                    .ok()
-                });
-                let store2 = store.clone();
-                let tx2 = tx.clone();
-                let on_outcome = move |o: &TestOutcome| {
-                    if let Some(id) = run_id {
-                        if let Ok(mut s) = store2.lock() {
-                            let _ = s.add_outcome(id, o);
-                        }
-                    }
-                    let _ = tx2.send((side, o.clone()));
+                let recorded = run_plan.begin_record(
+                    &recorder,
+                    Some(session),
+                    Some(side.name()),
+                    Some(batch_no as u32),
+                );
+                let on_outcome = |o: &TestOutcome| {
+                    recorder.add_outcome(&recorded, o);
+                    // The receiver lives until every task is joined.
+                    let _ = tx.send((side, o.clone()));
                 };
                 let report = run::run(&run_plan, &reason, &reproduce, &on_outcome).await;
-                if let Some(id) = run_id {
-                    if let Ok(mut s) = store.lock() {
-                        let _ = s.finish_run(id, &report.manifest);
-                    }
-                }
-                (run_plan.arch, side, report.outcomes, run_id.is_some())
+                recorder.finish_run(&recorded, &report.manifest);
+                (run_plan.arch, side, report.outcomes)
             }));
         }
     }
@@ -574,20 +543,13 @@ async fn run_batch(
         results
     };
     let ((), results) = tokio::join!(forward, collect);
-    let mut store_ok = true;
     for r in results {
         match r {
-            Ok((arch, side, outcomes, stored)) => {
-                store_ok &= stored;
+            Ok((arch, side, outcomes)) => {
                 out.entry((arch, side)).or_default().extend(outcomes);
             }
             Err(e) => on(Event::StoreError(format!("a run task failed: {e}"))),
         }
-    }
-    if !store_ok {
-        on(Event::StoreError(
-            "some runs could not be recorded in the results store".into(),
-        ));
     }
     out
 }

@@ -3,8 +3,13 @@
 //! An outcome is one of pass, fail, kernel-crash, hang or infra-error. The distinction that
 //! matters most is the last one: an infra-error (QEMU did not start, SSH never came up, the
 //! build failed, the test could not run) is never counted as a test failure.
+//!
+//! Beside the outcomes live the records that keep them: [`manifest`] (what a run was) and
+//! [`store`] (every run in one SQLite file). This module is a floor of the import graph: it
+//! imports neither the runner nor any verb, so each of them can import it.
 
 pub mod crash;
+pub mod manifest;
 pub mod store;
 
 use serde::{Deserialize, Serialize};

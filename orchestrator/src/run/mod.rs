@@ -12,15 +12,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lab_proto::{TestParams, TestResult, Verdict};
-use serde::{Deserialize, Serialize};
 
-use crate::arch::Arch;
+use crate::arch::{Accel, Arch};
 use crate::guest::image::{self, BaseImage};
 use crate::kernel::cache::Artifact;
 use crate::results::crash::CrashKind;
+use crate::results::manifest::{BootRecord, RunManifest, MANIFEST_FORMAT_VERSION};
+use crate::results::store::{condition_digest, test_digests, NewRun, RecordedRun, Recorder};
 use crate::results::{OutcomeKind, TestOutcome};
 use crate::transport::ssh::{SshSession, SshTarget, Stream};
-use crate::vm::machine::{machine, Accel};
+use crate::vm::machine::machine;
 use crate::vm::qemu::{self, Vm, VmError, VmSpec};
 
 /// Everything one run on one arch needs.
@@ -47,43 +48,38 @@ pub struct RunPlan {
     pub dir: PathBuf,
 }
 
-/// How a boot went.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct BootRecord {
-    /// Host time from QEMU start to the READY marker.
-    pub ready_ms: Option<u64>,
-    /// Guest uptime at READY.
-    pub guest_uptime_ms: Option<u64>,
-    /// Host time from QEMU start to the first successful SSH login.
-    pub ssh_ms: Option<u64>,
-    pub console: PathBuf,
-    pub error: Option<String>,
-}
-
-/// The record of a run, written as the run directory's manifest.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "kebab-case")]
-pub struct RunManifest {
-    pub format_version: u32,
-    pub arch: Arch,
-    pub kernel_key: String,
-    pub kernel_label: String,
-    pub kernel_release: String,
-    pub image_digest: String,
-    pub test_digests: BTreeMap<String, String>,
-    pub qemu_version: String,
-    pub accel: Accel,
-    pub accel_reason: String,
-    pub cmdline: String,
-    pub qemu_command: String,
-    pub seed: u64,
-    pub knobs: Vec<(String, String)>,
-    pub tests: Vec<String>,
-    pub iterations: u32,
-    pub duration_ms: u64,
-    pub deadline_scale: f64,
-    pub reproduce: String,
-    pub boots: Vec<BootRecord>,
+impl RunPlan {
+    /// Records this run in the results store before it starts: where it belongs (a session,
+    /// its side and batch) and what makes its outcomes reusable (kernel, test programs and
+    /// [`condition_digest`] of the plan's duration, knobs, accelerator and VM size). The run
+    /// goes on whether or not the store took it; see [`Recorder`].
+    pub fn begin_record(
+        &self,
+        recorder: &Recorder,
+        session: Option<i64>,
+        side: Option<&str>,
+        batch: Option<u32>,
+    ) -> RecordedRun {
+        let condition = condition_digest(
+            self.duration.as_millis() as u64,
+            &self.knobs,
+            self.accel.name(),
+            self.cpus,
+            self.memory_mib,
+        );
+        recorder.begin_run(&NewRun {
+            session,
+            side,
+            batch,
+            arch: self.arch,
+            kernel_key: &self.artifact.manifest.key,
+            kernel_label: &self.artifact.label(),
+            image_digest: &self.image.manifest.digest,
+            test_digests: &test_digests(&self.image.manifest.programs),
+            condition: &condition,
+            dir: &self.dir,
+        })
+    }
 }
 
 /// What a run produced.
@@ -566,7 +562,7 @@ pub async fn run(
     }
     let spec = spec_for(plan, &plan.dir, &plan.dir.join("boot-1/initramfs.cpio"), 0);
     let manifest = RunManifest {
-        format_version: 1,
+        format_version: MANIFEST_FORMAT_VERSION,
         arch: plan.arch,
         kernel_key: plan.artifact.manifest.key.clone(),
         kernel_label: plan.artifact.label(),
@@ -587,10 +583,12 @@ pub async fn run(
         reproduce: reproduce.to_owned(),
         boots,
     };
-    let _ = std::fs::write(
-        plan.dir.join("manifest.json"),
-        serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
-    );
+    // The run directory is the record that does not depend on the results store, so a
+    // manifest that cannot be saved there is said, not dropped.
+    if let Err(e) = manifest.save(&plan.dir) {
+        let cause = std::error::Error::source(&e).map_or_else(String::new, |c| format!(": {c}"));
+        tracing::warn!("failed to {e}{cause}");
+    }
     RunReport {
         manifest,
         outcomes,

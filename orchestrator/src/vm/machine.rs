@@ -3,31 +3,6 @@
 
 use crate::arch::Arch;
 
-/// Which accelerator a VM runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Accel {
-    Kvm,
-    Tcg,
-}
-
-impl Accel {
-    /// Deadlines inside the guest scale with the accelerator: TCG emulates every instruction.
-    pub fn deadline_scale(self) -> f64 {
-        match self {
-            Accel::Kvm => 1.0,
-            Accel::Tcg => 5.0,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        }
-    }
-}
-
 /// How QEMU runs one arch.
 #[derive(Debug)]
 pub struct Machine {

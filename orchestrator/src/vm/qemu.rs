@@ -12,8 +12,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::Notify;
 
 use super::console::{ConsoleWatcher, WatchEvent};
-use super::machine::{machine, Accel};
-use crate::arch::Arch;
+use super::machine::machine;
+use crate::arch::{Accel, Arch};
 use crate::process;
 use crate::results::crash::{CrashKind, CrashReport};
 
