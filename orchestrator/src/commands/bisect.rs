@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{build_request, guest_image, load_kernel_def, Context};
+use super::Context;
 use crate::arch::{Accel, Arch};
 use crate::bisect::search::{Conclusion, Next, Observation, Search, SearchConfig, SearchLog};
 use crate::cli::{BisectArgs, BisectStepArgs};
@@ -221,7 +221,13 @@ fn request_at(ctx: &Context, state: &BisectState, i: usize) -> Result<BuildReque
             KernelDef::load(&s.kernel, &s.kernels_dir)?
         }
     };
-    Ok(build_request(s, state.arch, kernel, sets, &state.config))
+    Ok(BuildRequest::with_settings(
+        s,
+        state.arch,
+        kernel,
+        sets,
+        &state.config,
+    ))
 }
 
 /// Builds candidate `i`, boots it, runs the test `runs` times.
@@ -442,7 +448,7 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<Outcome, LabError> 
             };
             let space = match (&args.kernel, &args.series) {
                 (Some(k), None) => {
-                    let def = load_kernel_def(s, k)?;
+                    let def = KernelDef::find(s, k)?;
                     let good = args.good.clone().ok_or_else(|| {
                         LabError::usage("--good", "a REF is needed with --kernel")
                     })?;
@@ -620,7 +626,12 @@ pub async fn drive(
         .replay()
         .map_err(|source| BisectError::Replay { session, source })?;
     let n = state.space.n();
-    let image = guest_image(ctx, state.arch, std::slice::from_ref(&state.test)).await?;
+    let image = crate::guest::image::for_tests(
+        &ctx.settings,
+        state.arch,
+        std::slice::from_ref(&state.test),
+    )
+    .await?;
     let recorder = Recorder::new(store);
     let run_root = s.cache_dir.join("runs").join(format!("bisect-{session}"));
     let mut accel_choice: Option<(Accel, String)> = None;
@@ -1005,8 +1016,11 @@ async fn step_inner(ctx: &Context, args: &BisectStepArgs) -> Result<i32, LabErro
     for name in &state.under {
         sets.push(patch::load_set(name, &s.patches_dir, &s.root)?);
     }
-    let req = build_request(s, arch, KernelDef::git(&repo, &head), sets, &state.config);
-    let image = guest_image(ctx, arch, std::slice::from_ref(&args.test)).await?;
+    let req =
+        BuildRequest::with_settings(s, arch, KernelDef::git(&repo, &head), sets, &state.config);
+    let image =
+        crate::guest::image::for_tests(&ctx.settings, arch, std::slice::from_ref(&args.test))
+            .await?;
     let dir = s.cache_dir.join("runs").join(format!(
         "bisect-step-{}-{}",
         &head[..12.min(head.len())],

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::progress::BuildProgress;
 use super::run::clamp_jobs;
-use super::{guest_image, kernel_requests, Context};
+use super::{kernel_requests, Context};
 use crate::arch::Arch;
 use crate::cli::{ArchesArg, CompareArgs, KernelSelect, StackArgs};
 use crate::compare::analysis::Params;
@@ -214,7 +214,7 @@ pub async fn compare_report(
     let arches: Vec<Arch> = args.arch.resolve(&s.arches);
     let a_spec = parse_side(&args.a, ctx)?;
     let b_spec = parse_side(&args.b, ctx)?;
-    let (tests, tests_from) = if !args.tests.tests.is_empty() {
+    let (tests, tests_from): (Vec<String>, String) = if !args.tests.tests.is_empty() {
         (
             args.tests
                 .tests
@@ -270,7 +270,7 @@ pub async fn compare_report(
         .join(format!("{stamp}-{}-compare", std::process::id()));
     let mut arch_plans = Vec::new();
     for (i, arch) in arches.iter().enumerate() {
-        let image = guest_image(ctx, *arch, &tests).await?;
+        let image = crate::guest::image::for_tests(&ctx.settings, *arch, &tests).await?;
         let probe = run::probe_spec(
             &a_arts[i],
             &image,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::bisect::{bisect_new, series_state};
 use super::compare::{compare_report, write_report_files};
-use super::{build_request, load_kernel_def, Context};
+use super::Context;
 use crate::arch::Arch;
 use crate::cli::{
     ArchesArg, CompareArgs, CompareReportFiles, DurationArg, GateArgs, JsonArg, ReportFiles,
@@ -26,7 +26,7 @@ use crate::gate::report::{
 };
 use crate::gate::warnings::{new_warnings, parse_warnings, CompilerWarning};
 use crate::io_error::io;
-use crate::kernel::build::{self, BuildError};
+use crate::kernel::build::{self, BuildError, BuildRequest};
 use crate::kernel::patch::{self, PatchSet};
 use crate::kernel::source::{DefKind, KernelDef, Source};
 
@@ -42,7 +42,7 @@ struct Series {
 fn load_series(ctx: &Context, args: &GateArgs) -> Result<Series, LabError> {
     let s = &ctx.settings;
     if let (Some(def_name), Some(range)) = (&args.kernel, &args.range) {
-        let def = load_kernel_def(s, def_name)?;
+        let def = KernelDef::find(s, def_name)?;
         let DefKind::Git { repo, .. } = &def.kind else {
             return Err(LabError::usage(
                 "--kernel",
@@ -163,7 +163,7 @@ async fn per_patch(
     let mut states: BTreeMap<Arch, ArchState> = BTreeMap::new();
     // The base kernel: its full build log is the "before" of every file.
     for &arch in arches {
-        let req = build_request(s, arch, series.kernel.clone(), Vec::new(), &[]);
+        let req = BuildRequest::with_settings(s, arch, series.kernel.clone(), Vec::new(), &[]);
         let built = build::build(&req, &s.cache_dir, &|_| {}).await?;
         let log = std::fs::read_to_string(built.artifact.log()).unwrap_or_default();
         states.insert(
@@ -268,7 +268,13 @@ async fn per_patch(
         let mut applies: Option<Cell> = None;
         let mut arch_cells = Vec::new();
         for &arch in arches {
-            let req = build_request(s, arch, series.kernel.clone(), vec![prefix.clone()], &[]);
+            let req = BuildRequest::with_settings(
+                s,
+                arch,
+                series.kernel.clone(),
+                vec![prefix.clone()],
+                &[],
+            );
             let started = Instant::now();
             let result = build::build(&req, &s.cache_dir, &|_| {}).await;
             let st = states.entry(arch).or_default();

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::progress::BuildProgress;
-use super::{guest_image, kernel_requests, Context};
+use super::{kernel_requests, Context};
 use crate::cli::RunArgs;
 use crate::errors::{LabError, Outcome};
 use crate::kernel::build;
@@ -67,7 +67,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
         let built = build::build(req, &s.cache_dir, &report).await;
         progress.finish();
         let built = built?;
-        let base = guest_image(ctx, req.arch, &tests).await?;
+        let base = crate::guest::image::for_tests(&ctx.settings, req.arch, &tests).await?;
         let arch_dir = run_root.join(req.arch.name());
         let probe = run::probe_spec(
             &built.artifact,

@@ -94,6 +94,22 @@ pub struct ImageInputs {
     pub tests: Vec<String>,
 }
 
+/// The guest image of one arch with the programs of `tests`: built (cargo, a no-op when
+/// nothing changed) and assembled (cached by content).
+pub async fn for_tests(
+    s: &crate::config::Settings,
+    arch: Arch,
+    tests: &[String],
+) -> Result<BaseImage, ImageError> {
+    let inputs = ImageInputs {
+        workspace: s.guest_source.clone(),
+        cache: s.cache_dir.clone(),
+        tests: tests.to_vec(),
+    };
+    let programs = build_programs(&inputs, arch).await?;
+    assemble(&inputs, arch, &programs)
+}
+
 /// Builds the static guest programs for `arch` with cargo (a no-op when nothing changed).
 /// Returns the folder that holds them.
 pub async fn build_programs(inputs: &ImageInputs, arch: Arch) -> Result<PathBuf, ImageError> {

@@ -71,6 +71,64 @@ pub struct BuildRequest {
     pub ccache: bool,
 }
 
+impl BuildRequest {
+    /// One build request with the lab's configs: the base, its fragments, the arch fragment,
+    /// and `extra` fragments on top.
+    pub fn with_settings(
+        s: &crate::config::Settings,
+        arch: Arch,
+        kernel: KernelDef,
+        patch_sets: Vec<PatchSet>,
+        extra: &[String],
+    ) -> BuildRequest {
+        let mut fragments = s.fragments.clone();
+        if s.arch_fragment {
+            fragments.push(arch.name().to_owned());
+        }
+        fragments.extend(extra.iter().cloned());
+        BuildRequest {
+            arch,
+            kernel,
+            patch_sets,
+            config_base: s.config_base.clone(),
+            config_dir: s.config_dir.clone(),
+            fragments,
+            cross_compile: s.cross_compile.get(&arch).cloned().unwrap_or_default(),
+            jobs: s.make_jobs(),
+            ccache: s.ccache,
+        }
+    }
+
+    /// One request per arch: the kernel definition `kernel` (lab.toml's when `None`) with the
+    /// patch sets `patches` (names or paths; `base` and empty names are no set) and the extra
+    /// fragments `config`.
+    pub fn for_arches(
+        s: &crate::config::Settings,
+        arches: &[Arch],
+        kernel: Option<&str>,
+        patches: &[String],
+        config: &[String],
+    ) -> Result<Vec<BuildRequest>, BuildError> {
+        let kernel = KernelDef::find(s, kernel.unwrap_or(&s.kernel))?;
+        let mut sets = Vec::new();
+        for name in patches
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty() && *n != "base")
+        {
+            sets.push(crate::kernel::patch::load_set(
+                name,
+                &s.patches_dir,
+                &s.root,
+            )?);
+        }
+        Ok(arches
+            .iter()
+            .map(|&arch| BuildRequest::with_settings(s, arch, kernel.clone(), sets.clone(), config))
+            .collect())
+    }
+}
+
 /// Progress of a build, for whoever shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BuildEvent {

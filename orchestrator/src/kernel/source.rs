@@ -189,6 +189,19 @@ impl KernelDef {
         }
     }
 
+    /// A definition by name (`kernels/<name>.toml`) or by path, relative to the lab root or
+    /// absolute.
+    pub fn find(s: &crate::config::Settings, name: &str) -> Result<KernelDef, SourceError> {
+        KernelDef::load(name, &s.kernels_dir).or_else(|e| {
+            let p = s.resolve_path(name);
+            if p.is_file() {
+                KernelDef::load(&p.to_string_lossy(), &s.kernels_dir)
+            } else {
+                Err(e)
+            }
+        })
+    }
+
     /// The same git definition at another ref.
     pub fn with_ref(&self, reference: &str) -> KernelDef {
         let mut d = self.clone();
