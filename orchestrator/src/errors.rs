@@ -419,7 +419,7 @@ mod tests {
                 TransportError::Resolve {
                     host: "h".into(),
                     port: 22,
-                    why: "w".into(),
+                    source: io_err(),
                 }
                 .into(),
                 EXIT_INFRA,

@@ -22,3 +22,21 @@ pub fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error)
         source,
     }
 }
+
+/// An error and its causes on one line, "what failed: cause: cause", skipping a cause whose
+/// text the line already holds (a wrapper that shows its source inline). For the places where
+/// an error becomes a recorded reason (a run's infra-error, a skipped step) rather than the
+/// error a command ends with.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -15,6 +15,7 @@ use lab_proto::{TestParams, TestResult, Verdict};
 
 use crate::arch::{Accel, Arch};
 use crate::guest::image::{self, BaseImage};
+use crate::io_error::with_causes;
 use crate::kernel::cache::Artifact;
 use crate::results::crash::CrashKind;
 use crate::results::manifest::{BootRecord, RunManifest, MANIFEST_FORMAT_VERSION};
@@ -159,16 +160,16 @@ pub async fn boot(plan: &RunPlan, dir: &Path) -> Result<Guest, (BootRecord, Boot
         Ok(k) => k,
         Err(e) => {
             return Err((
-                empty_boot(dir, &e.to_string()),
-                BootFailure::Infra(e.to_string()),
+                empty_boot(dir, &with_causes(&e)),
+                BootFailure::Infra(with_causes(&e)),
             ))
         }
     };
     let initramfs = dir.join("initramfs.cpio");
     if let Err(e) = image::write_initramfs(&plan.image, &keys, &initramfs) {
         return Err((
-            empty_boot(dir, &e.to_string()),
-            BootFailure::Infra(e.to_string()),
+            empty_boot(dir, &with_causes(&e)),
+            BootFailure::Infra(with_causes(&e)),
         ));
     }
     // QEMU binds the forwarded port itself; if another process took it in between, retry.
@@ -178,8 +179,8 @@ pub async fn boot(plan: &RunPlan, dir: &Path) -> Result<Guest, (BootRecord, Boot
             Ok(p) => p,
             Err(e) => {
                 return Err((
-                    empty_boot(dir, &e.to_string()),
-                    BootFailure::Infra(e.to_string()),
+                    empty_boot(dir, &with_causes(&e)),
+                    BootFailure::Infra(with_causes(&e)),
                 ))
             }
         };
@@ -188,8 +189,8 @@ pub async fn boot(plan: &RunPlan, dir: &Path) -> Result<Guest, (BootRecord, Boot
             Ok(vm) => vm,
             Err(e) => {
                 return Err((
-                    empty_boot(dir, &e.to_string()),
-                    BootFailure::Infra(e.to_string()),
+                    empty_boot(dir, &with_causes(&e)),
+                    BootFailure::Infra(with_causes(&e)),
                 ))
             }
         };
@@ -207,10 +208,10 @@ pub async fn boot(plan: &RunPlan, dir: &Path) -> Result<Guest, (BootRecord, Boot
             Err(e) => {
                 let failure = match &e {
                     VmError::BootCrash { .. } => BootFailure::Crash(vm.reports()),
-                    _ => BootFailure::Infra(e.to_string()),
+                    _ => BootFailure::Infra(with_causes(&e)),
                 };
                 vm.kill().await;
-                let mut rec = empty_boot(dir, &e.to_string());
+                let mut rec = empty_boot(dir, &with_causes(&e));
                 rec.console = console;
                 return Err((rec, failure));
             }
@@ -255,9 +256,9 @@ pub async fn boot(plan: &RunPlan, dir: &Path) -> Result<Guest, (BootRecord, Boot
             Err(e) => {
                 let reports = vm.reports();
                 vm.kill().await;
-                rec.error = Some(e.to_string());
+                rec.error = Some(with_causes(&e));
                 let failure = if reports.is_empty() {
-                    BootFailure::Infra(e.to_string())
+                    BootFailure::Infra(with_causes(&e))
                 } else {
                     BootFailure::Crash(reports)
                 };

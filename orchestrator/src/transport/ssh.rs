@@ -14,27 +14,67 @@ use base64::Engine as _;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("cannot resolve {host}:{port}: {why}")]
+    #[error("cannot resolve {host}:{port}")]
     Resolve {
         host: String,
         port: u16,
-        why: String,
+        #[source]
+        source: std::io::Error,
     },
-    #[error("ssh to {addr} never came up within {secs:.0}s: last error: {last}")]
+    #[error("ssh to {addr} never came up within {secs:.0}s{}", last_attempt(last))]
     NeverUp {
         addr: String,
         secs: f64,
-        last: String,
+        #[source]
+        last: Option<ConnectFailure>,
     },
-    #[error("ssh to {addr}: the target stopped before a login succeeded: {why}")]
-    TargetGone { addr: String, why: String },
+    #[error(
+        "ssh to {addr}: the target stopped before a login succeeded{}",
+        last_attempt(last)
+    )]
+    TargetGone {
+        addr: String,
+        #[source]
+        last: Option<ConnectFailure>,
+    },
     #[error("ssh to {addr}: host key does not match the one generated for this run (got {got}); refusing to talk to it")]
     HostKey { addr: String, got: String },
-    #[error("ssh to {addr}: {step} failed: {why}")]
-    Session {
+    #[error("ssh to {addr}: cannot connect")]
+    Connect {
+        addr: String,
+        #[source]
+        source: ConnectFailure,
+    },
+    #[error("ssh to {addr}: {step} failed")]
+    Ssh {
         addr: String,
         step: &'static str,
-        why: String,
+        #[source]
+        source: ssh2::Error,
+    },
+    #[error("ssh to {addr}: {step} failed")]
+    Io {
+        addr: String,
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ssh to {addr}: the {step} task of lab failed (a lab bug)")]
+    Task {
+        addr: String,
+        step: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    #[error("ssh to {addr}: another task panicked while it held the session (a lab bug)")]
+    Poisoned { addr: String },
+    #[error("ssh to {addr}: {step}: `{command}` exited with {status}: {stderr}")]
+    Remote {
+        addr: String,
+        step: &'static str,
+        command: String,
+        status: i32,
+        stderr: String,
     },
     #[error("ssh to {addr}: `{command}` did not finish within {secs:.0}s")]
     Timeout {
@@ -42,6 +82,58 @@ pub enum TransportError {
         command: String,
         secs: f64,
     },
+}
+
+/// Why one attempt to connect and log in failed. Most are worth another attempt while the
+/// target boots (its port is forwarded before its SSH server listens); see `retryable`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectFailure {
+    #[error("tcp connect")]
+    Tcp(#[source] std::io::Error),
+    #[error("libssh2 init")]
+    Init(#[source] ssh2::Error),
+    #[error("handshake")]
+    Handshake(#[source] ssh2::Error),
+    #[error("the expected host key is not base64")]
+    HostKeyNotBase64(#[source] base64::DecodeError),
+    #[error("host key mismatch (got a {len}-byte key blob)")]
+    HostKeyMismatch { len: usize },
+    #[error("public-key login as {user}")]
+    Login {
+        user: String,
+        #[source]
+        source: ssh2::Error,
+    },
+    #[error("not authenticated")]
+    NotAuthenticated,
+}
+
+impl ConnectFailure {
+    /// Whether the target may still come up: a refused port, a failed handshake or login while
+    /// the guest boots. A broken library or a wrong key will not get better.
+    fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ConnectFailure::Tcp(_)
+                | ConnectFailure::Handshake(_)
+                | ConnectFailure::Login { .. }
+                | ConnectFailure::NotAuthenticated
+        )
+    }
+}
+
+/// ": last attempt: <failure and its causes>", or nothing when there was no attempt.
+fn last_attempt(last: &Option<ConnectFailure>) -> String {
+    let Some(f) = last else {
+        return String::new();
+    };
+    let mut s = format!(": last attempt: {f}");
+    let mut source = std::error::Error::source(f);
+    while let Some(c) = source {
+        s.push_str(&format!(": {c}"));
+        source = c.source();
+    }
+    s
 }
 
 /// Where to connect and as whom.
@@ -93,30 +185,29 @@ fn connect_once(
     target: &SshTarget,
     addr: SocketAddr,
     timeout: Duration,
-) -> Result<ssh2::Session, (bool, String)> {
-    // (retryable, message)
-    let tcp = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| (true, format!("tcp connect: {e}")))?;
+) -> Result<ssh2::Session, ConnectFailure> {
+    let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(ConnectFailure::Tcp)?;
     let _ = tcp.set_read_timeout(Some(timeout));
-    let mut sess = ssh2::Session::new().map_err(|e| (false, format!("libssh2 init: {e}")))?;
+    let mut sess = ssh2::Session::new().map_err(ConnectFailure::Init)?;
     sess.set_timeout(timeout.as_millis() as u32);
     sess.set_tcp_stream(tcp);
     // QEMU's user networking accepts the TCP connection before the guest listens; the
     // handshake then fails, and that is worth retrying.
-    sess.handshake()
-        .map_err(|e| (true, format!("handshake: {e}")))?;
+    sess.handshake().map_err(ConnectFailure::Handshake)?;
     if let Some(want) = &target.host_key {
-        let want = decode_host_key(want)
-            .map_err(|e| (false, format!("the expected host key is not base64: {e}")))?;
+        let want = decode_host_key(want).map_err(ConnectFailure::HostKeyNotBase64)?;
         let got = sess.host_key().map(|(k, _)| k.to_vec()).unwrap_or_default();
         if got != want {
-            return Err((false, format!("HOSTKEY:{}", got.len())));
+            return Err(ConnectFailure::HostKeyMismatch { len: got.len() });
         }
     }
     sess.userauth_pubkey_file(&target.user, None, &target.key, None)
-        .map_err(|e| (true, format!("public-key login as {}: {e}", target.user)))?;
+        .map_err(|source| ConnectFailure::Login {
+            user: target.user.clone(),
+            source,
+        })?;
     if !sess.authenticated() {
-        return Err((true, "not authenticated".into()));
+        return Err(ConnectFailure::NotAuthenticated);
     }
     Ok(sess)
 }
@@ -131,25 +222,25 @@ impl SshSession {
     ) -> Result<SshSession, TransportError> {
         let addr = (target.host.as_str(), target.port)
             .to_socket_addrs()
-            .map_err(|e| TransportError::Resolve {
+            .map_err(|source| TransportError::Resolve {
                 host: target.host.clone(),
                 port: target.port,
-                why: e.to_string(),
+                source,
             })?
             .next()
             .ok_or_else(|| TransportError::Resolve {
                 host: target.host.clone(),
                 port: target.port,
-                why: "no address".into(),
+                source: std::io::Error::other("the name has no address"),
             })?;
         let started = Instant::now();
-        let mut last = String::from("no attempt");
+        let mut last: Option<ConnectFailure> = None;
         let mut pause = Duration::from_millis(50);
         loop {
             if !alive() {
                 return Err(TransportError::TargetGone {
                     addr: target.addr(),
-                    why: last,
+                    last,
                 });
             }
             let left = deadline.saturating_sub(started.elapsed());
@@ -164,10 +255,10 @@ impl SshSession {
             let attempt = left.min(Duration::from_secs(10));
             let r = tokio::task::spawn_blocking(move || connect_once(&t, addr, attempt))
                 .await
-                .map_err(|e| TransportError::Session {
+                .map_err(|source| TransportError::Task {
                     addr: target.addr(),
-                    step: "connect task",
-                    why: e.to_string(),
+                    step: "connect",
+                    source,
                 })?;
             match r {
                 Ok(sess) => {
@@ -176,20 +267,19 @@ impl SshSession {
                         target: target.clone(),
                     });
                 }
-                Err((_, msg)) if msg.starts_with("HOSTKEY:") => {
+                Err(ConnectFailure::HostKeyMismatch { len }) => {
                     return Err(TransportError::HostKey {
                         addr: target.addr(),
-                        got: format!("a {}-byte key blob", &msg[8..]),
+                        got: format!("a {len}-byte key blob"),
                     });
                 }
-                Err((false, msg)) => {
-                    return Err(TransportError::Session {
+                Err(f) if !f.retryable() => {
+                    return Err(TransportError::Connect {
                         addr: target.addr(),
-                        step: "connect",
-                        why: msg,
+                        source: f,
                     })
                 }
-                Err((true, msg)) => last = msg,
+                Err(f) => last = Some(f),
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(400));
@@ -216,10 +306,10 @@ impl SshSession {
             exec_blocking(&inner, &addr, &command, stdin, timeout, on_line)
         })
         .await
-        .map_err(|e| TransportError::Session {
+        .map_err(|source| TransportError::Task {
             addr: self.target.addr(),
-            step: "exec task",
-            why: e.to_string(),
+            step: "exec",
+            source,
         })?
     }
 
@@ -234,10 +324,12 @@ impl SshSession {
         let cmd = format!("cat > '{path}' && chmod {mode:o} '{path}'");
         let out = self.exec(&cmd, Some(data), timeout, |_, _| {}).await?;
         if out.status != 0 {
-            return Err(TransportError::Session {
+            return Err(TransportError::Remote {
                 addr: self.target.addr(),
                 step: "upload",
-                why: format!("{cmd}: exit {}: {}", out.status, out.stderr.trim()),
+                command: cmd,
+                status: out.status,
+                stderr: out.stderr.trim().to_owned(),
             });
         }
         Ok(())
@@ -249,10 +341,12 @@ impl SshSession {
             .exec(&format!("cat '{path}'"), None, timeout, |_, _| {})
             .await?;
         if out.status != 0 {
-            return Err(TransportError::Session {
+            return Err(TransportError::Remote {
                 addr: self.target.addr(),
                 step: "download",
-                why: format!("cat {path}: exit {}: {}", out.status, out.stderr.trim()),
+                command: format!("cat '{path}'"),
+                status: out.status,
+                stderr: out.stderr.trim().to_owned(),
             });
         }
         Ok(out.stdout.into_bytes())
@@ -267,22 +361,29 @@ fn exec_blocking(
     timeout: Duration,
     on_line: impl Fn(Stream, &str),
 ) -> Result<ExecOutput, TransportError> {
-    let err = |step: &'static str, e: &dyn std::fmt::Display| TransportError::Session {
+    let ssh_err = |step: &'static str| {
+        move |source: ssh2::Error| TransportError::Ssh {
+            addr: addr.to_owned(),
+            step,
+            source,
+        }
+    };
+    let io_err = |step: &'static str, source: std::io::Error| TransportError::Io {
         addr: addr.to_owned(),
         step,
-        why: e.to_string(),
+        source,
     };
-    let sess = inner.lock().map_err(|e| err("session lock", &e))?;
+    let sess = inner.lock().map_err(|_| TransportError::Poisoned {
+        addr: addr.to_owned(),
+    })?;
     sess.set_blocking(true);
     sess.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
-    let mut ch = sess
-        .channel_session()
-        .map_err(|e| err("open channel", &e))?;
-    ch.exec(command).map_err(|e| err("exec", &e))?;
+    let mut ch = sess.channel_session().map_err(ssh_err("open channel"))?;
+    ch.exec(command).map_err(ssh_err("exec"))?;
     if let Some(data) = stdin {
-        ch.write_all(&data).map_err(|e| err("write stdin", &e))?;
+        ch.write_all(&data).map_err(|e| io_err("write stdin", e))?;
     }
-    ch.send_eof().map_err(|e| err("send eof", &e))?;
+    ch.send_eof().map_err(ssh_err("send eof"))?;
     // Poll both streams without blocking, so a full stderr cannot stall stdout.
     sess.set_blocking(false);
     let started = Instant::now();
@@ -311,7 +412,7 @@ fn exec_blocking(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => {
                 abandon(&sess, ch);
-                return Err(err("read stdout", &e));
+                return Err(io_err("read stdout", e));
             }
         }
         match ch.stderr().read(&mut buf) {
@@ -324,7 +425,7 @@ fn exec_blocking(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => {
                 abandon(&sess, ch);
-                return Err(err("read stderr", &e));
+                return Err(io_err("read stderr", e));
             }
         }
         if !progressed && ch.eof() {
@@ -352,7 +453,7 @@ fn exec_blocking(
         }
     }
     let _ = ch.wait_close();
-    let status = ch.exit_status().map_err(|e| err("exit status", &e))?;
+    let status = ch.exit_status().map_err(ssh_err("exit status"))?;
     Ok(ExecOutput {
         status,
         stdout: String::from_utf8_lossy(&out).into_owned(),
