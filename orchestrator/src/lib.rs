@@ -20,5 +20,6 @@ pub mod results;
 pub mod run;
 pub mod selftest;
 pub mod stats;
+pub mod term;
 pub mod transport;
 pub mod vm;

@@ -113,7 +113,7 @@ pub fn install_interrupt_handler() {
             _ = term.recv() => 143,
         };
         INTERRUPTED.store(code, std::sync::atomic::Ordering::SeqCst);
-        eprintln!("lab: interrupted; stopping child processes");
+        crate::errln!("lab: interrupted; stopping child processes");
         tokio::task::spawn_blocking(|| terminate_all(Duration::from_secs(3)))
             .await
             .ok();

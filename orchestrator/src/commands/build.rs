@@ -63,7 +63,7 @@ pub async fn run(ctx: &Context, args: &BuildArgs) -> Result<Outcome, LabError> {
                 }
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     }
     Ok(Outcome::Pass)
 }
@@ -79,20 +79,22 @@ fn print_human(b: &Built) {
             b.touched.len()
         )
     };
-    println!(
+    crate::outln!(
         "{} {} [{}] {:.1}s ({how})",
         a.manifest.arch,
         a.label(),
         a.manifest.kernel_release,
         b.seconds
     );
-    println!("  key      {}", a.manifest.key);
-    println!(
+    crate::outln!("  key      {}", a.manifest.key);
+    crate::outln!(
         "  source   {} {} ({})",
-        a.manifest.source.kind, a.manifest.source.id, a.manifest.source.detail
+        a.manifest.source.kind,
+        a.manifest.source.id,
+        a.manifest.source.detail
     );
-    println!("  image    {}", a.image().display());
-    println!("  vmlinux  {}", a.vmlinux().display());
-    println!("  config   {}", a.config().display());
-    println!("  log      {}", a.log().display());
+    crate::outln!("  image    {}", a.image().display());
+    crate::outln!("  vmlinux  {}", a.vmlinux().display());
+    crate::outln!("  config   {}", a.config().display());
+    crate::outln!("  log      {}", a.log().display());
 }

@@ -20,19 +20,23 @@ pub fn run(ctx: &Context, cmd: &CacheCommand) -> Result<Outcome, LabError> {
             let list = cache.list();
             if *json {
                 let manifests: Vec<_> = list.iter().map(|a| &a.manifest).collect();
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::to_string_pretty(&manifests).unwrap_or_default()
                 );
             } else if list.is_empty() {
-                println!("cache {} is empty", cache.artifacts().display());
+                crate::outln!("cache {} is empty", cache.artifacts().display());
             } else {
-                println!(
+                crate::outln!(
                     "{:<14} {:<7} {:<40} {:>8} {:>8}",
-                    "key", "arch", "patches", "MiB", "build s"
+                    "key",
+                    "arch",
+                    "patches",
+                    "MiB",
+                    "build s"
                 );
                 for a in &list {
-                    println!(
+                    crate::outln!(
                         "{:<14} {:<7} {:<40} {:>8.1} {:>8.1}",
                         &a.manifest.key[..12],
                         a.manifest.arch.to_string(),
@@ -45,11 +49,11 @@ pub fn run(ctx: &Context, cmd: &CacheCommand) -> Result<Outcome, LabError> {
         }
         CacheCommand::Show { key } => {
             let a = cache.find(key)?;
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::to_string_pretty(&a.manifest).unwrap_or_default()
             );
-            println!("# {}", a.dir.display());
+            crate::outln!("# {}", a.dir.display());
         }
         CacheCommand::Prune {
             keep,
@@ -77,7 +81,7 @@ pub fn run(ctx: &Context, cmd: &CacheCommand) -> Result<Outcome, LabError> {
             let keep = if *all { Some(0) } else { *keep };
             let removed = cache.prune(keep, age, now)?;
             let freed: u64 = removed.len() as u64;
-            println!("removed {freed} cached kernel(s)");
+            crate::outln!("removed {freed} cached kernel(s)");
         }
     }
     Ok(Outcome::Pass)

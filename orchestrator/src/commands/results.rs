@@ -250,7 +250,7 @@ fn emit(ctx: &Context, text: &str, output: Option<&Path>) -> Result<(), LabError
         Some(file) => {
             std::fs::write(file, text).map_err(io("cannot write", file))?;
             if !ctx.quiet {
-                eprintln!("lab: wrote {}", file.display());
+                crate::errln!("lab: wrote {}", file.display());
             }
         }
         None => stdout(text)?,
@@ -356,7 +356,7 @@ fn export(
     };
     if !ctx.quiet {
         let to = output.map_or_else(|| PathBuf::from("stdout"), Path::to_owned);
-        eprintln!(
+        crate::errln!(
             "lab: exported {lines} rows of {} to {}",
             path.display(),
             to.display()

@@ -46,7 +46,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
     let seed = args.seed.or_now();
     let (jobs, note) = clamp_jobs(args.jobs.max(1), s.vm_cpus, s.vm_memory_mib);
     if let Some(n) = note {
-        eprintln!("lab: {n}");
+        crate::errln!("lab: {n}");
     }
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -78,8 +78,8 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
         );
         let (accel, reason) = run::choose_accel(s.accel, req.arch, &probe).await;
         if !ctx.quiet {
-            eprintln!("lab: {}: {reason}", req.arch);
-            eprintln!(
+            crate::errln!("lab: {}: {reason}", req.arch);
+            crate::errln!(
                 "lab: {}: kernel {} ({}), image {}",
                 req.arch,
                 &built.artifact.manifest.key[..12],
@@ -142,9 +142,13 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
             let recorded = plan.begin_record(&recorder, None, None, None);
             let on = |o: &TestOutcome| {
                 if !quiet {
-                    eprintln!(
+                    crate::errln!(
                         "  {} {} #{}: {} {}",
-                        o.arch, o.test, o.iteration, o.kind, o.summary
+                        o.arch,
+                        o.test,
+                        o.iteration,
+                        o.kind,
+                        o.summary
                     );
                 }
                 recorder.add_outcome(&recorded, o);
@@ -163,12 +167,12 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
     }
     let recorded = recorder.finish();
     if !recorded.is_clean() {
-        eprintln!("lab: {recorded}");
+        crate::errln!("lab: {recorded}");
     }
     let outcomes: Vec<&TestOutcome> = reports.iter().flat_map(|r| &r.outcomes).collect();
     if args.json.json {
         let all: Vec<_> = reports.iter().map(|r| serde_json::json!({"manifest": r.manifest, "outcomes": r.outcomes, "dir": r.dir})).collect();
-        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
     } else {
         print_table(&outcomes);
         for r in &reports {
@@ -185,14 +189,14 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
                     _ => format!("failed: {}", b.error.clone().unwrap_or_default()),
                 })
                 .collect();
-            println!(
+            crate::outln!(
                 "{} {} [{}] boots: {}",
                 r.manifest.arch,
                 r.manifest.kernel_label,
                 r.manifest.accel.name(),
                 b.join("; ")
             );
-            println!("  run dir {}", r.dir.display());
+            crate::outln!("  run dir {}", r.dir.display());
         }
     }
     let failed = outcomes.iter().any(|o| o.kind.is_kernel_failure());
@@ -213,9 +217,15 @@ fn print_table(outcomes: &[&TestOutcome]) {
             .or_default()
             .push(o);
     }
-    println!(
+    crate::outln!(
         "{:<22} {:<7} {:>4} {:>4} {:>5} {:>4} {:>5}  evidence",
-        "test", "arch", "pass", "fail", "crash", "hang", "infra"
+        "test",
+        "arch",
+        "pass",
+        "fail",
+        "crash",
+        "hang",
+        "infra"
     );
     for ((test, arch), os) in &rows {
         let count = |k: OutcomeKind| os.iter().filter(|o| o.kind == k).count();
@@ -226,7 +236,7 @@ fn print_table(outcomes: &[&TestOutcome]) {
             .map(|o| o.summary.clone())
             .unwrap_or_default();
         let evidence: String = evidence.chars().take(110).collect();
-        println!(
+        crate::outln!(
             "{:<22} {:<7} {:>4} {:>4} {:>5} {:>4} {:>5}  {}",
             test,
             arch,

@@ -100,7 +100,7 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
                 dir,
             };
             if !ctx.quiet {
-                eprintln!(
+                crate::errln!(
                     "lab selftest: {arch}: {} ({} tests x {})",
                     row.label,
                     plan.tests.len(),
@@ -126,7 +126,7 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
                     .unwrap_or_default();
                 let ok = matches(*expected, observed);
                 if !ctx.quiet {
-                    eprintln!(
+                    crate::errln!(
                         "  {:<22} expected {:<4} observed {:<7} ({bad}/{runs} bad) {}",
                         test,
                         format!("{expected:?}").to_lowercase(),
@@ -150,10 +150,10 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
     }
     let recorded = recorder.finish();
     if !recorded.is_clean() {
-        eprintln!("lab: {recorded}");
+        crate::errln!("lab: {recorded}");
     }
     if args.json.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&cells).unwrap_or_default()
         );
@@ -161,7 +161,7 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
         print_matrix(&cells, &all_tests);
     }
     let mismatches = cells.iter().filter(|c| !c.ok).count();
-    println!(
+    crate::outln!(
         "selftest: {} cells, {} as expected, {} mismatched; run dirs under {}",
         cells.len(),
         cells.len() - mismatches,
@@ -177,11 +177,11 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
 
 fn print_matrix(cells: &[Cell], tests: &[String]) {
     let short = |t: &str| -> String { t.chars().take(12).collect() };
-    print!("{:<7} {:<62}", "arch", "kernel");
+    crate::out!("{:<7} {:<62}", "arch", "kernel");
     for t in tests {
-        print!(" {:>12}", short(t));
+        crate::out!(" {:>12}", short(t));
     }
-    println!();
+    crate::outln!();
     let mut rows: Vec<(String, String)> = Vec::new();
     for c in cells {
         let k = (c.arch.clone(), c.row.clone());
@@ -190,7 +190,7 @@ fn print_matrix(cells: &[Cell], tests: &[String]) {
         }
     }
     for (arch, row) in rows {
-        print!(
+        crate::out!(
             "{:<7} {:<62}",
             arch,
             row.chars().take(62).collect::<String>()
@@ -215,14 +215,14 @@ fn print_matrix(cells: &[Cell], tests: &[String]) {
                     format!("{e}/{o}{}", if c.ok { " " } else { "!" })
                 }
             };
-            print!(" {text:>12}");
+            crate::out!(" {text:>12}");
         }
-        println!();
+        crate::outln!();
     }
-    println!(
+    crate::outln!(
         "cells read expected/observed; ! marks a mismatch; FAIL means the test caught the kernel"
     );
     for c in cells.iter().filter(|c| !c.ok) {
-        println!("  mismatch {} {} {}: {}", c.arch, c.row, c.test, c.evidence);
+        crate::outln!("  mismatch {} {} {}: {}", c.arch, c.row, c.test, c.evidence);
     }
 }

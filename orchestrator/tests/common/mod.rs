@@ -2,7 +2,10 @@
 //! definitions written into temporary folders. The kernel cache is the user's default one,
 //! so the tests and the main job share kernels (and CI on a warm machine is fast).
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own part of the helpers"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
