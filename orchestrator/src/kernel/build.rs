@@ -276,8 +276,16 @@ pub async fn build(
 ) -> Result<Built, BuildError> {
     let started = Instant::now();
     let plan = plan(req, cache_dir)?;
+    tracing::info!(
+        arch = %req.arch,
+        source = %plan.source.id.detail,
+        patches = plan.patches.len(),
+        fragments = %req.fragments.join(","),
+        "build: planned"
+    );
     if let Ok(cfg) = std::fs::read(&plan.config_memo) {
         if let Some(artifact) = plan.cache.get(&plan.key(&sha256_hex(&cfg))) {
+            tracing::info!(arch = %req.arch, key = %artifact.manifest.key, "build: cache hit (config known)");
             return Ok(Built {
                 artifact,
                 cached: true,
@@ -308,6 +316,7 @@ pub async fn build(
             })??
     };
     let touched = work.sync(&plan.source, &overlay, &lock)?;
+    tracing::debug!(arch = %req.arch, files = touched.len(), tree = %work.src.display(), "build: work tree synced");
 
     report(BuildEvent::Stage("config"));
     let final_config = match std::fs::read_to_string(&plan.config_memo) {
@@ -321,6 +330,7 @@ pub async fn build(
     let config_sha = sha256_hex(final_config.as_bytes());
     let key = plan.key(&config_sha);
     if let Some(artifact) = plan.cache.get(&key) {
+        tracing::info!(arch = %req.arch, key = %artifact.manifest.key, "build: cache hit");
         return Ok(Built {
             artifact,
             cached: true,
@@ -337,6 +347,7 @@ pub async fn build(
         &config_sha[..12]
     ));
     std::fs::create_dir_all(&obj).map_err(io("cannot create", &obj))?;
+    tracing::info!(arch = %req.arch, obj = %obj.display(), jobs = req.jobs, "build: running make");
     let dot_config = obj.join(".config");
     if std::fs::read_to_string(&dot_config).ok().as_deref() != Some(final_config.as_str()) {
         write_file(&dot_config, final_config.as_bytes())?;

@@ -315,6 +315,8 @@ pub async fn run_test(
         knobs: plan.knobs.clone(),
     };
     let command = format!("/lab/bin/{test} {}", params.to_args().join(" "));
+    tracing::info!(arch = %plan.arch, test, iteration, "run: starting the test");
+    tracing::debug!(%command, "run: guest command");
     let reports_before = guest.vm.reports().len();
     let kinds_before = guest.vm.started_kinds().len();
     let started = Instant::now();

@@ -262,6 +262,7 @@ impl SshSession {
                 })?;
             match r {
                 Ok(sess) => {
+                    tracing::info!(addr = %target.addr(), after_s = started.elapsed().as_secs_f64(), "ssh: logged in");
                     return Ok(SshSession {
                         inner: Arc::new(Mutex::new(sess)),
                         target: target.clone(),
@@ -279,7 +280,10 @@ impl SshSession {
                         source: f,
                     })
                 }
-                Err(f) => last = Some(f),
+                Err(f) => {
+                    tracing::debug!(addr = %target.addr(), failure = %f, "ssh: not up yet, retrying");
+                    last = Some(f);
+                }
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(400));

@@ -198,6 +198,7 @@ impl Vm {
     /// Starts QEMU and the console reader.
     pub async fn start(spec: VmSpec) -> Result<Vm, VmError> {
         let m = machine(spec.arch);
+        tracing::info!(arch = %spec.arch, dir = %spec.dir.display(), "vm: starting QEMU");
         if crate::kernel::toolchain::which(m.qemu).is_none() {
             return Err(VmError::QemuMissing {
                 qemu: m.qemu.into(),
@@ -303,7 +304,13 @@ impl Vm {
                     })
                 })?;
                 if let (Some(up), Some(at)) = (s.ready, s.ready_at) {
-                    return Ok((up, at.duration_since(self.started)));
+                    let took = at.duration_since(self.started);
+                    tracing::info!(
+                        guest_uptime_ms = up,
+                        host_s = took.as_secs_f64(),
+                        "vm: guest ready"
+                    );
+                    return Ok((up, took));
                 }
                 if let Some(msg) = &s.fatal {
                     return Err(VmError::InitFatal {
