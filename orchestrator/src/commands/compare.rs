@@ -5,7 +5,6 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use super::progress::BuildProgress;
-use super::run::clamp_jobs;
 use super::{kernel_requests, Context};
 use crate::arch::Arch;
 use crate::cli::{ArchesArg, CompareArgs, KernelSelect, StackArgs};
@@ -18,6 +17,7 @@ use crate::kernel::cache::{Artifact, Cache};
 use crate::report::{self, ReportFormat};
 use crate::results::store::{Recorder, Store};
 use crate::run;
+use crate::run::clamp_jobs;
 use crate::stats::Spending;
 
 /// What one side names.

@@ -709,6 +709,25 @@ pub async fn choose_accel(
     answer
 }
 
+/// How many VMs may run at once: what was asked, within the cores and the memory. The note,
+/// when the ask was lowered, says why.
+pub fn clamp_jobs(asked: usize, cpus_per_vm: u32, mem_per_vm: u32) -> (usize, Option<String>) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let avail_mib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(4096, |kb| kb / 1024);
+    let by_mem = ((avail_mib * 3 / 4) / u64::from(mem_per_vm.max(1))).max(1) as usize;
+    let by_cpu = (cores * 2 / cpus_per_vm.max(1) as usize).max(1);
+    let jobs = asked.min(by_mem).min(by_cpu).max(1);
+    let note = (jobs < asked).then(|| format!("--jobs {asked} lowered to {jobs}: {cores} cores, {avail_mib} MiB available, {cpus_per_vm} vCPUs and {mem_per_vm} MiB per guest"));
+    (jobs, note)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -735,5 +754,13 @@ mod tests {
         let d = Duration::from_secs(3);
         assert!(host_deadline(d, 5.0) > d + Duration::from_secs(100));
         assert!(host_deadline(d, 1.0) < host_deadline(d, 5.0));
+    }
+
+    #[test]
+    fn jobs_never_exceed_memory_or_cores() {
+        let (j, note) = clamp_jobs(1000, 2, 512);
+        assert!((1..1000).contains(&j));
+        assert!(note.is_some());
+        assert_eq!(clamp_jobs(1, 2, 512).0, 1);
     }
 }
