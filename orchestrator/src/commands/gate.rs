@@ -9,14 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::bisect::{bisect_new, series_state};
-use super::compare::{compare_report, write_report_files};
+use super::progress::SessionProgress;
 use super::Context;
 use crate::arch::Arch;
-use crate::cli::{
-    ArchesArg, CompareArgs, CompareReportFiles, DurationArg, GateArgs, JsonArg, ReportFiles,
-    SeedArg, TestsArg,
-};
+use crate::cli::{GateArgs, JsonArg, ReportFiles, SeedArg};
 use crate::compare::model::{Overall, QuestionKind, Verdict};
+use crate::compare::session::{self, CompareRequest, NamedSide};
 use crate::errors::{GateError, LabError, Outcome};
 use crate::gate::b4;
 use crate::gate::checkpatch::run_checkpatch;
@@ -480,8 +478,8 @@ pub async fn run(ctx: &Context, args: &GateArgs) -> Result<Outcome, LabError> {
     } else if !failures.is_empty() || !all_built {
         runtime_skipped = Some("a per-patch check failed; fix the series first".into());
     } else {
-        let base_spec = match &series.kernel.kind {
-            DefKind::Tarball { .. } => "base".to_owned(),
+        match &series.kernel.kind {
+            DefKind::Tarball { .. } => {}
             DefKind::Git { .. } => {
                 return finish(
                     ctx,
@@ -508,30 +506,30 @@ pub async fn run(ctx: &Context, args: &GateArgs) -> Result<Outcome, LabError> {
                 );
             }
         };
-        let cargs = CompareArgs {
-            a: base_spec,
-            b: series.path.to_string_lossy().into_owned(),
-            arch: ArchesArg::of(&arches),
-            tests: TestsArg::default(),
-            budget: Some(args.budget),
-            alpha: None,
-            margin: None,
-            metric_margin: None,
-            max_runs: None,
-            duration: DurationArg::default(),
-            knobs: args.knobs.clone(),
-            config: Vec::new(),
-            jobs: None,
-            fresh: false,
-            stop_on_regression: true,
-            seed: SeedArg::default(),
-            json: JsonArg::default(),
-            reports: CompareReportFiles::default(),
-        };
-        match compare_report(ctx, &cargs).await? {
+        let seed = SeedArg::default().or_now();
+        let reproduce = format!(
+            "{} --seed {seed}",
+            std::env::args().collect::<Vec<_>>().join(" ")
+        );
+        let mut req = CompareRequest::new(
+            s,
+            NamedSide::base(),
+            NamedSide::series(&series.path.to_string_lossy()),
+            seed,
+            reproduce,
+        );
+        req.arches = arches.clone();
+        req.budget = args.budget;
+        req.knobs = knobs.clone();
+        req.stop_on_regression = true;
+        let progress = SessionProgress::new(ctx.quiet);
+        let on = |e| progress.event(e);
+        match session::run(s, &req, &on).await? {
             None => return Err(LabError::Interrupted),
             Some((report, dir)) => {
-                write_report_files(&report, &dir);
+                for e in crate::report::write_folder(&report, &dir) {
+                    eprintln!("lab: {e}");
+                }
                 compare_dir = Some(dir.display().to_string());
                 match report.overall {
                     Overall::Regression => {
