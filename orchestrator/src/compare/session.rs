@@ -332,6 +332,7 @@ pub async fn run(
 
     let mut store = Store::open(&Store::default_path(&s.cache_dir))?;
     let key = session_key(&plan);
+    tracing::debug!(%key, jobs, tests = ?plan.tests, dir = %dir.display(), "comparison planned");
     let args_json = serde_json::json!({
         "a": req.a.name, "b": req.b.name, "arches": req.arches, "tests": plan.tests,
         "budget_s": req.budget.as_secs(), "alpha": req.alpha, "margin": req.margin_rate,
