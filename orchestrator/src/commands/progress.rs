@@ -1,11 +1,17 @@
-//! The build progress bar: shown on a terminal, hidden when stderr is not one (or with -q).
+//! What the verbs show on stderr while an engine works: the build progress bar (shown on a
+//! terminal, hidden when stderr is not one, or with -q) and the lines of a comparison
+//! session. Both `lab compare` and `lab gate` (whose runtime check is a comparison) render a
+//! session, so its lines live here, beside the bar, rather than in either verb.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::compare::session::{SessionEvent, SessionStart, TestsFrom};
+use crate::compare::Event;
 use crate::kernel::build::BuildEvent;
+use crate::results::OutcomeKind;
 
 pub struct BuildProgress {
     bar: ProgressBar,
@@ -54,4 +60,148 @@ impl BuildProgress {
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }
+}
+
+/// The stderr side of a comparison session: a bar per build, then one line per step. With
+/// -q only what needs saying anyway is said: a `--jobs` that was lowered, what the store did
+/// not take, and an interruption.
+pub struct SessionProgress {
+    quiet: bool,
+    /// Every outcome, not only the ones that did not pass (`LAB_COMPARE_VERBOSE`).
+    verbose_outcomes: bool,
+    build: Mutex<Option<BuildProgress>>,
+}
+
+impl SessionProgress {
+    pub fn new(quiet: bool) -> SessionProgress {
+        SessionProgress {
+            quiet,
+            verbose_outcomes: std::env::var_os("LAB_COMPARE_VERBOSE").is_some(),
+            build: Mutex::new(None),
+        }
+    }
+
+    pub fn event(&self, e: SessionEvent) {
+        // A renderer that panicked mid-line leaves nothing worth protecting in the bar.
+        let mut build = self.build.lock().unwrap_or_else(PoisonError::into_inner);
+        match e {
+            SessionEvent::Building { arch } => {
+                *build = Some(BuildProgress::new(arch.name(), self.quiet));
+            }
+            SessionEvent::Build(e) => {
+                if let Some(bar) = build.as_ref() {
+                    bar.event(e);
+                }
+            }
+            SessionEvent::Built { arch, kernel } => {
+                if let Some(bar) = build.take() {
+                    bar.finish();
+                }
+                if let (Some(k), false) = (kernel, self.quiet) {
+                    eprintln!(
+                        "lab: {arch}: {} {} ({}{})",
+                        k.label,
+                        k.key.get(..12).unwrap_or(&k.key),
+                        if k.cached { "cached" } else { "built" },
+                        if k.cached {
+                            String::new()
+                        } else {
+                            format!(" in {:.0}s", k.seconds)
+                        }
+                    );
+                }
+            }
+            SessionEvent::JobsLowered(note) => eprintln!("lab: {note}"),
+            SessionEvent::Unrecorded(summary) => eprintln!("lab: {summary}"),
+            SessionEvent::Interrupted { runs, session } => eprintln!(
+                "lab: interrupted; {runs} runs are in the store, and the same command resumes session {session}"
+            ),
+            _ if self.quiet => {}
+            SessionEvent::Accel { arch, reason } => eprintln!("lab: {arch}: {reason}"),
+            SessionEvent::Resuming {
+                session,
+                created_at,
+            } => eprintln!(
+                "lab: resuming comparison {session} (started {created_at}); its finished runs are reused"
+            ),
+            SessionEvent::Started(start) => started(&start),
+            SessionEvent::Loop(e) => self.loop_event(e),
+        }
+    }
+
+    fn loop_event(&self, e: Event) {
+        match e {
+            Event::Reused {
+                arch,
+                side,
+                outcomes,
+            } => eprintln!(
+                "lab: {arch} {}: reusing {outcomes} stored runs",
+                side.name()
+            ),
+            Event::Outcome { side, outcome: o } => {
+                if self.verbose_outcomes || o.kind != OutcomeKind::Pass {
+                    eprintln!(
+                        "  {} {} {} #{}: {} {}",
+                        o.arch,
+                        side.name(),
+                        o.test,
+                        o.iteration,
+                        o.kind,
+                        o.summary.chars().take(100).collect::<String>()
+                    );
+                }
+            }
+            Event::Horizon {
+                max_runs_per_side,
+                batch_s,
+            } => eprintln!(
+                "lab: first batch took {batch_s:.0}s; the design allows up to {max_runs_per_side} runs per test and side"
+            ),
+            Event::Batch {
+                number,
+                elapsed_s,
+                decided,
+                questions,
+            } => eprintln!(
+                "lab: batch {number} done at {elapsed_s:.0}s: {decided} of {questions} questions decided"
+            ),
+            Event::Decided {
+                arch,
+                test,
+                question,
+                verdict,
+                runs_per_side,
+            } => eprintln!(
+                "lab: {arch} {test} {question}: {verdict} after {runs_per_side} runs per side"
+            ),
+            Event::BudgetSpent { elapsed_s } => eprintln!(
+                "lab: budget spent at {elapsed_s:.0}s; the open questions are inconclusive"
+            ),
+            Event::StoreError(e) => eprintln!("lab: results store: {e}"),
+        }
+    }
+}
+
+/// The two lines that open a comparison.
+fn started(s: &SessionStart) {
+    let tests_from = match &s.tests_from {
+        TestsFrom::Request => "--tests".to_owned(),
+        TestsFrom::Settings => "[compare] tests".to_owned(),
+        TestsFrom::Exercised(sets) => format!("exercised by {}", sets.join(", ")),
+        TestsFrom::Suite => "the suite".to_owned(),
+    };
+    eprintln!(
+        "lab: comparing A={} with B={} on {}; {} tests ({tests_from}), budget {}s, alpha {}, margins {} (rates) and {:.0}% (metrics); session {}",
+        s.a,
+        s.b,
+        s.arches.iter().map(|a| a.name()).collect::<Vec<_>>().join(","),
+        s.tests,
+        s.budget.as_secs(),
+        s.alpha,
+        s.margin_rate,
+        s.margin_metric * 100.0,
+        s.session,
+    );
+    eprintln!("lab: runs in {}", s.dir.display());
 }

@@ -1,6 +1,7 @@
 //! `lab compare`: do two kernels behave differently? Interleaved runs of both sides on every
 //! arch, sequential statistics per question ([`analysis`]), verdicts with stated error
-//! rates ([`model`]).
+//! rates ([`model`]). [`session`] sets a comparison up from a typed request and records it;
+//! this module holds the loop it runs.
 //!
 //! The loop runs in batches. A batch is, for each arch still undecided, one boot of A and
 //! one of B, each running every undecided test `batch_runs` times. The order of the two
@@ -19,6 +20,7 @@
 
 pub mod analysis;
 pub mod model;
+pub mod session;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -304,6 +304,54 @@ pub fn new_warnings(
     diff_warnings(&in_touched(before), &in_touched(after))
 }
 
+impl std::fmt::Display for CompilerWarning {
+    /// `file:line: message [-Wflag]`, as a gate cell shows it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}",
+            self.file,
+            self.line.unwrap_or(0),
+            self.message
+        )?;
+        match &self.flag {
+            Some(flag) => write!(f, " [{flag}]"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Each file's warnings in a build log, by tree-relative path. A file the log compiled (a
+/// `CC` line) without a warning maps to none, so that the gate learns it is clean now; a file
+/// the log never compiled is absent, since an incremental build says nothing about it.
+pub fn warnings_by_file(log: &str) -> BTreeMap<String, Vec<CompilerWarning>> {
+    // The O= tree's log grows with every build in it: only the last kernel build counts.
+    let log = log
+        .rmatch_indices("### lab: make ")
+        .map(|(i, _)| &log[i..])
+        .find(|section| {
+            section
+                .lines()
+                .next()
+                .is_some_and(|header| !header.contains("config"))
+        })
+        .unwrap_or(log);
+    let mut map: BTreeMap<String, Vec<CompilerWarning>> = BTreeMap::new();
+    for line in log.lines() {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix("CC ") {
+            let obj = rest.trim();
+            if let Some(stem) = obj.strip_suffix(".o") {
+                map.entry(format!("{stem}.c")).or_default();
+            }
+        }
+    }
+    for w in parse_warnings(log) {
+        map.entry(w.file.clone()).or_default().push(w);
+    }
+    map
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,5 +568,42 @@ cc1: error: unrecognized command-line option '-mfoo'
         assert_eq!(new[0].file, "kernel/futex/core.c");
         let before = parse_warnings("kernel/futex/core.c:3:1: warning: x [-Wfoo]\n");
         assert!(new_warnings(&before, &after, &touched()).is_empty());
+    }
+
+    #[test]
+    fn warnings_by_file_knows_every_compiled_file() {
+        let map = warnings_by_file(LAB_LOG);
+        assert_eq!(map.get("kernel/futex/core.c").map(Vec::len), Some(2));
+        assert!(map.contains_key("kernel/futex/waitwake.c"));
+        assert!(map
+            .get("kernel/futex/futex.h")
+            .is_some_and(|w| !w.is_empty()));
+        assert!(!map.contains_key("kernel/sched/wait.c"), "never compiled");
+    }
+
+    #[test]
+    fn warnings_by_file_reads_only_the_last_kernel_build() {
+        let log = "### lab: make bzImage in /b\n  CC      a.o\na.c:1:1: warning: old [-Wx]\n\
+                   ### lab: make bzImage in /b\n  CC      b.o\n\
+                   ### lab: make olddefconfig in /b\n";
+        let map = warnings_by_file(log);
+        assert!(map.contains_key("b.c"), "{map:?}");
+        assert!(!map.contains_key("a.c"), "{map:?}");
+    }
+
+    #[test]
+    fn a_warning_reads_as_file_line_message_flag() {
+        let w = CompilerWarning {
+            file: "kernel/futex/core.c".into(),
+            line: Some(117),
+            column: Some(13),
+            severity: Severity::Warning,
+            message: "unused variable 'unused'".into(),
+            flag: Some("-Wunused-variable".into()),
+        };
+        assert_eq!(
+            w.to_string(),
+            "kernel/futex/core.c:117: unused variable 'unused' [-Wunused-variable]"
+        );
     }
 }

@@ -5,7 +5,8 @@
 //! [`CompareReport`] into text and does nothing else, so a stored comparison re-renders the
 //! same way every time and every exporter is tested without a VM. The figures and verdict
 //! sentences all formats share live in `figures`, so no two reports word a verdict or round
-//! a number differently. [`write`] is the one function here that touches the disk.
+//! a number differently. [`write`] is the one function here that touches the disk, and
+//! [`write_folder`] calls it for the copies every comparison keeps in its own folder.
 
 mod escape;
 mod figures;
@@ -132,6 +133,23 @@ pub fn write(report: &CompareReport, format: ReportFormat, path: &Path) -> Resul
     Ok(())
 }
 
+/// Writes `report.json`, `report.md` and `report.html` into `dir`, the comparison's folder,
+/// where the user is told the reports are. Returns what could not be written, for the verb to
+/// say: the comparison and its stored record are whole without these copies, so no failure
+/// here ends it.
+pub fn write_folder(report: &CompareReport, dir: &Path) -> Vec<ReportError> {
+    // A folder that cannot be created shows up below as three failed writes, each naming it.
+    let _ = std::fs::create_dir_all(dir);
+    [
+        (ReportFormat::Json, "report.json"),
+        (ReportFormat::Markdown, "report.md"),
+        (ReportFormat::Html, "report.html"),
+    ]
+    .into_iter()
+    .filter_map(|(format, name)| write(report, format, &dir.join(name)).err())
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +213,18 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("missing/report.html"), "{msg}");
         assert!(msg.starts_with("write the markdown report"), "{msg}");
+    }
+
+    #[test]
+    fn the_folder_gets_three_copies_or_says_which_failed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let report = sample::small_report();
+        assert!(write_folder(&report, &dir.path().join("session")).is_empty());
+        for name in ["report.json", "report.md", "report.html"] {
+            assert!(dir.path().join("session").join(name).is_file(), "{name}");
+        }
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").expect("seed file");
+        assert_eq!(write_folder(&report, &file.join("session")).len(), 3);
     }
 }

@@ -1,0 +1,582 @@
+//! A comparison session: from two named sides to a recorded report. It resolves each side to
+//! one kernel per arch (through the build cache), picks the tests, assembles the guest image
+//! and chooses the accelerator per arch, sizes the guests to the host, opens (or resumes) the
+//! session in the results store, runs the loop ([`super::compare`]) and closes the session
+//! with its verdict.
+//!
+//! It is the engine behind `lab compare` and behind the runtime check of `lab gate`, so it
+//! takes a typed [`CompareRequest`] and the resolved [`Settings`], never command-line types,
+//! and it prints nothing: what a person would want to see goes out as [`SessionEvent`]s, and
+//! the verb that called it decides what reaches the terminal. Checking the numbers a person
+//! typed (alpha, margins) is the verb's job too, where the flag's name is known.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::analysis::Params;
+use super::model::{CompareReport, Overall};
+use super::{ArchPlan, ComparePlan, Event};
+use crate::arch::Arch;
+use crate::config::Settings;
+use crate::errors::LabError;
+use crate::kernel::build::{self, BuildEvent, BuildRequest};
+use crate::kernel::cache::{Artifact, Cache};
+use crate::results::store::{RecordSummary, Recorder, Store};
+use crate::run;
+use crate::stats::Spending;
+
+/// What one side of a comparison names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SideSpec {
+    /// Patch sets on the lab's kernel; empty is `base`.
+    Patches(Vec<String>),
+    /// A kernel definition (name in kernels/ or a path).
+    Kernel(String),
+    /// Stored builds, by key prefix (one per arch).
+    Stored(Vec<String>),
+}
+
+/// One side as it was named (the report and the store show that text) and what it names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedSide {
+    pub name: String,
+    pub spec: SideSpec,
+}
+
+impl NamedSide {
+    /// Reads a side as `lab compare` takes it: `base`, patch sets (`a,b`), a kernel
+    /// definition, or `key:PREFIX[,PREFIX...]`.
+    pub fn parse(text: &str, s: &Settings) -> Result<NamedSide, LabError> {
+        let spec = text.trim();
+        if spec.is_empty() {
+            return Err(LabError::usage(
+                "A/B",
+                "an empty side: name `base`, patch sets, a kernel definition or key:PREFIX",
+            ));
+        }
+        let named = |spec| {
+            Ok(NamedSide {
+                name: text.to_owned(),
+                spec,
+            })
+        };
+        if let Some(keys) = spec.strip_prefix("key:") {
+            return named(SideSpec::Stored(
+                keys.split(',')
+                    .map(|k| k.trim().trim_start_matches("key:").to_owned())
+                    .collect(),
+            ));
+        }
+        if spec == "base" {
+            return named(SideSpec::Patches(Vec::new()));
+        }
+        let is_def =
+            spec.ends_with(".toml") || s.kernels_dir.join(format!("{spec}.toml")).is_file();
+        if is_def {
+            return named(SideSpec::Kernel(spec.to_owned()));
+        }
+        named(SideSpec::Patches(
+            spec.split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty() && p != "base")
+                .collect(),
+        ))
+    }
+
+    /// The lab's kernel as it is.
+    pub fn base() -> NamedSide {
+        NamedSide {
+            name: "base".into(),
+            spec: SideSpec::Patches(Vec::new()),
+        }
+    }
+
+    /// One patch series on the lab's kernel, by path (a folder, a .patch or an mbox).
+    pub fn series(path: &str) -> NamedSide {
+        NamedSide {
+            name: path.to_owned(),
+            spec: SideSpec::Patches(vec![path.to_owned()]),
+        }
+    }
+}
+
+/// Everything a comparison is asked to do, resolved: no defaults are left to pick except
+/// the tests (`None`: what the sides exercise) and the guests at once (`None`: as many as
+/// fit without overcommitting vCPUs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompareRequest {
+    pub a: NamedSide,
+    pub b: NamedSide,
+    pub arches: Vec<Arch>,
+    pub tests: Option<Vec<String>>,
+    pub budget: Duration,
+    /// Family-wise probability of a false "different".
+    pub alpha: f64,
+    /// Equivalence margin for failure rates (absolute).
+    pub margin_rate: f64,
+    /// Equivalence margin for metrics (relative).
+    pub margin_metric: f64,
+    /// Cap on runs per test and side; `None`: from the budget.
+    pub max_runs: Option<u64>,
+    /// How long each test run drives its workload.
+    pub duration: Duration,
+    pub knobs: Vec<(String, String)>,
+    /// Extra config fragments for both sides.
+    pub config: Vec<String>,
+    pub jobs: Option<usize>,
+    /// Do not reuse stored runs.
+    pub fresh: bool,
+    pub stop_on_regression: bool,
+    pub seed: u64,
+    /// The command line that repeats this comparison, seed included, for the report.
+    pub reproduce: String,
+}
+
+impl CompareRequest {
+    /// A comparison of `a` with `b` under the lab's `[compare]` settings, on its arches.
+    pub fn new(
+        s: &Settings,
+        a: NamedSide,
+        b: NamedSide,
+        seed: u64,
+        reproduce: String,
+    ) -> CompareRequest {
+        let c = &s.compare;
+        CompareRequest {
+            a,
+            b,
+            arches: s.arches.clone(),
+            tests: None,
+            budget: c.budget,
+            alpha: c.alpha,
+            margin_rate: c.margin_rate,
+            margin_metric: c.margin_metric,
+            max_runs: None,
+            duration: c.duration,
+            knobs: Vec::new(),
+            config: Vec::new(),
+            jobs: None,
+            fresh: false,
+            stop_on_regression: false,
+            seed,
+            reproduce,
+        }
+    }
+}
+
+/// Where the tests of a comparison came from, for the line that announces it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TestsFrom {
+    /// The request named them.
+    Request,
+    /// `[compare] tests` in the lab definition.
+    Settings,
+    /// What these patch sets' expect.toml say they exercise.
+    Exercised(Vec<String>),
+    /// The whole suite.
+    Suite,
+}
+
+/// A kernel one side got for one arch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuiltKernel {
+    pub label: String,
+    pub key: String,
+    /// Found in the cache rather than built.
+    pub cached: bool,
+    pub seconds: f64,
+}
+
+/// How a comparison was set up, once its session is open.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionStart {
+    pub a: String,
+    pub b: String,
+    pub arches: Vec<Arch>,
+    pub tests: usize,
+    pub tests_from: TestsFrom,
+    pub budget: Duration,
+    pub alpha: f64,
+    pub margin_rate: f64,
+    pub margin_metric: f64,
+    pub session: i64,
+    /// The comparison's folder: its runs, and the reports written there.
+    pub dir: PathBuf,
+}
+
+/// What a session tells whoever shows progress, in the order it happens.
+#[derive(Debug, Clone)]
+pub enum SessionEvent {
+    /// A side's kernel for `arch` is being looked up in the cache or built.
+    Building { arch: Arch },
+    /// How that build is going.
+    Build(BuildEvent),
+    /// That build ended: what it gave, or `None` when it failed (the error is returned).
+    Built {
+        arch: Arch,
+        kernel: Option<BuiltKernel>,
+    },
+    /// The accelerator chosen for `arch`, and why.
+    Accel { arch: Arch, reason: String },
+    /// The guests at once that were asked for do not fit the host; why, and how many will run.
+    JobsLowered(String),
+    /// An unfinished session with the same key is picked up; its runs are reused.
+    Resuming { session: i64, created_at: String },
+    /// The session is open and the loop starts.
+    Started(Box<SessionStart>),
+    /// From the loop.
+    Loop(Event),
+    /// What the results store did not take, once, when the runs are over.
+    Unrecorded(RecordSummary),
+    /// Ctrl-C: the runs made so far are in the store, and the same request resumes.
+    Interrupted { runs: u64, session: i64 },
+}
+
+/// Runs a comparison and records it; `None` when it was interrupted (its finished runs are
+/// in the store). Returns the report and the comparison's folder.
+pub async fn run(
+    s: &Settings,
+    req: &CompareRequest,
+    on: &(dyn Fn(SessionEvent) + Send + Sync),
+) -> Result<Option<(CompareReport, PathBuf)>, LabError> {
+    let c = &s.compare;
+    let (tests, tests_from) = match &req.tests {
+        Some(tests) => (
+            tests.iter().map(|t| t.trim().to_owned()).collect(),
+            TestsFrom::Request,
+        ),
+        None if !c.tests.is_empty() => (c.tests.clone(), TestsFrom::Settings),
+        None => default_tests(s, &[&req.a.spec, &req.b.spec]),
+    };
+
+    // Both sides through the cache, then one image per arch (both sides share it, so the
+    // test binaries are the same).
+    let a_arts = resolve_side(s, &req.a.spec, &req.arches, &req.config, on).await?;
+    let b_arts = resolve_side(s, &req.b.spec, &req.arches, &req.config, on).await?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let dir = s
+        .cache_dir
+        .join("runs")
+        .join(format!("{stamp}-{}-compare", std::process::id()));
+    let mut arch_plans = Vec::new();
+    for ((arch, a), b) in req.arches.iter().zip(a_arts).zip(b_arts) {
+        let image = crate::guest::image::for_tests(s, *arch, &tests).await?;
+        let probe = run::probe_spec(
+            &a,
+            &image,
+            s.vm_cpus,
+            s.vm_memory_mib,
+            &dir.join(arch.name()),
+        );
+        let (accel, reason) = run::choose_accel(s.accel, *arch, &probe).await;
+        on(SessionEvent::Accel {
+            arch: *arch,
+            reason: reason.clone(),
+        });
+        arch_plans.push(ArchPlan {
+            arch: *arch,
+            a,
+            b,
+            image,
+            accel,
+            accel_reason: reason,
+        });
+    }
+    // By default no vCPU overcommit: guests that fight for the host's cores measure the
+    // fight, not the kernel (under TCG, two 2-vCPU guests on 2 cores turned a 40 µs futex
+    // wake-up p50 into 450 µs, with a spread that hid everything).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let asked_jobs = req
+        .jobs
+        .unwrap_or_else(|| (cores / s.vm_cpus.max(1) as usize).max(1))
+        .max(1);
+    let (jobs, note) = run::clamp_jobs(asked_jobs.min(64), s.vm_cpus, s.vm_memory_mib);
+    // Only a number that was asked for is worth a word when it is lowered.
+    if let (Some(n), Some(_)) = (note, req.jobs) {
+        on(SessionEvent::JobsLowered(n));
+    }
+    let plan = ComparePlan {
+        a_spec: req.a.name.clone(),
+        b_spec: req.b.name.clone(),
+        arches: arch_plans,
+        tests,
+        duration: req.duration,
+        knobs: req.knobs.clone(),
+        seed: req.seed,
+        cpus: s.vm_cpus,
+        memory_mib: s.vm_memory_mib,
+        boot_timeout: s.boot_timeout,
+        jobs,
+        batch_runs: c.batch_runs,
+        budget: req.budget,
+        params: Params {
+            alpha: req.alpha,
+            alpha_equivalence: req.alpha,
+            power: 0.8,
+            margin_rate: req.margin_rate,
+            margin_metric: req.margin_metric,
+            max_runs_per_side: req.max_runs.unwrap_or(2),
+            spending: Spending::Pocock,
+            metric_suffixes: c.metrics.clone(),
+        },
+        max_runs: req.max_runs,
+        reuse: !req.fresh,
+        stop_on_regression: req.stop_on_regression,
+        dir: dir.clone(),
+        reproduce: req.reproduce.clone(),
+    };
+
+    let mut store = Store::open(&Store::default_path(&s.cache_dir))?;
+    let key = session_key(&plan);
+    tracing::debug!(%key, jobs, tests = ?plan.tests, dir = %dir.display(), "comparison planned");
+    let args_json = serde_json::json!({
+        "a": req.a.name, "b": req.b.name, "arches": req.arches, "tests": plan.tests,
+        "budget_s": req.budget.as_secs(), "alpha": req.alpha, "margin": req.margin_rate,
+        "metric_margin": req.margin_metric, "knobs": plan.knobs, "seed": req.seed,
+    })
+    .to_string();
+    let session = match store.open_session("compare", &key)? {
+        Some(open) => {
+            on(SessionEvent::Resuming {
+                session: open.id,
+                created_at: open.created_at,
+            });
+            open.id
+        }
+        None => store.begin_session("compare", &key, &args_json)?,
+    };
+    let recorder = Arc::new(Recorder::new(store));
+    on(SessionEvent::Started(Box::new(SessionStart {
+        a: req.a.name.clone(),
+        b: req.b.name.clone(),
+        arches: req.arches.clone(),
+        tests: plan.tests.len(),
+        tests_from,
+        budget: req.budget,
+        alpha: req.alpha,
+        margin_rate: req.margin_rate,
+        margin_metric: req.margin_metric,
+        session,
+        dir: dir.clone(),
+    })));
+    let on_loop = |e: Event| on(SessionEvent::Loop(e));
+    let report = super::compare(&plan, recorder.clone(), session, &on_loop).await;
+    if crate::process::interrupted().is_some() {
+        // The finished runs are in the store; the same request resumes.
+        report_unrecorded(&recorder, on);
+        on(SessionEvent::Interrupted {
+            runs: report.runs_made,
+            session,
+        });
+        return Ok(None);
+    }
+    let json = serde_json::to_string(&report).unwrap_or_default();
+    let status = match report.overall {
+        Overall::Regression => "regression",
+        Overall::NoRegression => "no-regression",
+        Overall::NoRegressionInconclusive => "inconclusive",
+        Overall::Infra => "infra-error",
+    };
+    recorder.finish_session(session, status, &json);
+    report_unrecorded(&recorder, on);
+    Ok(Some((report, dir)))
+}
+
+/// What the results store did not take, once, when the comparison is over.
+fn report_unrecorded(recorder: &Recorder, on: &(dyn Fn(SessionEvent) + Send + Sync)) {
+    let recorded = recorder.finish();
+    if !recorded.is_clean() {
+        on(SessionEvent::Unrecorded(recorded));
+    }
+}
+
+/// The tests a comparison runs by default: the union of what the patch sets on either side
+/// exercise (their expect.toml), in suite order; the whole suite when some side has no
+/// patch set, or a set says nothing.
+fn default_tests(s: &Settings, sides: &[&SideSpec]) -> (Vec<String>, TestsFrom) {
+    let suite = (s.suite.clone(), TestsFrom::Suite);
+    let mut wanted = BTreeSet::new();
+    let mut names = Vec::new();
+    for side in sides {
+        let SideSpec::Patches(sets) = side else {
+            return suite;
+        };
+        for set in sets {
+            let path = s.patches_dir.join(set).join("expect.toml");
+            let expect = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| toml::from_str::<crate::selftest::Expect>(&t).ok());
+            match expect {
+                Some(e) if !e.exercises.is_empty() => {
+                    wanted.extend(e.exercises);
+                    names.push(set.clone());
+                }
+                _ => return suite,
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return suite;
+    }
+    let mut tests: Vec<String> = s
+        .suite
+        .iter()
+        .filter(|t| wanted.contains(*t))
+        .cloned()
+        .collect();
+    tests.extend(wanted.into_iter().filter(|t| !s.suite.contains(t)));
+    names.dedup();
+    (tests, TestsFrom::Exercised(names))
+}
+
+/// Builds (or finds) one side's kernel for every arch, in the order of `arches`.
+async fn resolve_side(
+    s: &Settings,
+    spec: &SideSpec,
+    arches: &[Arch],
+    config: &[String],
+    on: &(dyn Fn(SessionEvent) + Send + Sync),
+) -> Result<Vec<Artifact>, LabError> {
+    let requests = match spec {
+        SideSpec::Stored(keys) => return stored_side(s, keys, arches),
+        _ if arches.is_empty() => {
+            return Err(LabError::usage("--arch", "names no architecture"));
+        }
+        SideSpec::Patches(p) => BuildRequest::for_arches(s, arches, None, p, config)?,
+        SideSpec::Kernel(k) => BuildRequest::for_arches(s, arches, Some(k), &[], config)?,
+    };
+    let mut out = Vec::new();
+    for req in &requests {
+        on(SessionEvent::Building { arch: req.arch });
+        let report = |e| on(SessionEvent::Build(e));
+        let built = build::build(req, &s.cache_dir, &report).await;
+        on(SessionEvent::Built {
+            arch: req.arch,
+            kernel: built.as_ref().ok().map(|b| BuiltKernel {
+                label: b.artifact.label(),
+                key: b.artifact.manifest.key.clone(),
+                cached: b.cached,
+                seconds: b.seconds,
+            }),
+        });
+        out.push(built?.artifact);
+    }
+    Ok(out)
+}
+
+/// A side of stored builds: one key per arch, each found by its prefix.
+fn stored_side(s: &Settings, keys: &[String], arches: &[Arch]) -> Result<Vec<Artifact>, LabError> {
+    let cache = Cache::new(&s.cache_dir);
+    let mut found = Vec::new();
+    for k in keys {
+        found.push(cache.find(k)?);
+    }
+    let mut out = Vec::new();
+    for a in arches {
+        let art = found
+            .iter()
+            .find(|f| f.manifest.arch == *a)
+            .cloned()
+            .ok_or_else(|| {
+                LabError::usage(
+                    "key:",
+                    format!(
+                        "key:{}: no stored build for {a} among these keys; give one key per arch, comma-separated (see `lab cache list`)",
+                        keys.join(",")
+                    ),
+                )
+            })?;
+        out.push(art);
+    }
+    Ok(out)
+}
+
+/// The session's identity in the store: the same kernels, image, tests and design resume
+/// the same session.
+fn session_key(plan: &ComparePlan) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for a in &plan.arches {
+        h.update(a.arch.name());
+        h.update(&a.a.manifest.key);
+        h.update(&a.b.manifest.key);
+        h.update(&a.image.manifest.digest);
+    }
+    h.update(plan.tests.join(","));
+    h.update(format!(
+        "{:?}|{}|{}|{}|{}|{}",
+        plan.knobs,
+        plan.duration.as_millis(),
+        plan.params.alpha,
+        plan.params.margin_rate,
+        plan.params.margin_metric,
+        plan.batch_runs
+    ));
+    hex::encode(h.finalize())[..24].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings::from_text(std::path::Path::new("/lab/lab.toml"), "").expect("defaults")
+    }
+
+    #[test]
+    fn sides_parse_into_patch_sets_definitions_and_keys() {
+        let s = settings();
+        let spec = |text: &str| NamedSide::parse(text, &s).ok().map(|n| n.spec);
+        assert_eq!(spec("base"), Some(SideSpec::Patches(vec![])));
+        assert_eq!(
+            spec("futex-race-amplifiers,bad-futex-no-spurious-retry"),
+            Some(SideSpec::Patches(vec![
+                "futex-race-amplifiers".into(),
+                "bad-futex-no-spurious-retry".into()
+            ]))
+        );
+        assert_eq!(
+            spec("kernels/mine.toml"),
+            Some(SideSpec::Kernel("kernels/mine.toml".into()))
+        );
+        assert_eq!(
+            spec("key:3f2a9c1d,key:77aa00bb"),
+            Some(SideSpec::Stored(vec!["3f2a9c1d".into(), "77aa00bb".into()]))
+        );
+        assert!(NamedSide::parse("  ", &s).is_err());
+    }
+
+    #[test]
+    fn a_side_keeps_the_name_it_was_given() {
+        let s = settings();
+        let side = NamedSide::parse(" base", &s).expect("parses");
+        assert_eq!(side.name, " base");
+        assert_eq!(NamedSide::parse("base", &s).ok(), Some(NamedSide::base()));
+        assert_eq!(
+            NamedSide::series("/tmp/a,b").spec,
+            SideSpec::Patches(vec!["/tmp/a,b".into()])
+        );
+    }
+
+    #[test]
+    fn a_request_starts_from_the_compare_settings() {
+        let s = settings();
+        let r = CompareRequest::new(&s, NamedSide::base(), NamedSide::base(), 7, "lab".into());
+        assert_eq!(r.budget, s.compare.budget);
+        assert_eq!(r.alpha, s.compare.alpha);
+        assert_eq!(r.duration, s.compare.duration);
+        assert_eq!(r.arches, s.arches);
+        assert_eq!((r.tests, r.jobs, r.max_runs), (None, None, None));
+    }
+
+    #[test]
+    fn sides_without_patch_sets_run_the_suite() {
+        let s = settings();
+        let (tests, from) = default_tests(&s, &[&SideSpec::Kernel("k".into())]);
+        assert_eq!((tests, from), (s.suite.clone(), TestsFrom::Suite));
+    }
+}
