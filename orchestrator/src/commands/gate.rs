@@ -8,10 +8,11 @@ use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::bisect::{bisect_new, series_state};
 use super::compare::{compare_report, write_report_files};
+use super::progress::BisectProgress;
 use super::Context;
 use crate::arch::Arch;
+use crate::bisect::driver::{bisect_new, series_state};
 use crate::cli::{
     ArchesArg, CompareArgs, CompareReportFiles, DurationArg, GateArgs, JsonArg, ReportFiles,
     SeedArg, TestsArg,
@@ -545,14 +546,15 @@ pub async fn run(ctx: &Context, args: &GateArgs) -> Result<Outcome, LabError> {
                         if let Some(q) = q {
                             if series.set.patches.len() > 1 {
                                 let state = series_state(
-                                    ctx,
+                                    &ctx.settings,
                                     &series.path.to_string_lossy(),
                                     &q.test,
                                     q.arch,
                                     knobs.clone(),
                                     Vec::new(),
                                 )?;
-                                let (session, st) = bisect_new(ctx, state).await?;
+                                let on = |e| BisectProgress::new(ctx.quiet).event(e);
+                                let (session, st) = bisect_new(&ctx.settings, state, &on).await?;
                                 if let Some(c) = &st.conclusion {
                                     let p = series.set.patches.get(c.culprit.saturating_sub(1));
                                     culprit = Some(Culprit {
