@@ -1,11 +1,23 @@
-//! `lab bisect`'s decisions: which commit to test next, how often, and when the
-//! culprit is known well enough, for crashes that reproduce only some of the time.
+//! `lab bisect`: which commit (or patch of a series) first makes a test fail, for failures that
+//! reproduce only some of the time, found with real builds and real guests.
 //!
-//! Pure and synchronous: the command drives the builds, boots and runs, feeds each
-//! step's result to [`search::Search`] and persists the list of observations, from
-//! which [`search::Search::replay`] rebuilds the state.
+//! Split so that the decisions are pure and the effects are in one place:
+//! - [`search`]: the decision core (which candidate next, how many runs, when the culprit is
+//!   known well enough), pure and synchronous, with its model stated;
+//! - [`state`]: what a bisection is resumed from, as the results store keeps it;
+//! - [`classify`]: what one step's outcomes mean for the search, pure;
+//! - [`step`]: one step carried out: build, boot, run, classify (also `lab bisect-step`'s
+//!   verdict on a git checkout);
+//! - [`driver`]: the loop that takes the steps the search asks for, feeds it what they showed,
+//!   saves the state after every step and reports [`driver::Event`]s; it never prints.
+//!
+//! The command (`commands/bisect.rs`) resolves the flags, calls the driver and renders.
 
+pub mod classify;
+pub mod driver;
 pub mod search;
+pub mod state;
+pub mod step;
 
 #[cfg(test)]
 mod simulation;

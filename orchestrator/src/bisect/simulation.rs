@@ -12,9 +12,8 @@
 //! posterior is overconfident fails. The table is printed with
 //! `cargo test -p lab --lib bisect::simulation -- --nocapture`.
 
-use super::search::{
-    compare_policies, drive, FlakyOracle, Next, Observation, PolicyStats, Search, SearchConfig,
-};
+use super::search::sim::{compare_policies, drive, FlakyOracle, PolicyStats};
+use super::search::{Next, Observation, Search, SearchConfig};
 
 /// Detection rates of the simulated tests.
 const RATES: [f64; 3] = [0.3, 0.5, 0.9];

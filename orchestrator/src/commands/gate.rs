@@ -7,7 +7,7 @@
 use std::io::{IsTerminal, Read};
 use std::path::Path;
 
-use super::progress::SessionProgress;
+use super::progress::{BisectProgress, SessionProgress};
 use super::Context;
 use crate::cli::{GateArgs, SeedArg};
 use crate::errors::{GateError, LabError, Outcome};
@@ -39,11 +39,11 @@ pub async fn run(ctx: &Context, args: &GateArgs) -> Result<Outcome, LabError> {
         knobs: args.knobs.pairs(),
         seed: SeedArg::default().or_now(),
         reproduce: std::env::args().collect::<Vec<_>>().join(" "),
-        quiet_bisect: ctx.quiet,
     };
     let progress = GateProgress {
         quiet: ctx.quiet,
         session: SessionProgress::new(ctx.quiet),
+        bisect: BisectProgress::new(ctx.quiet),
     };
     let on = |e| progress.event(e);
     let report = pipeline::run(s, &req, &on).await?;
@@ -65,12 +65,14 @@ fn range(args: &GateArgs) -> Option<SeriesSpec> {
 struct GateProgress {
     quiet: bool,
     session: SessionProgress,
+    bisect: BisectProgress,
 }
 
 impl GateProgress {
     fn event(&self, e: GateEvent) {
         match e {
             GateEvent::Compare(e) => self.session.event(e),
+            GateEvent::Bisect(e) => self.bisect.event(e),
             GateEvent::ReportNotWritten(e) => eprintln!("lab: {e}"),
             _ if self.quiet => {}
             GateEvent::Started {

@@ -1,13 +1,15 @@
 //! What the verbs show on stderr while an engine works: the build progress bar (shown on a
-//! terminal, hidden when stderr is not one, or with -q) and the lines of a comparison
-//! session. Both `lab compare` and `lab gate` (whose runtime check is a comparison) render a
-//! session, so its lines live here, beside the bar, rather than in either verb.
+//! terminal, hidden when stderr is not one, or with -q), the lines of a comparison session and
+//! the step lines of a bisection. Shared here because more than one verb shows them (`lab
+//! gate` builds, compares and bisects too), and no verb imports another.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::bisect::driver::Event as BisectEvent;
+use crate::bisect::state::short;
 use crate::compare::session::{SessionEvent, SessionStart, TestsFrom};
 use crate::compare::Event;
 use crate::kernel::build::BuildEvent;
@@ -204,4 +206,64 @@ fn started(s: &SessionStart) {
         s.session,
     );
     eprintln!("lab: runs in {}", s.dir.display());
+}
+
+/// The progress lines of a bisection on stderr (`lab bisect`, and `lab gate` when it bisects
+/// a series): one line when it starts, two per step. With -q only what the user must know is
+/// left: a test that does not reproduce, and results that did not reach the store.
+pub struct BisectProgress {
+    quiet: bool,
+}
+
+impl BisectProgress {
+    pub fn new(quiet: bool) -> BisectProgress {
+        BisectProgress { quiet }
+    }
+
+    pub fn event(&self, e: BisectEvent) {
+        match e {
+            BisectEvent::NotReproduced { test, bad, runs } => eprintln!(
+                "lab: {test} passed all {runs} runs at the bad end ({}): it does not reproduce there, so there is nothing to bisect; try amplifier knobs or a longer --duration",
+                short(&bad)
+            ),
+            BisectEvent::Unrecorded(summary) => eprintln!("lab: {summary}"),
+            _ if self.quiet => {}
+            BisectEvent::Started {
+                session,
+                test,
+                arch,
+                good,
+                bad,
+                candidates,
+            } => eprintln!(
+                "lab: bisecting {test} on {arch} between {} (good) and {} (bad): {candidates} candidates; session {session}",
+                short(&good),
+                short(&bad)
+            ),
+            BisectEvent::Testing {
+                number,
+                id,
+                subject,
+                runs,
+                ..
+            } => eprintln!(
+                "lab: step {number}: {} {} ({runs} runs)",
+                short(&id),
+                subject.chars().take(60).collect::<String>()
+            ),
+            BisectEvent::Step {
+                runs,
+                failures,
+                top_id,
+                probability,
+                ..
+            } => eprintln!(
+                "lab:   {failures} of {runs} failed; now {} holds {probability:.3}",
+                short(&top_id)
+            ),
+            BisectEvent::Skip { why, .. } => eprintln!("lab:   skip: {why}"),
+            BisectEvent::Confirm { result } => eprintln!("lab: confirmation: {result}"),
+            BisectEvent::Concluded { .. } => {}
+        }
+    }
 }

@@ -37,9 +37,6 @@ pub struct GateRequest {
     pub seed: u64,
     /// The command line that repeats this gate, for the report.
     pub reproduce: String,
-    // MERGE: whether the bisection prints its own progress; this goes when the bisection
-    // emits events instead (see `bisect_series`).
-    pub quiet_bisect: bool,
 }
 
 /// b4 mode: one patch mail as b4 pipes it.
@@ -69,6 +66,8 @@ pub enum GateEvent {
     Compare(SessionEvent),
     /// A copy of the comparison's report could not be written into its folder.
     ReportNotWritten(String),
+    /// From the bisection inside the series, when the tip regressed.
+    Bisect(crate::bisect::driver::Event),
 }
 
 /// Gates a series: every check, the runtime comparison when they pass, the culprit when it
@@ -127,7 +126,7 @@ pub async fn run(
         match compare.overall {
             Overall::Regression => {
                 failures.push("the tip regresses against base (lab compare)".into());
-                report.culprit = culprit(s, req, &series, &compare).await?;
+                report.culprit = culprit(s, req, &series, &compare, on).await?;
             }
             Overall::Infra => infra = true,
             Overall::NoRegressionInconclusive => warnings.push(
@@ -182,13 +181,14 @@ async fn culprit(
     req: &GateRequest,
     series: &Series,
     compare: &CompareReport,
+    on: &(dyn Fn(GateEvent) + Send + Sync),
 ) -> Result<Option<Culprit>, LabError> {
     let Some(q) = first_regression(compare) else {
         return Ok(None);
     };
     tracing::debug!(test = %q.test, arch = %q.arch, "looking for the patch that regressed");
     if series.set.patches.len() > 1 {
-        return bisect_series(s, req, series, q).await;
+        return bisect_series(s, req, series, q, on).await;
     }
     Ok(series.set.patches.first().map(|p| Culprit {
         test: q.test.clone(),
@@ -211,27 +211,18 @@ async fn bisect_series(
     req: &GateRequest,
     series: &Series,
     q: &QuestionResult,
+    on: &(dyn Fn(GateEvent) + Send + Sync),
 ) -> Result<Option<Culprit>, LabError> {
-    // MERGE: the bisection engine still lives in commands/bisect.rs, which takes a command
-    // context and prints its own progress. It moves to
-    // crate::bisect::driver::{series_state, bisect_new}, taking &Settings and an event
-    // callback: call those, forward the events as a GateEvent, and drop this context (and
-    // GateRequest::quiet_bisect).
-    let ctx = crate::commands::Context {
-        settings: s.clone(),
-        quiet: req.quiet_bisect,
-    };
-    // MERGE: crate::bisect::driver::series_state(s, ...).
-    let state = crate::commands::bisect::series_state(
-        &ctx,
+    let state = crate::bisect::driver::series_state(
+        s,
         &series.path.to_string_lossy(),
         &q.test,
         q.arch,
         req.knobs.clone(),
         Vec::new(),
     )?;
-    // MERGE: crate::bisect::driver::bisect_new(s, state, &|e| on(GateEvent::Bisect(e))).
-    let (session, st) = crate::commands::bisect::bisect_new(&ctx, state).await?;
+    let (session, st) =
+        crate::bisect::driver::bisect_new(s, state, &|e| on(GateEvent::Bisect(e))).await?;
     Ok(st.conclusion.map(|c| {
         let p = series.set.patches.get(c.culprit.saturating_sub(1));
         Culprit {
