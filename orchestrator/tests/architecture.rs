@@ -3,6 +3,14 @@
 //! source file grows past a size a newcomer can read. `../shared/ARCHITECTURE.md` explains
 //! the floors; this test keeps them.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

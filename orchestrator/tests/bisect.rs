@@ -2,6 +2,14 @@
 //! tree (scripts/synthetic-history.sh) with a bad futex commit and a later bad wait-queue
 //! commit, and a 4-patch series whose third patch is the bad futex variant.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+)]
+
 mod common;
 
 use std::path::PathBuf;

@@ -1,6 +1,14 @@
 //! `lab build` end to end: real kernels, and a clear error with exit code 2 for each kind of
 //! bad input.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+)]
+
 mod common;
 
 use common::{built, lab, lab_toml, run};

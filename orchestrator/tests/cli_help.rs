@@ -2,6 +2,14 @@
 //! the argument types must not change it by accident. Accept an intended change with
 //! `cargo insta review` (or `INSTA_UPDATE=always cargo test --test cli_help`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+)]
+
 mod common;
 
 use std::process::Command;

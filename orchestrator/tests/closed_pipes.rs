@@ -3,6 +3,14 @@
 //! code, never Rust's 101. Checked on verbs that write an error, a table and a report without
 //! needing a kernel, so the check runs everywhere.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+)]
+
 mod common;
 
 use std::os::fd::{FromRawFd, OwnedFd};

@@ -1,6 +1,14 @@
 //! `lab compare` end to end: real kernels from the cache, real QEMU, real SSH, the real
 //! results store. Each test asserts on the verdicts the statistics reached.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+)]
+
 mod common;
 
 use std::path::PathBuf;

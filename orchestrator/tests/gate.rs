@@ -1,6 +1,14 @@
 //! `lab gate` end to end with real builds, real QEMU and real checkpatch: each series gets
 //! the expected verdict, and the report names the right patch and check.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+)]
+
 mod common;
 
 use std::io::Write;

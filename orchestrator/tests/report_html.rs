@@ -5,6 +5,14 @@
 //! Chromium comes from `make setup` (scripts/setup.sh installs the Debian package). When it
 //! is missing, this test fails and says so: a skipped screenshot would hide a broken report.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -2,6 +2,14 @@
 //! whole, reuse matches only what is interchangeable, sessions resume, an interrupted run
 //! keeps what it finished, and the export holds every row.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

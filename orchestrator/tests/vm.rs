@@ -1,6 +1,14 @@
 //! `lab run` end to end on real QEMU: boots, SSH, guest programs, and every way a run can go
 //! wrong, each classified as the outcome it is.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

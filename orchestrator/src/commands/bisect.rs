@@ -32,7 +32,7 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<Outcome, LabError> 
             .ok_or_else(|| LabError::usage("--continue", "no unfinished bisection to continue"))?;
         if !ctx.quiet {
             let steps = state.steps.len();
-            eprintln!("lab: continuing bisection {id} ({steps} steps so far)");
+            crate::errln!("lab: continuing bisection {id} ({steps} steps so far)");
         }
         (id, state)
     } else {
@@ -41,7 +41,7 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<Outcome, LabError> 
             .map_err(BisectError::Setup)?;
         let begun = driver::begin(&mut store, state)?;
         if begun.resumed && !ctx.quiet {
-            eprintln!(
+            crate::errln!(
                 "lab: the same bisection is unfinished in session {}; continuing it",
                 begun.session
             );
@@ -142,7 +142,7 @@ fn one_arch(ctx: &Context, arch: Option<Arch>) -> Result<Arch, LabError> {
 /// The step log and the answer, or the whole state as JSON.
 fn print_log(session: i64, state: &BisectState, json: bool) {
     if json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(state).unwrap_or_default()
         );
@@ -158,17 +158,25 @@ fn print_log(session: i64, state: &BisectState, json: bool) {
             .collect();
         pairs.join(",")
     };
-    println!(
+    crate::outln!(
         "lab bisect  session {session}  test {}  arch {}  knobs {knobs}",
-        state.test, state.arch
+        state.test,
+        state.arch
     );
-    println!(
+    crate::outln!(
         "{:>4}  {:>5}  {:<14} {:>5} {:>5}  {:<14} {:>6}  {:>6}  note",
-        "step", "index", "candidate", "runs", "fail", "top after", "p(top)", "secs"
+        "step",
+        "index",
+        "candidate",
+        "runs",
+        "fail",
+        "top after",
+        "p(top)",
+        "secs"
     );
     let cell = |id: &str| short(id).chars().take(14).collect::<String>();
     for (k, st) in state.steps.iter().enumerate() {
-        println!(
+        crate::outln!(
             "{:>4}  {:>5}  {:<14} {:>5} {:>5}  {:<14} {:>6.3}  {:>6.0}  {}",
             k + 1,
             st.index,
@@ -182,12 +190,12 @@ fn print_log(session: i64, state: &BisectState, json: bool) {
         );
     }
     let Some(c) = &state.conclusion else {
-        println!("\nNo conclusion yet (lab bisect --continue picks it up).");
+        crate::outln!("\nNo conclusion yet (lab bisect --continue picks it up).");
         return;
     };
     let (id, subject) = state.space.describe(c.culprit);
-    println!();
-    println!(
+    crate::outln!();
+    crate::outln!(
         "{} culprit: {id} \"{subject}\" with probability {:.3} after {} steps and {} runs",
         if c.confident {
             "First bad"
@@ -199,7 +207,7 @@ fn print_log(session: i64, state: &BisectState, json: bool) {
         c.runs
     );
     if let Some((lo, hi)) = c.skipped_range {
-        println!(
+        crate::outln!(
             "  only skipped candidates left: the culprit is one of {} .. {}",
             short(&state.space.describe(lo).0),
             short(&state.space.describe(hi).0)
@@ -207,16 +215,16 @@ fn print_log(session: i64, state: &BisectState, json: bool) {
     }
     if let Some((r, p)) = c.runner_up {
         let (id, subject) = state.space.describe(r);
-        println!(
+        crate::outln!(
             "  runner-up: {} \"{subject}\" with probability {p:.3}",
             short(&id)
         );
     }
     if let Some(fp) = &state.match_crash {
-        println!("  crash fingerprint bisected: {fp}");
+        crate::outln!("  crash fingerprint bisected: {fp}");
     }
     if let Some(c) = &state.confirmation {
-        println!("  {c}");
+        crate::outln!("  {c}");
     }
 }
 
@@ -226,7 +234,7 @@ pub async fn step(ctx: &Context, args: &BisectStepArgs) -> Outcome {
     match step_inner(ctx, args).await {
         Ok(code) => Outcome::GitBisect(code),
         Err(e) => {
-            eprintln!("lab: bisect-step: {e}");
+            crate::errln!("lab: bisect-step: {e}");
             // 128 and above stop git bisect: lab itself is broken, not the commit.
             Outcome::GitBisect(128)
         }
@@ -257,14 +265,14 @@ async fn step_inner(ctx: &Context, args: &BisectStepArgs) -> Result<i32, LabErro
     let head12 = |head: &str| head.get(..12).unwrap_or(head).to_owned();
     Ok(match test_checkout(&ctx.settings, &req).await? {
         CheckoutVerdict::BuildFailed { head, why } => {
-            eprintln!(
+            crate::errln!(
                 "lab: bisect-step: {}: build failed, skip: {why}",
                 head12(&head)
             );
             125
         }
         CheckoutVerdict::Skip { head, why } => {
-            eprintln!("lab: bisect-step: {}: skip: {why}", head12(&head));
+            crate::errln!("lab: bisect-step: {}: skip: {why}", head12(&head));
             125
         }
         CheckoutVerdict::Runs {
@@ -272,7 +280,7 @@ async fn step_inner(ctx: &Context, args: &BisectStepArgs) -> Result<i32, LabErro
             runs,
             failures,
         } => {
-            eprintln!(
+            crate::errln!(
                 "lab: bisect-step: {}: {failures} of {runs} runs of {} failed: {}",
                 head12(&head),
                 args.test,

@@ -103,7 +103,7 @@ fn emit(
 ) -> Result<(), LabError> {
     // The folder's copies are a convenience: a failure is said, and the comparison stands.
     for e in report::write_folder(report, dir) {
-        eprintln!("lab: {e}");
+        crate::errln!("lab: {e}");
     }
     for (path, format) in [
         (&args.reports.common.markdown, ReportFormat::Markdown),
@@ -125,9 +125,9 @@ fn emit(
             },
         )
     }?;
-    print!("{stdout}");
+    crate::out!("{stdout}");
     if !ctx.quiet {
-        eprintln!(
+        crate::errln!(
             "lab: reports in {} (report.html, report.md, report.json); `lab results show {}` renders them again",
             dir.display(),
             report.session

@@ -73,14 +73,14 @@ impl GateProgress {
         match e {
             GateEvent::Compare(e) => self.session.event(e),
             GateEvent::Bisect(e) => self.bisect.event(e),
-            GateEvent::ReportNotWritten(e) => eprintln!("lab: {e}"),
+            GateEvent::ReportNotWritten(e) => crate::errln!("lab: {e}"),
             _ if self.quiet => {}
             GateEvent::Started {
                 series,
                 patches,
                 kernel,
                 arches,
-            } => eprintln!(
+            } => crate::errln!(
                 "lab: gating {series} ({patches} patches) on {kernel} for {}",
                 arches
                     .iter()
@@ -89,7 +89,7 @@ impl GateProgress {
                     .join(", ")
             ),
             GateEvent::Patch { index, subject } => {
-                eprintln!("lab: gate: patch {index}: {subject}");
+                crate::errln!("lab: gate: patch {index}: {subject}");
             }
         }
     }
@@ -117,15 +117,15 @@ fn finish(ctx: &Context, args: &GateArgs, report: &GateReport) -> Result<Outcome
         gate_report::json(report),
     );
     if args.json.json {
-        println!("{}", gate_report::json(report));
+        crate::outln!("{}", gate_report::json(report));
     } else {
-        print!(
+        crate::out!(
             "{}",
             gate_report::terminal(report, std::io::stdout().is_terminal())
         );
     }
     if !ctx.quiet {
-        eprintln!("lab: cover-letter markdown in {}", md_path.display());
+        crate::errln!("lab: cover-letter markdown in {}", md_path.display());
     }
     Ok(match report.verdict {
         GateVerdict::Pass => Outcome::Pass,
@@ -148,9 +148,9 @@ async fn b4_check(ctx: &Context, args: &GateArgs) -> Result<Outcome, LabError> {
     // b4 reads stdout; the per-patch lines would only be noise on its stderr.
     let results = pipeline::check_mail(&ctx.settings, &req, &|_| {}).await?;
     if args.b4_lines {
-        print!("{}", b4::to_prep_lines(&results));
+        crate::out!("{}", b4::to_prep_lines(&results));
     } else {
-        println!("{}", b4::to_json(&results));
+        crate::outln!("{}", b4::to_json(&results));
     }
     Ok(Outcome::Pass)
 }

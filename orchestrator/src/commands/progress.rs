@@ -100,7 +100,7 @@ impl SessionProgress {
                     bar.finish();
                 }
                 if let (Some(k), false) = (kernel, self.quiet) {
-                    eprintln!(
+                    crate::errln!(
                         "lab: {arch}: {} {} ({}{})",
                         k.label,
                         k.key.get(..12).unwrap_or(&k.key),
@@ -113,17 +113,17 @@ impl SessionProgress {
                     );
                 }
             }
-            SessionEvent::JobsLowered(note) => eprintln!("lab: {note}"),
-            SessionEvent::Unrecorded(summary) => eprintln!("lab: {summary}"),
-            SessionEvent::Interrupted { runs, session } => eprintln!(
+            SessionEvent::JobsLowered(note) => crate::errln!("lab: {note}"),
+            SessionEvent::Unrecorded(summary) => crate::errln!("lab: {summary}"),
+            SessionEvent::Interrupted { runs, session } => crate::errln!(
                 "lab: interrupted; {runs} runs are in the store, and the same command resumes session {session}"
             ),
             _ if self.quiet => {}
-            SessionEvent::Accel { arch, reason } => eprintln!("lab: {arch}: {reason}"),
+            SessionEvent::Accel { arch, reason } => crate::errln!("lab: {arch}: {reason}"),
             SessionEvent::Resuming {
                 session,
                 created_at,
-            } => eprintln!(
+            } => crate::errln!(
                 "lab: resuming comparison {session} (started {created_at}); its finished runs are reused"
             ),
             SessionEvent::Started(start) => started(&start),
@@ -137,13 +137,13 @@ impl SessionProgress {
                 arch,
                 side,
                 outcomes,
-            } => eprintln!(
+            } => crate::errln!(
                 "lab: {arch} {}: reusing {outcomes} stored runs",
                 side.name()
             ),
             Event::Outcome { side, outcome: o } => {
                 if self.verbose_outcomes || o.kind != OutcomeKind::Pass {
-                    eprintln!(
+                    crate::errln!(
                         "  {} {} {} #{}: {} {}",
                         o.arch,
                         side.name(),
@@ -157,7 +157,7 @@ impl SessionProgress {
             Event::Horizon {
                 max_runs_per_side,
                 batch_s,
-            } => eprintln!(
+            } => crate::errln!(
                 "lab: first batch took {batch_s:.0}s; the design allows up to {max_runs_per_side} runs per test and side"
             ),
             Event::Batch {
@@ -165,7 +165,7 @@ impl SessionProgress {
                 elapsed_s,
                 decided,
                 questions,
-            } => eprintln!(
+            } => crate::errln!(
                 "lab: batch {number} done at {elapsed_s:.0}s: {decided} of {questions} questions decided"
             ),
             Event::Decided {
@@ -174,13 +174,13 @@ impl SessionProgress {
                 question,
                 verdict,
                 runs_per_side,
-            } => eprintln!(
+            } => crate::errln!(
                 "lab: {arch} {test} {question}: {verdict} after {runs_per_side} runs per side"
             ),
-            Event::BudgetSpent { elapsed_s } => eprintln!(
+            Event::BudgetSpent { elapsed_s } => crate::errln!(
                 "lab: budget spent at {elapsed_s:.0}s; the open questions are inconclusive"
             ),
-            Event::StoreError(e) => eprintln!("lab: results store: {e}"),
+            Event::StoreError(e) => crate::errln!("lab: results store: {e}"),
         }
     }
 }
@@ -193,7 +193,7 @@ fn started(s: &SessionStart) {
         TestsFrom::Exercised(sets) => format!("exercised by {}", sets.join(", ")),
         TestsFrom::Suite => "the suite".to_owned(),
     };
-    eprintln!(
+    crate::errln!(
         "lab: comparing A={} with B={} on {}; {} tests ({tests_from}), budget {}s, alpha {}, margins {} (rates) and {:.0}% (metrics); session {}",
         s.a,
         s.b,
@@ -205,7 +205,7 @@ fn started(s: &SessionStart) {
         s.margin_metric * 100.0,
         s.session,
     );
-    eprintln!("lab: runs in {}", s.dir.display());
+    crate::errln!("lab: runs in {}", s.dir.display());
 }
 
 /// The progress lines of a bisection on stderr (`lab bisect`, and `lab gate` when it bisects
@@ -222,11 +222,11 @@ impl BisectProgress {
 
     pub fn event(&self, e: BisectEvent) {
         match e {
-            BisectEvent::NotReproduced { test, bad, runs } => eprintln!(
+            BisectEvent::NotReproduced { test, bad, runs } => crate::errln!(
                 "lab: {test} passed all {runs} runs at the bad end ({}): it does not reproduce there, so there is nothing to bisect; try amplifier knobs or a longer --duration",
                 short(&bad)
             ),
-            BisectEvent::Unrecorded(summary) => eprintln!("lab: {summary}"),
+            BisectEvent::Unrecorded(summary) => crate::errln!("lab: {summary}"),
             _ if self.quiet => {}
             BisectEvent::Started {
                 session,
@@ -235,7 +235,7 @@ impl BisectProgress {
                 good,
                 bad,
                 candidates,
-            } => eprintln!(
+            } => crate::errln!(
                 "lab: bisecting {test} on {arch} between {} (good) and {} (bad): {candidates} candidates; session {session}",
                 short(&good),
                 short(&bad)
@@ -246,7 +246,7 @@ impl BisectProgress {
                 subject,
                 runs,
                 ..
-            } => eprintln!(
+            } => crate::errln!(
                 "lab: step {number}: {} {} ({runs} runs)",
                 short(&id),
                 subject.chars().take(60).collect::<String>()
@@ -257,12 +257,12 @@ impl BisectProgress {
                 top_id,
                 probability,
                 ..
-            } => eprintln!(
+            } => crate::errln!(
                 "lab:   {failures} of {runs} failed; now {} holds {probability:.3}",
                 short(&top_id)
             ),
-            BisectEvent::Skip { why, .. } => eprintln!("lab:   skip: {why}"),
-            BisectEvent::Confirm { result } => eprintln!("lab: confirmation: {result}"),
+            BisectEvent::Skip { why, .. } => crate::errln!("lab:   skip: {why}"),
+            BisectEvent::Confirm { result } => crate::errln!("lab: confirmation: {result}"),
             BisectEvent::Concluded { .. } => {}
         }
     }

@@ -3,6 +3,14 @@
 //! so the tests and the main job share kernels (and CI on a warm machine is fast).
 
 #![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+)]
+
+#![allow(
     dead_code,
     reason = "each test binary uses its own part of the helpers"
 )]
