@@ -9,7 +9,6 @@
     clippy::print_stderr,
     reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
 )]
-
 #![allow(
     dead_code,
     reason = "each test binary uses its own part of the helpers"
