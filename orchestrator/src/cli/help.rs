@@ -13,9 +13,9 @@ Exit codes: 0 built (or cache hit); 2 bad input (unknown arch, patch does not ap
 
 pub const RUN_EXAMPLES: &str = "Examples:
   lab run --arch all                          base kernels, the whole suite, once
-  lab run --arch x86_64 --test futex_errno --iterations 20 --duration 2s
+  lab run --arch x86_64 --tests futex_errno --iterations 20 --duration 2s
   lab run --arch x86_64 --patches futex-race-amplifiers,bad-futex-no-spurious-retry \\
-          --test futex_errno --knob futex_amp_spurious_wake_us=200
+          --tests futex_errno --knob futex_amp_spurious_wake_us=200
   lab run --arch arm64 --jobs 2 --iterations 4
 
 Outcomes: pass, fail (the test saw the kernel misbehave), kernel-crash (a report on the console, with its fingerprint), hang (guest watchdog or host deadline), infra-error (the lab could not run the test; never a test failure).
