@@ -6,12 +6,11 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::print_stdout,
     clippy::print_stderr,
-    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+    reason = "tests"
 )]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The floors, lowest first, by module path (a submodule named here has its own floor; any

@@ -5,9 +5,8 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::print_stdout,
     clippy::print_stderr,
-    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+    reason = "tests"
 )]
 
 mod common;
@@ -18,8 +17,9 @@ use std::time::Duration;
 
 use common::{lab, repo, run};
 
+/// The repository's own lab definition.
 fn lab_toml() -> PathBuf {
-    repo().join("lab.toml")
+    common::repo_lab_toml()
 }
 
 /// The synthetic history, made once per cache (the script is idempotent and deterministic).

@@ -4,9 +4,8 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::print_stdout,
     clippy::print_stderr,
-    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+    reason = "tests"
 )]
 
 mod common;
@@ -15,10 +14,11 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{lab, repo, run};
+use common::{lab, run};
 
+/// The repository's own lab definition.
 fn lab_toml() -> PathBuf {
-    repo().join("lab.toml")
+    common::repo_lab_toml()
 }
 
 fn report(stdout: &str) -> serde_json::Value {

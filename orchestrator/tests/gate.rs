@@ -4,9 +4,8 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::print_stdout,
     clippy::print_stderr,
-    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+    reason = "tests"
 )]
 
 mod common;
@@ -17,8 +16,9 @@ use std::process::Stdio;
 
 use common::{lab, repo, run};
 
+/// The repository's own lab definition.
 fn lab_toml() -> PathBuf {
-    repo().join("lab.toml")
+    common::repo_lab_toml()
 }
 
 fn fixtures() -> PathBuf {

@@ -5,9 +5,8 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::print_stdout,
     clippy::print_stderr,
-    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+    reason = "tests"
 )]
 
 use std::collections::BTreeMap;

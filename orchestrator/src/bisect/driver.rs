@@ -538,7 +538,6 @@ async fn confirm(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
 
@@ -546,34 +545,13 @@ mod tests {
         request.into_state().expect("a valid request")
     }
 
-    fn series_request(n: usize) -> BisectRequest {
-        BisectRequest {
-            space: Space::Series {
-                series: "s".into(),
-                patches: (1..=n)
-                    .map(|i| (format!("p{i}"), format!("subject {i}")))
-                    .collect(),
-            },
-            test: "futex_errno".into(),
-            arch: Arch::X86_64,
-            knobs: vec![("k".into(), "1".into())],
-            under: Vec::new(),
-            config: Vec::new(),
-            duration: Duration::from_millis(200),
-            match_crash: None,
-            seed: 5,
-            search: SearchConfig::default(),
-            confirm: false,
-        }
-    }
-
     #[test]
     fn a_session_is_begun_once_and_the_same_bisection_continues_it() {
         let mut store = Store::open_in_memory().expect("store");
-        let state = fresh(series_request(3));
+        let state = fresh(BisectRequest::example_series(3));
         let first = begin(&mut store, state.clone()).expect("begun");
         assert!(!first.resumed);
-        let mut other = series_request(3);
+        let mut other = BisectRequest::example_series(3);
         other.seed = 9;
         let again = begin(&mut store, fresh(other)).expect("found");
         assert!(again.resumed, "the seed does not make another bisection");
@@ -586,7 +564,7 @@ mod tests {
         assert!(load(&store, Some(first.session + 1), false)
             .expect("reads")
             .is_none());
-        let different = begin(&mut store, fresh(series_request(2))).expect("begun");
+        let different = begin(&mut store, fresh(BisectRequest::example_series(2))).expect("begun");
         assert!(!different.resumed);
         assert_ne!(different.session, first.session);
     }

@@ -183,6 +183,31 @@ impl BisectRequest {
 }
 
 #[cfg(test)]
+impl BisectRequest {
+    /// A small series bisection for the engine's unit tests.
+    pub(crate) fn example_series(n: usize) -> BisectRequest {
+        BisectRequest {
+            space: Space::Series {
+                series: "s".into(),
+                patches: (1..=n)
+                    .map(|i| (format!("p{i}"), format!("subject {i}")))
+                    .collect(),
+            },
+            test: "futex_errno".into(),
+            arch: crate::arch::Arch::X86_64,
+            knobs: vec![("k".into(), "1".into())],
+            under: Vec::new(),
+            config: Vec::new(),
+            duration: Duration::from_millis(200),
+            match_crash: None,
+            seed: 5,
+            search: crate::bisect::search::SearchConfig::default(),
+            confirm: false,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -60,7 +60,6 @@ pub enum CheckoutVerdict {
 
 /// What every run of one step shares.
 pub(super) struct Trial<'a> {
-    arch: Arch,
     test: &'a str,
     duration: Duration,
     knobs: &'a [(String, String)],
@@ -74,7 +73,6 @@ impl<'a> Trial<'a> {
     /// twice does not see the same runs again.
     pub(super) fn next_of(state: &'a BisectState) -> Trial<'a> {
         Trial {
-            arch: state.arch,
             test: &state.test,
             duration: Duration::from_millis(state.duration_ms),
             knobs: &state.knobs,
@@ -180,24 +178,18 @@ pub(super) async fn run_step(
     };
     let key = built.artifact.manifest.key.clone();
     tracing::debug!(kernel = %key, runs, dir = %dir.display(), "bisection step");
-    let plan = RunPlan {
-        arch: trial.arch,
-        artifact: built.artifact,
-        image: guest.image.clone(),
-        tests: vec![trial.test.to_owned()],
-        iterations: runs,
-        duration: trial.duration,
-        knobs: trial.knobs.to_vec(),
-        boot_knobs: Vec::new(),
-        seed: trial.seed,
-        accel: guest.accel,
-        cpus: s.vm_cpus,
-        memory_mib: s.vm_memory_mib,
-        boot_timeout: s.boot_timeout,
-        host_deadline: None,
-        cmdline_extra: Vec::new(),
-        dir: dir.to_owned(),
-    };
+    let plan = RunPlan::new(
+        built.artifact,
+        guest.image.clone(),
+        guest.accel,
+        crate::run::VmSize::of(s),
+        vec![trial.test.to_owned()],
+        runs,
+        trial.duration,
+        trial.knobs.to_vec(),
+        trial.seed,
+        dir.to_owned(),
+    );
     let recorded = record.map(|(recorder, session, batch)| {
         (
             recorder,
@@ -252,7 +244,6 @@ pub async fn test_checkout(
         }
     };
     let trial = Trial {
-        arch: req.arch,
         test: &req.test,
         duration: req.duration,
         knobs: &req.knobs,
@@ -278,33 +269,13 @@ pub async fn test_checkout(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bisect::search::SearchConfig;
     use crate::bisect::state::{BisectRequest, StepRecord};
-
-    fn series_request(n: usize) -> BisectRequest {
-        BisectRequest {
-            space: Space::Series {
-                series: "s".into(),
-                patches: (1..=n)
-                    .map(|i| (format!("p{i}"), format!("subject {i}")))
-                    .collect(),
-            },
-            test: "futex_errno".into(),
-            arch: Arch::X86_64,
-            knobs: vec![("k".into(), "1".into())],
-            under: Vec::new(),
-            config: Vec::new(),
-            duration: Duration::from_millis(200),
-            match_crash: None,
-            seed: 5,
-            search: SearchConfig::default(),
-            confirm: false,
-        }
-    }
 
     #[test]
     fn each_step_runs_with_its_own_seed_and_the_state_s_conditions() {
-        let mut state = series_request(3).into_state().expect("valid");
+        let mut state = BisectRequest::example_series(3)
+            .into_state()
+            .expect("valid");
         let first = Trial::next_of(&state);
         assert_eq!(first.seed, 5);
         assert_eq!(first.duration, Duration::from_millis(200));

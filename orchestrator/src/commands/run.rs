@@ -69,24 +69,18 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
                 &base.manifest.digest[..12]
             );
         }
-        plans.push(RunPlan {
-            arch: req.arch,
-            artifact: built.artifact,
-            image: base,
-            tests: tests.clone(),
-            iterations: args.iterations,
-            duration,
-            knobs: knobs.clone(),
-            boot_knobs: Vec::new(),
-            seed,
+        plans.push(RunPlan::new(
+            built.artifact,
+            base,
             accel,
-            cpus: s.vm_cpus,
-            memory_mib: s.vm_memory_mib,
-            boot_timeout: s.boot_timeout,
-            host_deadline: None,
-            cmdline_extra: Vec::new(),
-            dir: arch_dir,
-        });
+            run::VmSize::of(s),
+            tests.clone(),
+            args.iterations,
+            duration,
+            knobs.clone(),
+            seed,
+            arch_dir,
+        ));
     }
 
     // Shard iterations across VMs: one shard per job and arch, iterations split evenly.

@@ -81,24 +81,18 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
             let dir = root.join(arch.name()).join(format!("row-{ri}"));
             let probe = run::probe_spec(&built.artifact, &img, s.vm_cpus, s.vm_memory_mib, &dir);
             let (accel, _) = run::choose_accel(s.accel, arch, &probe).await;
-            let plan = RunPlan {
-                arch,
-                artifact: built.artifact,
-                image: img.clone(),
-                tests: row.expect.keys().cloned().collect(),
-                iterations: args.iterations.max(1),
-                duration,
-                knobs: row.knobs.clone(),
-                boot_knobs: vec![],
-                seed,
+            let plan = RunPlan::new(
+                built.artifact,
+                img.clone(),
                 accel,
-                cpus: s.vm_cpus,
-                memory_mib: s.vm_memory_mib,
-                boot_timeout: s.boot_timeout,
-                host_deadline: None,
-                cmdline_extra: vec![],
+                run::VmSize::of(s),
+                row.expect.keys().cloned().collect(),
+                args.iterations.max(1),
+                duration,
+                row.knobs.clone(),
+                seed,
                 dir,
-            };
+            );
             if !ctx.quiet {
                 crate::errln!(
                     "lab selftest: {arch}: {} ({} tests x {})",

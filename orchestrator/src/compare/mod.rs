@@ -485,27 +485,24 @@ async fn run_batch(
                 .join(ap.arch.name())
                 .join(format!("batch-{batch_no:03}-{}", side.name()));
             run_dirs.push(dir.clone());
-            let run_plan = RunPlan {
-                arch: ap.arch,
+            let run_plan = RunPlan::new(
                 artifact,
-                image: ap.image.clone(),
-                tests: tests.clone(),
-                iterations: plan.batch_runs,
-                duration: plan.duration,
-                knobs: plan.knobs.clone(),
-                boot_knobs: Vec::new(),
-                seed: plan
-                    .seed
+                ap.image.clone(),
+                ap.accel,
+                crate::run::VmSize {
+                    cpus: plan.cpus,
+                    memory_mib: plan.memory_mib,
+                    boot_timeout: plan.boot_timeout,
+                },
+                tests.clone(),
+                plan.batch_runs,
+                plan.duration,
+                plan.knobs.clone(),
+                plan.seed
                     .wrapping_add((batch_no as u64) << 20)
                     .wrapping_add(u64::from(side == Side::B) << 19),
-                accel: ap.accel,
-                cpus: plan.cpus,
-                memory_mib: plan.memory_mib,
-                boot_timeout: plan.boot_timeout,
-                host_deadline: None,
-                cmdline_extra: Vec::new(),
                 dir,
-            };
+            );
             let recorder = recorder.clone();
             let sem = sem.clone();
             let tx = tx.clone();

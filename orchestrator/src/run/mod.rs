@@ -49,7 +49,65 @@ pub struct RunPlan {
     pub dir: PathBuf,
 }
 
+/// The size and boot deadline of a guest: what every plan of one lab shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmSize {
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub boot_timeout: Duration,
+}
+
+impl VmSize {
+    /// The lab's guests, from lab.toml's `[vm]`.
+    pub fn of(s: &crate::config::Settings) -> VmSize {
+        VmSize {
+            cpus: s.vm_cpus,
+            memory_mib: s.vm_memory_mib,
+            boot_timeout: s.boot_timeout,
+        }
+    }
+}
+
 impl RunPlan {
+    /// One boot of `artifact` with `image` running `tests`, `iterations` times each, `duration`
+    /// long, with the runtime `knobs`: no boot-time knobs, no extra command line, the default
+    /// host deadline. Set those fields afterwards where a caller needs them.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each is a distinct fact of the run; a builder would only rename them"
+    )]
+    pub fn new(
+        artifact: Artifact,
+        image: BaseImage,
+        accel: Accel,
+        vm: VmSize,
+        tests: Vec<String>,
+        iterations: u32,
+        duration: Duration,
+        knobs: Vec<(String, String)>,
+        seed: u64,
+        dir: PathBuf,
+    ) -> RunPlan {
+        RunPlan {
+            arch: artifact.manifest.arch,
+            artifact,
+            image,
+            tests,
+            iterations,
+            duration,
+            knobs,
+            boot_knobs: Vec::new(),
+            seed,
+            accel,
+            cpus: vm.cpus,
+            memory_mib: vm.memory_mib,
+            boot_timeout: vm.boot_timeout,
+            host_deadline: None,
+            cmdline_extra: Vec::new(),
+            dir,
+        }
+    }
+
     /// Records this run in the results store before it starts: where it belongs (a session,
     /// its side and batch) and what makes its outcomes reusable (kernel, test programs and
     /// [`condition_digest`] of the plan's duration, knobs, accelerator and VM size). The run

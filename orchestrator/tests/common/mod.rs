@@ -5,9 +5,8 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::print_stdout,
     clippy::print_stderr,
-    reason = "integration tests: a failed expectation panics with its message, and the test log shows what lab printed"
+    reason = "tests"
 )]
 #![allow(
     dead_code,
@@ -35,6 +34,11 @@ pub fn cache_dir() -> PathBuf {
     set("LAB_CACHE_DIR")
         .or_else(|| set("XDG_CACHE_HOME").map(|d| d.join("lab")))
         .unwrap_or_else(|| set("HOME").expect("HOME is set").join(".cache/lab"))
+}
+
+/// The repository's own `lab.toml`.
+pub fn repo_lab_toml() -> PathBuf {
+    repo().join("lab.toml")
 }
 
 /// `lab` with a lab definition.
