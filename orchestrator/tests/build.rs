@@ -64,20 +64,30 @@ fn variant_rebuild_is_incremental_and_going_back_is_a_cache_hit() {
         );
     }
 
-    // A variant that is new on every run, so the one-file rebuild is exercised even when the
-    // candidate above came from the cache.
+    // Variants that are new on every run, so the one-file rebuild is exercised even when the
+    // candidate above came from the cache. The first brings the shared O= tree to "base plus
+    // one line in waitwake.c", whatever was built in it last (another test, another variant
+    // touching a widely included header); the second differs from it in that one file only,
+    // and is the one measured.
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let fresh = dir.path().join("0001-fresh.patch");
-    std::fs::write(
-        &fresh,
-        format!("Subject: [PATCH] fresh\n---\n--- a/kernel/futex/waitwake.c\n+++ b/kernel/futex/waitwake.c\n@@ -1,3 +1,4 @@\n // SPDX-License-Identifier: GPL-2.0-or-later\n+/* lab test variant {stamp} */\n \n #include <linux/plist.h>\n"),
-    )
-    .expect("write");
+    let variant = |name: &str| {
+        let path = dir.path().join(format!("0001-{name}.patch"));
+        std::fs::write(
+            &path,
+            format!("Subject: [PATCH] {name}\n---\n--- a/kernel/futex/waitwake.c\n+++ b/kernel/futex/waitwake.c\n@@ -1,3 +1,4 @@\n // SPDX-License-Identifier: GPL-2.0-or-later\n+/* lab test variant {name} {stamp} */\n \n #include <linux/plist.h>\n"),
+        )
+        .expect("write");
+        path
+    };
+    let settle = run(lab(&toml)
+        .args(["build", "--arch", "x86_64", "--json", "--patches"])
+        .arg(variant("settle")));
+    assert_eq!(settle.code, 0);
     let unique = run(lab(&toml)
         .args(["build", "--arch", "x86_64", "--json", "--patches"])
-        .arg(&fresh));
+        .arg(variant("fresh")));
     assert_eq!(unique.code, 0);
     let unique = built(&unique);
     assert_eq!(
