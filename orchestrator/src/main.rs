@@ -22,12 +22,20 @@ fn init_logging(verbose: u8, quiet: bool) {
         // Colour only for a person at a terminal; a CI log or a file gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+        // tracing-subscriber reports a failed write with `eprintln!`, which panics when stderr
+        // is a broken pipe: a log line that cannot be written is dropped instead.
+        .log_internal_errors(false)
         .without_time()
         .init();
 }
 
 async fn dispatch(cli: Cli) -> Result<Outcome, LabError> {
     let settings = Settings::discover(cli.lab.as_deref())?;
+    tracing::info!(
+        root = %settings.root.display(),
+        cache = %settings.cache_dir.display(),
+        "settings resolved"
+    );
     let ctx = Context {
         settings,
         quiet: cli.quiet,

@@ -57,6 +57,10 @@ fn verbs() -> Vec<(Vec<&'static str>, i32)> {
         // A table on stdout.
         (vec!["results", "list"], 0),
         (vec!["cache", "list"], 0),
+        // Log lines from tracing as well as the table (tracing reports a failed write of its
+        // own with `eprintln!` unless told not to).
+        (vec!["-vv", "results", "list"], 0),
+        (vec!["-vv", "results", "show", "424242"], 2),
         // clap's own error output.
         (vec!["compare", "base", "base", "--duration", "soon"], 2),
     ]
