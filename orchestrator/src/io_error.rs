@@ -23,6 +23,25 @@ pub fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error)
     }
 }
 
+/// Writes `data` to `path` whole or not at all: through a temporary file of this process's own
+/// in the same folder (created if missing), then a rename. A reader, or another lab process
+/// writing the same path, never sees half a file.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), IoError> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(io("cannot create a temporary file in", dir))?;
+    tmp.write_all(data)
+        .map_err(io("cannot write", tmp.path()))?;
+    tmp.persist(path)
+        .map_err(|e| io("cannot write", path)(e.error))?;
+    Ok(())
+}
+
 /// An error and its causes on one line, "what failed: cause: cause", skipping a cause whose
 /// text the line already holds (a wrapper that shows its source inline). For the places where
 /// an error becomes a recorded reason (a run's infra-error, a skipped step) rather than the

@@ -9,7 +9,7 @@
 //! Debian's packages are unpacked from the `.deb` files that `make setup` downloads for each
 //! arch, never copied from the host, so an arm64 guest gets arm64 libraries.
 
-use crate::io_error::{io, IoError};
+use crate::io_error::{io, write_atomic, IoError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -232,19 +232,6 @@ fn unpack_debs(cache: &Path, arch: Arch) -> Result<(PathBuf, Vec<String>), Image
         Err(e) => return Err(io("cannot move the unpacked packages to", &root)(e).into()),
     }
     Ok((root, names))
-}
-
-/// Writes `data` to `path` through a unique temporary file in the same folder and a rename.
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ImageError> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(io("cannot create a temporary file in", dir))?;
-    tmp.write_all(data)
-        .map_err(io("cannot write", tmp.path()))?;
-    tmp.persist(path)
-        .map_err(|e| io("cannot write", path)(e.error))?;
-    Ok(())
 }
 
 /// Shared libraries and the loader from the unpacked packages (gconv modules left out).

@@ -448,12 +448,7 @@ fn default_expected(arch: Arch) -> u64 {
 }
 
 fn write_file(path: &Path, data: &[u8]) -> Result<(), BuildError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data).map_err(io("cannot write", &tmp))?;
-    Ok(std::fs::rename(&tmp, path).map_err(io("cannot write", path))?)
+    Ok(crate::io_error::write_atomic(path, data)?)
 }
 
 /// Makes the final .config in a scratch `O=` tree: `make <base>`, merge the fragments,

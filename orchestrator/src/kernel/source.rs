@@ -12,7 +12,7 @@
 //! sync writes only files whose content differs from what is on disk, which keeps mtimes,
 //! and so make's view of what changed, honest.
 
-use crate::io_error::{io, IoError};
+use crate::io_error::{io, write_atomic, IoError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -452,22 +452,6 @@ impl TreeReader for GitReader {
         )
         .ok()
     }
-}
-
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SourceError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
-    let tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(io("cannot create a temporary file in", dir))?;
-    std::fs::write(tmp.path(), data).map_err(io("cannot write", tmp.path()))?;
-    tmp.persist(path).map_err(|e| {
-        SourceError::Io(IoError {
-            what: "cannot write",
-            path: path.to_owned(),
-            source: e.error,
-        })
-    })?;
-    Ok(())
 }
 
 /// What the work tree holds now.

@@ -124,16 +124,10 @@ impl ConnectFailure {
 
 /// ": last attempt: <failure and its causes>", or nothing when there was no attempt.
 fn last_attempt(last: &Option<ConnectFailure>) -> String {
-    let Some(f) = last else {
-        return String::new();
-    };
-    let mut s = format!(": last attempt: {f}");
-    let mut source = std::error::Error::source(f);
-    while let Some(c) = source {
-        s.push_str(&format!(": {c}"));
-        source = c.source();
+    match last {
+        Some(f) => format!(": last attempt: {}", crate::io_error::with_causes(f)),
+        None => String::new(),
     }
-    s
 }
 
 /// Where to connect and as whom.

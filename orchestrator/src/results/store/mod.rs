@@ -178,13 +178,7 @@ impl StoreError {
     /// "failed to ...: cause: cause": the error and its causes on one line, for a warning or a
     /// summary rather than an exit.
     pub fn with_causes(&self) -> String {
-        let mut text = format!("failed to {self}");
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            text.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        text
+        format!("failed to {}", crate::io_error::with_causes(self))
     }
 }
 
