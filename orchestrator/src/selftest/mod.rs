@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Knob;
 use crate::results::{OutcomeKind, TestOutcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,13 @@ pub fn load_all(patches_dir: &Path) -> Result<Vec<(String, Expect)>, SelftestErr
                 why: format!("format-version {} is not supported", ex.format_version),
             });
         }
+        // The knobs reach a shell in the guest: the same check as `--knob`.
+        if let Some(err) = ex.knobs.iter().find_map(|k| k.parse::<Knob>().err()) {
+            return Err(SelftestError::Invalid {
+                path,
+                why: format!("knobs: {err}"),
+            });
+        }
         if ex.role != Role::KnownBad && !ex.must_fail.is_empty() {
             return Err(SelftestError::Invalid {
                 path,
@@ -114,10 +122,6 @@ pub struct Row {
     pub expect: BTreeMap<String, Expected>,
 }
 
-fn parse_knob(k: &str) -> Option<(String, String)> {
-    k.split_once('=').map(|(a, b)| (a.to_owned(), b.to_owned()))
-}
-
 /// The rows: base, each candidate, each debug set with its knobs on, each known-bad set on
 /// top of what it requires with its knobs on. `suite` is what base must pass.
 pub fn rows(sets: &[(String, Expect)], suite: &[String]) -> Vec<Row> {
@@ -138,7 +142,13 @@ pub fn rows(sets: &[(String, Expect)], suite: &[String]) -> Vec<Row> {
             .map(|t| (t.clone(), Expected::Pass))
             .collect();
         expect.extend(e.must_fail.iter().map(|t| (t.clone(), Expected::Fail)));
-        let knobs: Vec<(String, String)> = e.knobs.iter().filter_map(|k| parse_knob(k)).collect();
+        // `load_all` refused any knob that does not parse.
+        let knobs: Vec<(String, String)> = e
+            .knobs
+            .iter()
+            .filter_map(|k| k.parse::<Knob>().ok())
+            .map(|k| k.pair())
+            .collect();
         let label = match e.role {
             Role::Candidate => format!("base + {name}"),
             Role::Debug => format!("base + {name} (knobs on)"),
@@ -210,6 +220,35 @@ mod tests {
             compare: vec![],
             exercises: vec![],
         }
+    }
+
+    #[test]
+    fn a_knob_with_shell_characters_is_refused_with_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let set = dir.path().join("amp");
+        std::fs::create_dir(&set).expect("mkdir");
+        let write = |knob: &str| {
+            std::fs::write(
+                set.join("expect.toml"),
+                format!(
+                    "format-version = 1\nrole = \"debug\"\nsummary = \"s\"\nrequires = []\nknobs = [\"{knob}\"]\nmust-fail = []\nmust-pass = [\"futex_errno\"]\ncompare = []\n"
+                ),
+            )
+            .expect("write");
+        };
+        write("futex_amp_x=1");
+        let sets = load_all(dir.path()).expect("a plain knob loads");
+        assert_eq!(
+            rows(&sets, &[])[1].knobs,
+            vec![("futex_amp_x".into(), "1".into())]
+        );
+        write("futex_amp_x=1;reboot");
+        let err = load_all(dir.path()).expect_err("a shell character");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("expect.toml") && msg.contains("knobs:"),
+            "{msg}"
+        );
     }
 
     #[test]
