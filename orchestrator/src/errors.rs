@@ -93,6 +93,12 @@ pub enum BisectError {
         label: String,
         why: String,
     },
+    #[error("session {session}: its bisection state has format version {found}, this lab reads version {expected}; start the bisection again (the same command starts it over)")]
+    OldState {
+        session: i64,
+        found: u32,
+        expected: u32,
+    },
     #[error("session {session}: not a readable bisection state")]
     State {
         session: i64,
@@ -225,9 +231,10 @@ impl LabError {
                 _ => EXIT_INFRA,
             },
             LabError::Bisect(e) => match e {
-                BisectError::Setup(_) | BisectError::Replay { .. } | BisectError::State { .. } => {
-                    EXIT_USAGE
-                }
+                BisectError::Setup(_)
+                | BisectError::Replay { .. }
+                | BisectError::State { .. }
+                | BisectError::OldState { .. } => EXIT_USAGE,
                 BisectError::Observe(_)
                 | BisectError::EndUntestable { .. }
                 | BisectError::CulpritOutOfRange { .. } => EXIT_INFRA,

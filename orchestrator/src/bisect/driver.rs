@@ -20,12 +20,16 @@ use std::time::Instant;
 
 use crate::arch::{Accel, Arch};
 use crate::bisect::classify::StepResult;
-use crate::bisect::search::{Conclusion, Next, Observation, SearchConfig};
-use crate::bisect::state::{short, BisectRequest, BisectState, Space, StepRecord};
+use crate::bisect::search::{Conclusion, ConfirmPlan, Next, Observation, SearchConfig};
+use crate::bisect::state::{
+    short, BisectRequest, BisectState, Space, StepRecord, STATE_FORMAT_VERSION,
+};
 use crate::bisect::step::{probe_accel, request_at, run_step, Guest, Trial};
 use crate::config::Settings;
 use crate::errors::{BisectError, LabError};
 use crate::io_error::io;
+use crate::kernel::build;
+use crate::kernel::cache::Cache;
 use crate::kernel::git;
 use crate::kernel::patch::{self, PatchSet};
 use crate::kernel::source::{DefKind, KernelDef};
@@ -80,6 +84,8 @@ pub enum Event {
     Concluded { conclusion: Option<Conclusion> },
     /// What the bad end without the culprit showed (`--confirm`).
     Confirm { result: String },
+    /// The culprit's kernel is byte-identical to its parent's: it cannot be the cause.
+    IdenticalToParent { culprit: String },
     /// Some of what the bisection wrote did not reach the results store.
     Unrecorded(RecordSummary),
 }
@@ -112,13 +118,19 @@ pub fn load(
     let Some(row) = row else {
         return Ok(None);
     };
-    let state =
-        serde_json::from_str(row.state_json.as_deref().unwrap_or("")).map_err(|source| {
-            BisectError::State {
-                session: row.id,
-                source,
-            }
+    let state: BisectState = serde_json::from_str(row.state_json.as_deref().unwrap_or(""))
+        .map_err(|source| BisectError::State {
+            session: row.id,
+            source,
         })?;
+    if state.format_version != STATE_FORMAT_VERSION {
+        return Err(BisectError::OldState {
+            session: row.id,
+            found: state.format_version,
+            expected: STATE_FORMAT_VERSION,
+        }
+        .into());
+    }
     Ok(Some((row.id, state)))
 }
 
@@ -137,11 +149,12 @@ pub fn begin(store: &mut Store, state: BisectState) -> Result<Begun, LabError> {
             let stored: Option<BisectState> = row
                 .state_json
                 .as_deref()
-                .and_then(|j| serde_json::from_str(j).ok());
+                .and_then(|j| serde_json::from_str::<BisectState>(j).ok())
+                .filter(|s| s.format_version == STATE_FORMAT_VERSION);
             if stored.is_none() {
                 tracing::info!(
                     session = row.id,
-                    "the unfinished bisection's stored state is unreadable; starting it over in that session"
+                    "the unfinished bisection's stored state is unreadable or from an older lab; starting it over in that session"
                 );
             }
             Ok(Begun {
@@ -327,6 +340,7 @@ pub async fn drive(
         }
         let (index, runs) = match search.next() {
             Next::NeedBadEnd { runs } => (n, runs),
+            Next::NeedGoodEnd { runs } => (0, runs),
             Next::Test { index, runs } => (index, runs),
             Next::Done(c) => break Some(c),
             Next::NotReproduced { runs } => {
@@ -416,6 +430,7 @@ pub async fn drive(
                 probability: top.1,
             },
         });
+        let image_sha256 = kernel_key.as_deref().and_then(|k| image_digest(s, k));
         state.steps.push(StepRecord {
             index,
             id,
@@ -423,6 +438,7 @@ pub async fn drive(
             failures,
             skipped,
             kernel_key,
+            image_sha256,
             run_dir: dir.display().to_string(),
             top,
             seconds: started.elapsed().as_secs_f64(),
@@ -431,6 +447,14 @@ pub async fn drive(
         recorder.set_session_state(session, &state_json(&state));
         tracing::debug!(session, step = number, "bisection state saved");
     };
+    if let Some(c) = conclusion.as_ref().filter(|c| c.skipped_range.is_none()) {
+        state.identical_to_parent = identical_to_parent(s, &state, c.culprit).await;
+        if state.identical_to_parent == Some(true) {
+            on(Event::IdenticalToParent {
+                culprit: state.space.describe(c.culprit).0,
+            });
+        }
+    }
     state.conclusion = conclusion.clone();
     on(Event::Concluded {
         conclusion: conclusion.clone(),
@@ -442,7 +466,8 @@ pub async fn drive(
             accel: kind,
             reason: &reason,
         };
-        let result = confirm(s, &state, c.culprit, guest, &run_root)
+        let plan = search.confirm_plan(c.culprit, CONFIRM_MISS, CONFIRM_MAX_RUNS);
+        let result = confirm(s, &state, c.culprit, plan, guest, &run_root)
             .await
             .unwrap_or_else(|e| format!("could not confirm: {e}"));
         on(Event::Confirm {
@@ -471,6 +496,7 @@ async fn confirm(
     s: &Settings,
     state: &BisectState,
     culprit: usize,
+    plan: ConfirmPlan,
     guest: Guest<'_>,
     run_root: &Path,
 ) -> Result<String, LabError> {
@@ -517,23 +543,76 @@ async fn confirm(
             });
         }
     }
-    // Enough runs that a test failing a third of the time on the bad end would show.
-    let runs = 12;
-    let dir = run_root.join("confirm-run");
-    let trial = Trial::next_of(state);
-    Ok(
-        match run_step(s, &trial, guest, &req, runs, &dir, None).await {
+    // Boots of a few runs each, as many as the posterior of the detection rate says it
+    // takes for a wrong culprit to show; the first failure ends it.
+    let (mut runs, mut boots) = (0, 0);
+    for boot in 0..plan.boots {
+        let dir = run_root.join(format!("confirm-run-{}", boot + 1));
+        let trial = Trial::next_of(state).reseeded(u64::from(boot));
+        match run_step(s, &trial, guest, &req, plan.runs_per_boot, &dir, None).await {
             StepResult::Runs {
-                runs, failures: 0, ..
+                runs: r, failures, ..
             } => {
-                format!("confirmed: without the culprit the bad end passed {runs} of {runs} runs")
+                runs += r;
+                boots += 1;
+                if failures > 0 {
+                    return Ok(format!(
+                        "NOT confirmed: without the culprit the bad end still failed {failures} of {r} runs in boot {boots} ({runs} runs so far)"
+                    ));
+                }
             }
-            StepResult::Runs { runs, failures, .. } => {
-                format!("NOT confirmed: without the culprit {failures} of {runs} runs still failed")
-            }
-            StepResult::Skip { why, .. } => format!("could not confirm: {why}"),
-        },
-    )
+            StepResult::Skip { why, .. } => return Ok(format!("could not confirm: {why}")),
+        }
+        if crate::process::interrupted().is_some() {
+            return Err(LabError::Interrupted);
+        }
+    }
+    Ok(format!(
+        "confirmed: without the culprit the bad end passed {runs} of {runs} runs in {boots} boots; were the culprit wrong, a pass this clean had probability {:.3}",
+        plan.p_clean_if_wrong
+    ))
+}
+
+/// Misses a confirmation may allow: the probability that a wrong culprit's bad end passes
+/// every confirmation run. And the most runs a confirmation takes to get there.
+const CONFIRM_MISS: f64 = 0.05;
+const CONFIRM_MAX_RUNS: u32 = 64;
+
+/// sha256 of the boot image of the kernel `key` in the cache, if it is there.
+fn image_digest(s: &Settings, key: &str) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let artifact = Cache::new(&s.cache_dir).get(key)?;
+    let bytes = std::fs::read(artifact.dir.join(&artifact.manifest.image)).ok()?;
+    Some(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// Whether the kernel of candidate `culprit` is byte-identical to its parent's, building the
+/// parent if no step did; `None` when either cannot be told (not built, no image).
+async fn identical_to_parent(s: &Settings, state: &BisectState, culprit: usize) -> Option<bool> {
+    let parent = culprit.checked_sub(1)?;
+    let digest_of = |i: usize| {
+        state
+            .steps
+            .iter()
+            .filter(|st| st.index == i)
+            .find_map(|st| st.image_sha256.clone())
+    };
+    let mine = digest_of(culprit)?;
+    let theirs = match digest_of(parent) {
+        Some(d) => d,
+        None => {
+            let req = request_at(s, state, parent).ok()?;
+            let built = build::build(&req, &s.cache_dir, &|_| {}).await.ok()?;
+            image_digest(s, &built.artifact.manifest.key)?
+        }
+    };
+    tracing::info!(
+        culprit,
+        parent,
+        identical = mine == theirs,
+        "culprit's kernel against its parent's"
+    );
+    Some(mine == theirs)
 }
 
 #[cfg(test)]

@@ -1,33 +1,27 @@
-//! The decision core of `lab bisect`: which commit to test next, how many times, and
-//! when to stop, for a test that fails only some of the time on a bad kernel.
+//! The decision core of `lab bisect`: which commit to test next, how many runs its
+//! next boot gets, and when to stop, for a test that fails only some of the time.
 //!
 //! # Model
 //!
 //! The history is a line of commits c_0 (known good) … c_n (known bad). The culprit C
 //! is the first commit at which the test starts failing; a priori it is uniform on
-//! 1..=n (c_n itself may be the culprit). A run at commit j fails
+//! 1..=n (c_n itself may be the culprit). The unit of observation is one **boot**: a
+//! number of runs of the test in one booted guest, and how many of them failed. A boot
+//! at commit j has its own failure rate, drawn around
 //!
-//! - with probability q if j ≥ C: q is the test's detection rate on a bad kernel,
-//!   unknown, with a Beta(a, b) prior;
-//! - with probability ε if j < C: a small false-positive rate (default 0.001), so
-//!   that one spurious failure on a good commit lowers a candidate's probability
-//!   instead of ruling it out for good.
+//! - q if j ≥ C: the test's detection rate on a bad kernel, Beta(a, b) prior;
+//! - ε if j < C: the rate at which a good kernel fails anyway (a flaky test, a host
+//!   hiccup), Beta(0.5, 20) prior by default: half its mass below 1 %, a quarter
+//!   above 3 %;
 //!
-//! Runs are independent given (C, q), and q is the same on every bad commit. The
-//! runs at c_n inform q; runs on the commits in between inform both q and C at once,
-//! because which runs count as draws of q depends on C. Conditional on C the runs
-//! at commits ≥ C are Bernoulli(q) draws, so by Beta–Bernoulli conjugacy q can be
-//! integrated out exactly:
+//! with a spread between boots (κ, see [`model`]) that is learnt too, so a boot in
+//! which the race never opened, or one that failed every run, counts for what it is
+//! worth and not as many independent runs. q > ε a priori. q, ε and κ are
+//! integrated out on a grid for every culprit hypothesis ([`model`]); the runs at the
+//! good end count (they inform ε) as much as those at the bad end (they inform q).
 //!
-//! P(C = c | data) ∝ B(a + F_c, b + S_c) / B(a, b) · ε^{F'_c} (1 − ε)^{S'_c}
-//!
-//! where F_c, S_c count failures and passes at commits ≥ c and F'_c, S'_c those at
-//! commits < c. This is the limit of a q grid of infinite resolution (the tests
-//! check it against a 4000-point grid), and it costs one log-beta per *segment*:
-//! between two consecutive tested commits the likelihood is constant, so the
+//! Between two consecutive tested commits the likelihood is constant, so the
 //! posterior is a step function with as many steps as commits tested, whatever n.
-//! The predictive count of failures in r runs at j is, for each culprit ≤ j,
-//! beta-binomial with the conditional posterior of q, and binomial(r, ε) otherwise.
 //!
 //! A *skip* (cannot build or boot, or a different crash) carries no information
 //! about C and is never chosen again. Commits between two testable ones cannot be
@@ -37,15 +31,20 @@
 //!
 //! # Choosing the next step
 //!
-//! Among a candidate set of commits j and repeat counts r, pick the pair with the
-//! largest mutual information I(K; C) between the number K of failures in r runs
-//! at j and the culprit, under the joint posterior over (C, q), per unit of cost
-//! r + step cost, where the step cost (build and boot, in equivalent runs) makes
-//! repeats worth it when steps are expensive. Candidates are the posterior's
-//! quantiles (2 % to 98 %) and every tested commit with its neighbours; the
-//! optimum of a noisy bisection lies at an inner quantile, and re-testing the
-//! commits on both sides of a sharp step is what confirms it. Stop when one block
-//! holds at least the requested confidence, or when the run budget is spent.
+//! First the bad end, in boots, until it has failed [`SearchConfig::bad_end_failures`]
+//! times (or [`SearchConfig::bad_end_max_runs`] runs passed: not reproduced); then the
+//! good end, [`SearchConfig::good_end_runs`] runs in boots, to anchor ε. Then, among
+//! candidate commits j and run counts r for one boot (at most the largest of
+//! [`SearchConfig::repeat_choices`]: more runs at one commit come as more boots),
+//! pick the pair with the largest mutual information I(K; C) between the failures K
+//! of that boot and the culprit, per unit of cost r + boot cost (+ build cost for a
+//! commit not built yet). The predictive law of K given a segment of culprits is the
+//! beta-binomial whose Beta matches the mean and variance of a fresh boot's rate
+//! under the posterior. Candidates are the posterior's quantiles (2 % to 98 %) and
+//! every tested commit with its neighbours; the optimum of a noisy bisection lies at
+//! an inner quantile, and re-testing the commits on both sides of a sharp step is
+//! what confirms it. Stop when one block holds at least the requested confidence, or
+//! when the run budget is spent.
 //!
 //! # Literature
 //!
@@ -63,8 +62,10 @@
 //!   SIAM J. Control Optim. 51(3): convergence of probabilistic bisection, and its
 //!   behaviour when the noise level is only estimated.
 //! - The "Bayesian git bisect" idea: Ealdwulf's BBChop, and hauntsaninja's
-//!   git-bayesect (2026), which integrates the unknown failure rate out by the same
-//!   Beta–Bernoulli conjugacy.
+//!   git-bayesect (2026), which integrates the unknown failure rate out by
+//!   Beta–Bernoulli conjugacy; the grid here does it numerically, for ε and κ too.
+//! - syzbot flags a cause whose kernel is byte-identical to its parent's; the driver
+//!   does the same ([`super::driver`]).
 //! - Against: syzbot's cause bisection (syzkaller `pkg/bisect`, issue #1051 on its
 //!   success rate) runs a fixed number of repeats per step and ktest marks a commit
 //!   bad on its first failure. The test support (`search/sim.rs`) carries the
@@ -74,10 +75,12 @@
 //! # Assumptions, and what breaks them
 //!
 //! One culprit on a linear history (merges are the caller's business: bisect over
-//! `git rev-list --first-parent` or accept the linear order given); a single
-//! detection rate q on every bad commit (a later commit that makes the race more or
-//! less likely violates it); runs independent given the commit (a boot that wedges
-//! the race open for all runs in it does not). A skipped commit's runs, if any were
+//! `git rev-list --first-parent` or accept the linear order given); one detection
+//! rate q on every bad commit and one ε on every good one (a later commit that
+//! makes the race more or less likely violates it); boots independent given the
+//! commit, and κ the same everywhere. The probability a conclusion states is the
+//! posterior under this model: the chance, given what was seen, that the named
+//! commit is not the culprit is one minus it. A skipped commit's runs, if any were
 //! reported as runs before it was skipped, still count.
 
 use std::collections::BTreeSet;
@@ -85,7 +88,9 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::stats::special::ln_gamma;
+use model::{Grid, SegmentFit, KAPPAS};
+
+mod model;
 
 /// How a search decides.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -93,35 +98,47 @@ use crate::stats::special::ln_gamma;
 pub struct SearchConfig {
     /// Posterior probability the answer must reach to stop confident.
     pub confidence: f64,
-    /// ε: probability that a run on a good commit fails anyway.
-    pub false_positive: f64,
     /// (a, b) of the Beta prior on the detection rate q. (1, 1) is uniform.
     pub q_prior: (f64, f64),
-    /// Cost of one step (build, boot) in equivalent runs.
-    pub step_cost_runs: f64,
-    /// Total run budget, bad-end runs included.
+    /// (a, b) of the Beta prior on ε, the rate at which a good commit fails anyway.
+    pub false_positive_prior: (f64, f64),
+    /// Cost of building a commit not built yet, in equivalent runs.
+    pub build_cost_runs: f64,
+    /// Cost of one boot, in equivalent runs.
+    pub boot_cost_runs: f64,
+    /// Total run budget, both ends included.
     pub max_runs: u64,
-    /// Repeat counts a step may ask for.
+    /// Runs one boot may be asked for; the largest is the most one boot gets, and more
+    /// runs at a commit come as more boots.
     pub repeat_choices: Vec<u32>,
     /// Failures wanted at the bad end before bisecting, to confirm the test
     /// reproduces and to anchor q.
     pub bad_end_failures: u32,
+    /// Boots with a failure wanted at the bad end: one boot that fails every run says
+    /// nothing about whether the next boot will, so the spread between boots is
+    /// anchored by at least two.
+    pub bad_end_failing_boots: u32,
     /// Runs at the bad end after which zero failures means "does not reproduce",
     /// and after which bisection starts with however few failures were seen.
     pub bad_end_max_runs: u32,
+    /// Runs at the good end, in boots, before bisecting: they anchor ε.
+    pub good_end_runs: u32,
 }
 
 impl Default for SearchConfig {
     fn default() -> Self {
         Self {
             confidence: 0.95,
-            false_positive: 0.001,
             q_prior: (1.0, 1.0),
-            step_cost_runs: 3.0,
-            max_runs: 500,
-            repeat_choices: vec![1, 2, 3, 5, 8],
+            false_positive_prior: (0.5, 20.0),
+            build_cost_runs: 10.0,
+            boot_cost_runs: 5.0,
+            max_runs: 600,
+            repeat_choices: vec![1, 2, 3, 4],
             bad_end_failures: 3,
-            bad_end_max_runs: 30,
+            bad_end_failing_boots: 2,
+            bad_end_max_runs: 32,
+            good_end_runs: 8,
         }
     }
 }
@@ -134,8 +151,8 @@ pub const MAX_REPEAT: u32 = 100;
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Observation {
-    /// `runs` runs of the test at commit `index`, `failures` of them showing the
-    /// crash being bisected.
+    /// One boot at commit `index`: `runs` runs of the test, `failures` of them showing
+    /// the failure being bisected.
     Runs {
         index: usize,
         runs: u32,
@@ -149,11 +166,13 @@ pub enum Observation {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "next", rename_all = "kebab-case")]
 pub enum Next {
-    /// Run the test at the bad end (index n), up to `runs` times. Stopping early once
-    /// [`SearchConfig::bad_end_failures`] failures are in is fine: the posterior
-    /// depends on the counts only, not on why the batch stopped.
+    /// Boot the bad end (index n) and run the test up to `runs` times. Stopping early
+    /// once [`SearchConfig::bad_end_failures`] failures are in is fine: the posterior
+    /// depends on the counts only, not on why the boot stopped.
     NeedBadEnd { runs: u32 },
-    /// Run the test `runs` times at commit `index`.
+    /// Boot the good end (index 0) and run the test `runs` times.
+    NeedGoodEnd { runs: u32 },
+    /// Boot commit `index` and run the test `runs` times.
     Test { index: usize, runs: u32 },
     /// The search is over.
     Done(Conclusion),
@@ -173,19 +192,45 @@ pub struct Conclusion {
     pub probability: f64,
     /// The most probable commit outside the answer, if there is one.
     pub runner_up: Option<(usize, f64)>,
-    /// Whether `probability` reached the configured confidence.
+    /// The answer's probability under the least favourable spread between boots that
+    /// the data still allow ([`Search::worst_spread_probability`]).
+    pub worst_spread_probability: f64,
+    /// Whether `probability`, and `worst_spread_probability`, reached the configured
+    /// confidence.
     pub confident: bool,
     /// Inclusive range of commits that no test can tell apart because all but its
     /// last one were skipped; set when the answer is such a block.
     pub skipped_range: Option<(usize, usize)>,
-    /// Steps taken (batches of runs and skips, bad end included).
+    /// Steps taken (boots and skips, both ends included).
     pub steps: u32,
-    /// Runs made, bad end included.
+    /// Runs made, both ends included.
     pub runs: u64,
+    /// What the answer rests on.
+    pub basis: Basis,
+}
+
+/// The posterior of the model's nuisance parameters when the search ended: what a
+/// conclusion rests on, stated next to it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub struct Basis {
+    /// Detection rate q on a bad commit: posterior mean and standard deviation.
+    pub detection: (f64, f64),
+    /// ε, the rate at which a good commit fails: posterior mean and standard deviation.
+    pub false_positive: (f64, f64),
+    /// Share of a boot's failure-rate variance that is between boots, 1/(κ+1): 0 when
+    /// the runs of a boot are as good as independent, near 1 when a boot fails all or
+    /// nothing. Posterior mean.
+    pub within_boot_correlation: f64,
+    /// Boots taken (both ends included) and the most runs one boot got.
+    pub boots: u32,
+    pub max_runs_per_boot: u32,
+    /// Runs and failures at the good end.
+    pub good_end: (u64, u64),
 }
 
 /// Version of the [`SearchLog`] format; bump it when a field changes meaning.
-pub const LOG_FORMAT_VERSION: u32 = 1;
+pub const LOG_FORMAT_VERSION: u32 = 2;
 
 /// Everything a search is rebuilt from: what the caller writes to disk.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -231,7 +276,7 @@ pub enum SearchError {
     },
     #[error("record a bisection step at commit {index}: a batch of 0 runs says nothing; report the commit as skipped instead")]
     NoRuns { index: usize },
-    #[error("resume a bisection: its log has format version {found}, this lab reads version {expected}; restart the bisection")]
+    #[error("resume a bisection: its log has format version {found}, this lab reads version {expected} (version 2 learns the false-positive rate and counts boots); restart the bisection")]
     UnsupportedLog { found: u32, expected: u32 },
     #[error("record a skip at commit {index}: the ends 0 and {n} are known good and bad; an end that cannot be built or booted is an infrastructure failure")]
     SkipEnd { index: usize, n: usize },
@@ -243,9 +288,8 @@ pub enum SearchError {
 struct Segment {
     lo: usize,
     hi: usize,
-    /// Beta posterior of q given that the culprit lies in this segment.
-    alpha: f64,
-    beta: f64,
+    /// The model's posterior given that the culprit lies in this segment.
+    fit: SegmentFit,
     /// Posterior probability of each single commit in the segment.
     weight: f64,
 }
@@ -265,12 +309,20 @@ impl Segment {
 pub struct Search {
     n: usize,
     cfg: SearchConfig,
+    grid: Grid,
     log: Vec<Observation>,
     runs: Vec<u64>,
     failures: Vec<u64>,
+    /// Per commit, the boots with at least one failure.
+    failing_boots: Vec<u32>,
+    /// Per commit, the log-likelihood of its boots over the grid, as if it were bad
+    /// (`lq`) and as if it were good (`le`); empty while untested.
+    lq: Vec<Vec<f64>>,
+    le: Vec<Vec<f64>>,
     skipped: Vec<bool>,
     total_runs: u64,
     steps: u32,
+    boots: u32,
     segments: Vec<Segment>,
 }
 
@@ -285,27 +337,25 @@ fn check_config(cfg: &SearchConfig) -> Result<(), SearchError> {
     if !(cfg.confidence > 0.0 && cfg.confidence < 1.0) {
         return bad("confidence", cfg.confidence.to_string(), "in (0, 1)");
     }
-    if !(cfg.false_positive >= 0.0 && cfg.false_positive < 0.5) {
-        return bad(
-            "false-positive",
-            cfg.false_positive.to_string(),
-            "in [0, 0.5)",
-        );
+    for (name, (a, b)) in [
+        ("q-prior", cfg.q_prior),
+        ("false-positive-prior", cfg.false_positive_prior),
+    ] {
+        if !(a > 0.0 && b > 0.0 && a.is_finite() && b.is_finite()) {
+            return bad(
+                name,
+                format!("({a}, {b})"),
+                "two finite positive Beta parameters",
+            );
+        }
     }
-    let (a, b) = cfg.q_prior;
-    if !(a > 0.0 && b > 0.0 && a.is_finite() && b.is_finite()) {
-        return bad(
-            "q-prior",
-            format!("({a}, {b})"),
-            "two finite positive Beta parameters",
-        );
-    }
-    if !(cfg.step_cost_runs >= 0.0 && cfg.step_cost_runs.is_finite()) {
-        return bad(
-            "step-cost-runs",
-            cfg.step_cost_runs.to_string(),
-            "a finite number ≥ 0",
-        );
+    for (name, v) in [
+        ("build-cost-runs", cfg.build_cost_runs),
+        ("boot-cost-runs", cfg.boot_cost_runs),
+    ] {
+        if !(v >= 0.0 && v.is_finite()) {
+            return bad(name, v.to_string(), "a finite number ≥ 0");
+        }
     }
     if cfg.max_runs == 0 {
         return bad("max-runs", "0".into(), "at least 1");
@@ -322,11 +372,6 @@ fn check_config(cfg: &SearchConfig) -> Result<(), SearchError> {
         return bad("bad-end-max-runs", "0".into(), "at least 1");
     }
     Ok(())
-}
-
-/// ln B(x, y), the log of the beta function.
-fn ln_beta(x: f64, y: f64) -> f64 {
-    ln_gamma(x) + ln_gamma(y) - ln_gamma(x + y)
 }
 
 /// Beta-binomial probabilities of k = 0..=r failures in r runs when q ~ Beta(α, β),
@@ -346,19 +391,6 @@ fn beta_binomial(r: u32, alpha: f64, beta: f64, out: &mut Vec<f64>) {
         ln_p += ((rf - kf) / (kf + 1.0) * (alpha + kf) / (beta + rf - kf - 1.0)).ln();
         out.push(ln_p.exp());
     }
-}
-
-/// Binomial(r, p) probabilities of k = 0..=r.
-fn binomial(r: u32, p: f64) -> Vec<f64> {
-    let mut out = Vec::with_capacity(r as usize + 1);
-    let mut choose = 1.0_f64;
-    for k in 0..=r {
-        if k > 0 {
-            choose = choose * f64::from(r - k + 1) / f64::from(k);
-        }
-        out.push(choose * p.powi(k as i32) * (1.0 - p).powi((r - k) as i32));
-    }
-    out
 }
 
 /// Shannon entropy in nats.
@@ -384,15 +416,21 @@ impl Search {
             return Err(SearchError::EmptyRange);
         }
         check_config(&cfg)?;
+        let grid = Grid::new(cfg.q_prior, cfg.false_positive_prior);
         let mut s = Search {
             n,
             cfg,
+            grid,
             log: Vec::new(),
             runs: vec![0; n + 1],
             failures: vec![0; n + 1],
+            failing_boots: vec![0; n + 1],
+            lq: vec![Vec::new(); n + 1],
+            le: vec![Vec::new(); n + 1],
             skipped: vec![false; n + 1],
             total_runs: 0,
             steps: 0,
+            boots: 0,
             segments: Vec::new(),
         };
         s.refresh();
@@ -444,6 +482,10 @@ impl Search {
                 self.runs[index] += u64::from(runs);
                 self.failures[index] += u64::from(failures);
                 self.total_runs += u64::from(runs);
+                self.boots += 1;
+                self.failing_boots[index] += u32::from(failures > 0);
+                self.grid
+                    .add_boot(runs, failures, &mut self.lq[index], &mut self.le[index]);
             }
             Observation::Skip { index } => {
                 if index > n {
@@ -460,55 +502,57 @@ impl Search {
         Ok(())
     }
 
-    /// Recomputes the segments and their weights from the per-commit counts.
+    /// Recomputes the segments and their weights from the per-commit tables.
     fn refresh(&mut self) {
         let n = self.n;
-        let (a, b) = self.cfg.q_prior;
-        let eps = self.cfg.false_positive;
-        // Runs at index 0 are good whatever the culprit: a constant factor, left out.
         let mut bounds: Vec<usize> = (1..=n).filter(|&i| self.runs[i] > 0).collect();
         if bounds.last() != Some(&n) {
             bounds.push(n);
         }
-        let total_f: u64 = self.failures[1..].iter().sum();
-        let total_s: u64 = self.runs[1..].iter().sum::<u64>() - total_f;
-        let ln_b0 = ln_beta(a, b);
-        let mut segments = Vec::with_capacity(bounds.len());
-        let mut log_w = Vec::with_capacity(bounds.len());
-        let (mut fb, mut sb) = (0u64, 0u64);
-        for (i, &hi) in bounds.iter().enumerate().rev() {
-            fb += self.failures[hi];
-            sb += self.runs[hi] - self.failures[hi];
-            let lo = if i == 0 { 0 } else { bounds[i - 1] };
-            let (fg, sg) = (total_f - fb, total_s - sb);
-            let alpha = a + fb as f64;
-            let beta = b + sb as f64;
-            let mut lw = ln_beta(alpha, beta) - ln_b0;
-            if fg > 0 {
-                lw += fg as f64 * eps.ln();
+        let add = |sum: &mut Vec<f64>, t: &[f64]| {
+            for (s, v) in sum.iter_mut().zip(t) {
+                *s += v;
             }
-            if sg > 0 {
-                lw += sg as f64 * (-eps).ln_1p();
-            }
-            segments.push(Segment {
-                lo,
-                hi,
-                alpha,
-                beta,
-                weight: 0.0,
-            });
-            log_w.push(lw);
+        };
+        // Good side of segment t: the good end and every bound below it (prefix sums);
+        // bad side: every bound from it up (suffix sums).
+        let mut good = Vec::with_capacity(bounds.len());
+        let mut acc = vec![0.0; self.grid.eps_len()];
+        add(&mut acc, &self.le[0]);
+        for &hi in &bounds {
+            good.push(acc.clone());
+            add(&mut acc, &self.le[hi]);
         }
-        segments.reverse();
-        log_w.reverse();
-        let max = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        // Some segment always has a finite weight (the one ending at the first
-        // failing commit has no failure below it), so `max` is finite; the guard
-        // only keeps a NaN from spreading if that ever stopped being true.
+        let mut bad = vec![Vec::new(); bounds.len()];
+        let mut acc = vec![0.0; self.grid.q_len()];
+        for (t, &hi) in bounds.iter().enumerate().rev() {
+            add(&mut acc, &self.lq[hi]);
+            bad[t] = acc.clone();
+        }
+        let mut segments: Vec<Segment> = bounds
+            .iter()
+            .enumerate()
+            .map(|(t, &hi)| Segment {
+                lo: if t == 0 { 0 } else { bounds[t - 1] },
+                hi,
+                fit: self.grid.segment(&bad[t], &good[t]),
+                weight: 0.0,
+            })
+            .collect();
+        let max = segments
+            .iter()
+            .map(|s| s.fit.ln_weight)
+            .fold(f64::NEG_INFINITY, f64::max);
+        // The segment ending at the first failing commit has no failure below it, and
+        // q > ε leaves it a positive weight, so `max` is finite; the guard only keeps a
+        // NaN from spreading if that ever stopped being true.
         let unnorm: Vec<f64> = if max.is_finite() {
-            log_w.iter().map(|&l| (l - max).exp()).collect()
+            segments
+                .iter()
+                .map(|s| (s.fit.ln_weight - max).exp())
+                .collect()
         } else {
-            vec![1.0; log_w.len()]
+            vec![1.0; segments.len()]
         };
         let z: f64 = unnorm
             .iter()
@@ -570,6 +614,39 @@ impl Search {
         p
     }
 
+    /// The probability of the culprit lying in the inclusive `range` under the least
+    /// favourable spread between boots that the data still allow (κ values of posterior
+    /// probability 2 % or more): a search stops confident only when its answer holds
+    /// whatever the spread, because a boot in which the race did not open looks like a
+    /// good commit, and the spread is the hardest parameter to learn.
+    pub fn worst_spread_probability(&self, range: (usize, usize)) -> f64 {
+        let k = KAPPAS.len();
+        let max = self
+            .segments
+            .iter()
+            .flat_map(|s| s.fit.ln_kappa.iter().copied())
+            .fold(f64::NEG_INFINITY, f64::max);
+        if !max.is_finite() {
+            return 0.0;
+        }
+        let (mut total, mut inside) = (vec![0.0; k], vec![0.0; k]);
+        for s in &self.segments {
+            let lo = (s.lo + 1).max(range.0);
+            let hi = s.hi.min(range.1);
+            let overlap = if hi >= lo { (hi - lo + 1) as f64 } else { 0.0 };
+            for (j, &l) in s.fit.ln_kappa.iter().enumerate() {
+                let w = (l - max).exp();
+                total[j] += w * s.len() as f64;
+                inside[j] += w * overlap;
+            }
+        }
+        let z: f64 = total.iter().sum();
+        (0..k)
+            .filter(|&j| total[j] / z >= 0.02)
+            .map(|j| inside[j] / total[j])
+            .fold(1.0, f64::min)
+    }
+
     fn weight_of(&self, c: usize) -> f64 {
         let i = self.segments.partition_point(|s| s.hi < c);
         self.segments.get(i).map_or(0.0, |s| s.weight)
@@ -611,16 +688,88 @@ impl Search {
     }
 
     /// Posterior mean and standard deviation of the detection rate q: a mixture over
-    /// culprits of Beta(a + F_c, b + S_c).
+    /// culprits.
     pub fn q_estimate(&self) -> (f64, f64) {
+        self.mixture(|f| &f.bad)
+    }
+
+    /// Posterior mean and standard deviation of ε, the rate at which a good commit fails.
+    pub fn false_positive_estimate(&self) -> (f64, f64) {
+        self.mixture(|f| &f.good)
+    }
+
+    fn mixture(&self, side: impl Fn(&SegmentFit) -> &model::Moments) -> (f64, f64) {
         let (mut m1, mut m2) = (0.0, 0.0);
         for s in &self.segments {
-            let t = s.alpha + s.beta;
-            let mean = s.alpha / t;
-            m1 += s.mass() * mean;
-            m2 += s.mass() * mean * (s.alpha + 1.0) / (t + 1.0);
+            let m = side(&s.fit);
+            let w = m.w.max(f64::MIN_POSITIVE);
+            m1 += s.mass() * m.m1 / w;
+            m2 += s.mass() * m.m2 / w;
         }
         (m1, (m2 - m1 * m1).max(0.0).sqrt())
+    }
+
+    /// Posterior mean of the within-boot correlation 1/(κ+1).
+    pub fn within_boot_correlation(&self) -> f64 {
+        self.segments
+            .iter()
+            .map(|s| {
+                let rho: f64 = s
+                    .fit
+                    .kappa
+                    .iter()
+                    .zip(KAPPAS)
+                    .map(|(w, k)| w / (k + 1.0))
+                    .sum();
+                s.mass() * rho
+            })
+            .sum()
+    }
+
+    /// What the posterior rests on now.
+    pub fn basis(&self) -> Basis {
+        Basis {
+            detection: self.q_estimate(),
+            false_positive: self.false_positive_estimate(),
+            within_boot_correlation: self.within_boot_correlation(),
+            boots: self.boots,
+            max_runs_per_boot: self.max_per_boot(),
+            good_end: (self.runs[0], self.failures[0]),
+        }
+    }
+
+    fn max_per_boot(&self) -> u32 {
+        self.cfg.repeat_choices.iter().copied().max().unwrap_or(1)
+    }
+
+    /// How many boots of how many runs a confirmation at the bad end, without
+    /// `culprit`, needs so that, were the culprit wrong (the bad end still failing at
+    /// rate q), all of them would pass with probability at most `miss`; and that
+    /// probability. At most `max_runs` runs.
+    pub fn confirm_plan(&self, culprit: usize, miss: f64, max_runs: u32) -> ConfirmPlan {
+        let per_boot = self.max_per_boot();
+        let i = self.segments.partition_point(|s| s.hi < culprit);
+        let Some(seg) = self.segments.get(i) else {
+            return ConfirmPlan {
+                boots: 1,
+                runs_per_boot: per_boot,
+                p_clean_if_wrong: 1.0,
+            };
+        };
+        let max_boots = (max_runs / per_boot).max(1);
+        let mut plan = ConfirmPlan {
+            boots: 1,
+            runs_per_boot: per_boot,
+            p_clean_if_wrong: 1.0,
+        };
+        for boots in 1..=max_boots {
+            plan.boots = boots;
+            plan.p_clean_if_wrong = self.grid.p_all_pass(&seg.fit, per_boot, boots);
+            if plan.p_clean_if_wrong <= miss {
+                break;
+            }
+        }
+        plan
     }
 
     /// The block the search would name now: the testable commit, or the testable
@@ -677,39 +826,45 @@ impl Search {
 
     fn conclude(&self) -> Conclusion {
         let a = self.answer();
+        let worst = self.worst_spread_probability(a.range);
         Conclusion {
             culprit: a.culprit,
             probability: a.probability,
             runner_up: self.best_outside(a.range),
-            confident: a.probability >= self.cfg.confidence,
+            worst_spread_probability: worst,
+            confident: a.probability >= self.cfg.confidence && worst >= self.cfg.confidence,
             skipped_range: (a.range.0 != a.range.1).then_some(a.range),
             steps: self.steps,
             runs: self.total_runs,
+            basis: self.basis(),
         }
     }
 
     /// What to do next.
     pub fn next(&self) -> Next {
         let cfg = &self.cfg;
+        let per_boot = u64::from(self.max_per_boot());
         let (bad_runs, bad_fails) = (self.runs[self.n], self.failures[self.n]);
         let budget_left = cfg.max_runs.saturating_sub(self.total_runs);
         let bad_end_left = u64::from(cfg.bad_end_max_runs).saturating_sub(bad_runs);
-        let wanted = u64::from(cfg.bad_end_failures);
-        if bad_fails < wanted {
+        let boot = |left: u64| u32::try_from(left.min(per_boot).min(budget_left)).unwrap_or(1);
+        if bad_fails < u64::from(cfg.bad_end_failures)
+            || self.failing_boots[self.n] < cfg.bad_end_failing_boots
+        {
             if bad_fails == 0 && bad_runs > 0 && (bad_end_left == 0 || budget_left == 0) {
                 return Next::NotReproduced { runs: bad_runs };
             }
             if bad_end_left > 0 && budget_left > 0 {
-                // Enough runs to expect the missing failures at the estimate of q
-                // from the bad end alone.
-                let (a, b) = cfg.q_prior;
-                let q = (a + bad_fails as f64) / (a + b + bad_runs as f64);
-                let want = ((wanted - bad_fails) as f64 / q).ceil().max(1.0) as u64;
-                let runs = want.min(bad_end_left).min(budget_left);
                 return Next::NeedBadEnd {
-                    runs: u32::try_from(runs).unwrap_or(u32::MAX),
+                    runs: boot(bad_end_left),
                 };
             }
+        }
+        let good_left = u64::from(cfg.good_end_runs).saturating_sub(self.runs[0]);
+        if good_left > 0 && budget_left > 0 {
+            return Next::NeedGoodEnd {
+                runs: boot(good_left),
+            };
         }
         let conclusion = self.conclude();
         if conclusion.confident || budget_left == 0 {
@@ -761,8 +916,8 @@ impl Search {
         out.into_iter().collect()
     }
 
-    /// The (commit, repeats) with the most information about the culprit per unit
-    /// of cost.
+    /// The (commit, runs of one boot) with the most information about the culprit per
+    /// unit of cost.
     fn best_step(&self, budget_left: u64) -> Option<(usize, u32)> {
         let candidates = self.candidates();
         if candidates.is_empty() {
@@ -779,42 +934,70 @@ impl Search {
             choices.push(u32::try_from(budget_left).unwrap_or(1).max(1));
         }
         let segs = &self.segments;
+        let m = segs.len();
+        // Per segment, the Beta of a fresh boot's rate at a bad and at a good commit.
+        let bad_beta: Vec<(f64, f64)> = segs.iter().map(|s| s.fit.bad.boot_beta()).collect();
+        let good_beta: Vec<(f64, f64)> = segs.iter().map(|s| s.fit.good.boot_beta()).collect();
         let mut best: Option<(f64, usize, u32)> = None;
         let mut bb = Vec::new();
         for &r in &choices {
             let width = r as usize + 1;
-            let bin_eps = binomial(r, self.cfg.false_positive);
-            let h_eps = entropy(&bin_eps);
-            // Per segment: predictive pmf and its entropy; then prefix sums weighted
-            // by mass, so a candidate costs O(r) instead of O(segments · r).
-            let mut seg_pmf = Vec::with_capacity(segs.len() * width);
-            let mut seg_h = Vec::with_capacity(segs.len());
-            let mut pre_pmf = vec![0.0; (segs.len() + 1) * width];
-            let mut pre_h = vec![0.0; segs.len() + 1];
-            let mut pre_m = vec![0.0; segs.len() + 1];
+            // Per segment: the predictive pmf at a bad and at a good commit and their
+            // entropies; prefix sums (bad side, segments at or below the candidate) and
+            // suffix sums (good side, above it) weighted by mass, so that a candidate
+            // costs O(r).
+            let mut pmf_bad = Vec::with_capacity(m * width);
+            let mut pmf_good = Vec::with_capacity(m * width);
+            let (mut h_bad, mut h_good) = (Vec::with_capacity(m), Vec::with_capacity(m));
+            for t in 0..m {
+                beta_binomial(r, bad_beta[t].0, bad_beta[t].1, &mut bb);
+                h_bad.push(entropy(&bb));
+                pmf_bad.extend_from_slice(&bb);
+                beta_binomial(r, good_beta[t].0, good_beta[t].1, &mut bb);
+                h_good.push(entropy(&bb));
+                pmf_good.extend_from_slice(&bb);
+            }
+            let mut pre_pmf = vec![0.0; (m + 1) * width];
+            let mut pre_h = vec![0.0; m + 1];
             for (t, s) in segs.iter().enumerate() {
-                beta_binomial(r, s.alpha, s.beta, &mut bb);
-                seg_h.push(entropy(&bb));
-                let m = s.mass();
+                let w = s.mass();
                 for k in 0..width {
-                    pre_pmf[(t + 1) * width + k] = pre_pmf[t * width + k] + m * bb[k];
+                    pre_pmf[(t + 1) * width + k] =
+                        pre_pmf[t * width + k] + w * pmf_bad[t * width + k];
                 }
-                pre_h[t + 1] = pre_h[t] + m * seg_h[t];
-                pre_m[t + 1] = pre_m[t] + m;
-                seg_pmf.extend_from_slice(&bb);
+                pre_h[t + 1] = pre_h[t] + w * h_bad[t];
+            }
+            let mut suf_pmf = vec![0.0; (m + 1) * width];
+            let mut suf_h = vec![0.0; m + 1];
+            for (t, s) in segs.iter().enumerate().rev() {
+                let w = s.mass();
+                for k in 0..width {
+                    suf_pmf[t * width + k] =
+                        suf_pmf[(t + 1) * width + k] + w * pmf_good[t * width + k];
+                }
+                suf_h[t] = suf_h[t + 1] + w * h_good[t];
             }
             let mut pk = vec![0.0; width];
             for &j in &candidates {
                 let t = segs.partition_point(|s| s.hi < j);
                 let Some(s) = segs.get(t) else { continue };
-                let x = (j - s.lo) as f64 * s.weight;
-                let good = (1.0 - pre_m[t] - x).max(0.0);
+                // Culprits lo+1..=j make j bad; j+1..=hi leave it good.
+                let xb = (j - s.lo) as f64 * s.weight;
+                let xg = (s.hi - j) as f64 * s.weight;
                 for k in 0..width {
-                    pk[k] = pre_pmf[t * width + k] + x * seg_pmf[t * width + k] + good * bin_eps[k];
+                    pk[k] = pre_pmf[t * width + k]
+                        + xb * pmf_bad[t * width + k]
+                        + xg * pmf_good[t * width + k]
+                        + suf_pmf[(t + 1) * width + k];
                 }
-                let h_cond = pre_h[t] + x * seg_h[t] + good * h_eps;
+                let h_cond = pre_h[t] + xb * h_bad[t] + xg * h_good[t] + suf_h[t + 1];
                 let mi = (entropy(&pk) - h_cond).max(0.0);
-                let rate = mi / (f64::from(r) + self.cfg.step_cost_runs);
+                let build = if self.runs[j] == 0 {
+                    self.cfg.build_cost_runs
+                } else {
+                    0.0
+                };
+                let rate = mi / (f64::from(r) + self.cfg.boot_cost_runs + build);
                 if best.is_none_or(|(b, _, _)| rate > b) {
                     best = Some((rate, j, r));
                 }
@@ -822,6 +1005,16 @@ impl Search {
         }
         best.map(|(_, j, r)| (j, r))
     }
+}
+
+/// The size of a confirmation run, chosen from the posterior of the detection rate.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub struct ConfirmPlan {
+    pub boots: u32,
+    pub runs_per_boot: u32,
+    /// Probability that every run passes although the culprit is wrong.
+    pub p_clean_if_wrong: f64,
 }
 
 #[cfg(test)]

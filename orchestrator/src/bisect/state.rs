@@ -20,7 +20,7 @@ use crate::arch::Arch;
 use crate::bisect::search::{Conclusion, Search, SearchConfig, SearchError, SearchLog};
 
 /// Version of the [`BisectState`] format.
-pub const STATE_FORMAT_VERSION: u32 = 1;
+pub const STATE_FORMAT_VERSION: u32 = 2;
 
 /// What is bisected: commits of a git history, or the patches of a series.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -87,6 +87,9 @@ pub struct StepRecord {
     pub failures: u32,
     pub skipped: Option<String>,
     pub kernel_key: Option<String>,
+    /// sha256 of the kernel image booted, to tell byte-identical kernels apart.
+    #[serde(default)]
+    pub image_sha256: Option<String>,
     pub run_dir: String,
     /// The top candidate and its probability after this step.
     pub top: (usize, f64),
@@ -118,6 +121,11 @@ pub struct BisectState {
     /// What the confirmation showed.
     #[serde(default)]
     pub confirmation: Option<String>,
+    /// Whether the culprit's kernel is byte-identical to its parent's (`None`: not known,
+    /// for example when the parent could not be built). A culprit that is cannot have
+    /// changed the kernel's behaviour, so it is not named with confidence.
+    #[serde(default)]
+    pub identical_to_parent: Option<bool>,
 }
 
 impl BisectState {
@@ -178,6 +186,7 @@ impl BisectRequest {
             conclusion: None,
             confirm: self.confirm,
             confirmation: None,
+            identical_to_parent: None,
         })
     }
 }

@@ -69,6 +69,12 @@ pub(super) struct Trial<'a> {
 }
 
 impl<'a> Trial<'a> {
+    /// The same trial with a seed of its own for its `k`-th boot.
+    pub(super) fn reseeded(mut self, k: u64) -> Trial<'a> {
+        self.seed = self.seed.wrapping_add(k.wrapping_mul(104_729));
+        self
+    }
+
     /// The next step of `state`. Each step gets its own seed, so that a candidate tested
     /// twice does not see the same runs again.
     pub(super) fn next_of(state: &'a BisectState) -> Trial<'a> {
@@ -287,6 +293,7 @@ mod tests {
             failures: 3,
             skipped: None,
             kernel_key: None,
+            image_sha256: None,
             run_dir: String::new(),
             top: (3, 0.5),
             seconds: 1.0,

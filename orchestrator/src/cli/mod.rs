@@ -272,7 +272,7 @@ pub struct BisectArgs {
     #[command(flatten)]
     pub duration: DurationArg,
     /// Give up after this many runs in all.
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 600)]
     pub max_runs: u64,
     #[command(flatten)]
     pub seed: SeedArg,

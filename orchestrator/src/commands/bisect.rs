@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::progress::BisectProgress;
+use super::progress::{basis_lines, BisectProgress};
 use super::Context;
 use crate::arch::Arch;
 use crate::bisect::driver;
@@ -53,7 +53,7 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<Outcome, LabError> 
     let state = driver::drive(&ctx.settings, session, state, store, &on).await?;
     print_log(session, &state, args.json.json);
     Ok(match &state.conclusion {
-        Some(c) if c.confident => Outcome::Pass,
+        Some(c) if c.confident && state.identical_to_parent != Some(true) => Outcome::Pass,
         _ => Outcome::Regression,
     })
 }
@@ -197,7 +197,9 @@ fn print_log(session: i64, state: &BisectState, json: bool) {
     crate::outln!();
     crate::outln!(
         "{} culprit: {id} \"{subject}\" with probability {:.3} after {} steps and {} runs",
-        if c.confident {
+        if state.identical_to_parent == Some(true) {
+            "Most likely (NOT credible: its kernel is byte-identical to its parent's)"
+        } else if c.confident {
             "First bad"
         } else {
             "Most likely (NOT confident)"
@@ -206,6 +208,9 @@ fn print_log(session: i64, state: &BisectState, json: bool) {
         c.steps,
         c.runs
     );
+    for line in basis_lines(c) {
+        crate::outln!("  {line}");
+    }
     if let Some((lo, hi)) = c.skipped_range {
         crate::outln!(
             "  only skipped candidates left: the culprit is one of {} .. {}",

@@ -9,6 +9,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::bisect::driver::Event as BisectEvent;
+use crate::bisect::search::Conclusion;
 use crate::bisect::state::short;
 use crate::compare::session::{SessionEvent, SessionStart, TestsFrom};
 use crate::compare::Event;
@@ -227,6 +228,10 @@ impl BisectProgress {
                 short(&bad)
             ),
             BisectEvent::Unrecorded(summary) => crate::errln!("lab: {summary}"),
+            BisectEvent::IdenticalToParent { culprit } => crate::errln!(
+                "lab: {} builds a kernel byte-identical to its parent's, so it cannot have changed what the test sees: the search was misled (a flaky test, or a failure that depends on something other than the kernel); not naming it with confidence",
+                short(&culprit)
+            ),
             _ if self.quiet => {}
             BisectEvent::Started {
                 session,
@@ -263,7 +268,55 @@ impl BisectProgress {
             ),
             BisectEvent::Skip { why, .. } => crate::errln!("lab:   skip: {why}"),
             BisectEvent::Confirm { result } => crate::errln!("lab: confirmation: {result}"),
-            BisectEvent::Concluded { .. } => {}
+            BisectEvent::Concluded { conclusion } => {
+                if let Some(c) = conclusion {
+                    for line in basis_lines(&c) {
+                        crate::errln!("lab: {line}");
+                    }
+                }
+            }
         }
     }
+}
+
+/// What a bisection's answer rests on, in plain words: the chance it is wrong, and the
+/// posteriors of the detection rate, of the false-positive rate and of how much the runs of
+/// one boot hang together.
+pub fn basis_lines(c: &Conclusion) -> Vec<String> {
+    let b = &c.basis;
+    let (q, q_sd) = b.detection;
+    let (e, e_sd) = b.false_positive;
+    let mut out = vec![format!(
+        "the answer holds {:.1} % of the posterior ({:.1} % under the least favourable spread between boots the runs allow): given what was seen, the chance that it is wrong is {:.1} %",
+        100.0 * c.probability,
+        100.0 * c.worst_spread_probability,
+        100.0 * (1.0 - c.probability.min(c.worst_spread_probability))
+    )];
+    out.push(format!(
+        "the test fails a bad kernel {:.0} % of the time (± {:.0}), a good one {:.2} % of the time (± {:.2}); the good end failed {} of {} runs",
+        100.0 * q,
+        100.0 * q_sd,
+        100.0 * e,
+        100.0 * e_sd,
+        b.good_end.1,
+        b.good_end.0
+    ));
+    out.push(format!(
+        "{} runs in {} boots (at most {} a boot); between-boot share of the failure rate's variance {:.2}{}",
+        c.runs,
+        b.boots,
+        b.max_runs_per_boot,
+        b.within_boot_correlation,
+        if b.within_boot_correlation > 0.3 {
+            ": a boot tends to fail all or nothing, so boots count more than runs"
+        } else {
+            ""
+        }
+    ));
+    if 3.0 * e > q {
+        out.push(
+            "the test fails good kernels almost as often as bad ones: it barely tells them apart, so the answer is weak".into(),
+        );
+    }
+    out
 }

@@ -232,7 +232,7 @@ async fn bisect_series(
             label: p.map(|p| p.label.clone()).unwrap_or_default(),
             subject: p.map(|p| p.subject.clone()).unwrap_or_default(),
             probability: c.probability,
-            confident: c.confident,
+            confident: c.confident && st.identical_to_parent != Some(true),
             runner_up: c.runner_up,
             steps: c.steps,
             runs: c.runs,

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_distr::{Beta, Distribution};
 
 use super::{Next, Observation, Search, SearchConfig, SearchError};
 
@@ -66,6 +67,7 @@ pub fn drive(
         let next = search.next();
         let (index, runs) = match next {
             Next::NeedBadEnd { runs } => (search.n(), runs),
+            Next::NeedGoodEnd { runs } => (0, runs),
             Next::Test { index, runs } => (index, runs),
             Next::Done(_) | Next::NotReproduced { .. } => return Ok((search, next)),
         };
@@ -83,15 +85,18 @@ fn splitmix64(mut z: u64) -> u64 {
 }
 
 /// A simulated flaky test: commits ≥ `culprit` fail with probability `p`, earlier
-/// ones with `false_positive`. The k-th run at a commit is a fixed function of
+/// ones with `false_positive`. Each call is one boot; with a finite `kappa` the boot's
+/// detection rate is drawn from Beta(pκ, (1−p)κ) first, so the runs of one boot hang
+/// together as on a real guest. The k-th boot at a commit is a fixed function of
 /// (seed, commit, k), so every policy sees the same history (common random numbers).
 #[derive(Debug, Clone)]
 pub struct FlakyOracle {
     pub culprit: usize,
     pub p: f64,
     pub false_positive: f64,
+    pub kappa: f64,
     seed: u64,
-    done: HashMap<usize, u32>,
+    boots: HashMap<usize, u64>,
 }
 
 impl FlakyOracle {
@@ -100,30 +105,49 @@ impl FlakyOracle {
             culprit,
             p,
             false_positive,
+            kappa: f64::INFINITY,
             seed,
-            done: HashMap::new(),
+            boots: HashMap::new(),
         }
     }
 
-    /// Runs the test `runs` times at `index`; returns the failures.
+    /// The same oracle with boot-to-boot spread κ of the detection rate.
+    pub fn with_kappa(mut self, kappa: f64) -> Self {
+        self.kappa = kappa;
+        self
+    }
+
+    /// Boots commit `index` and runs the test `runs` times; returns the failures.
     pub fn run(&mut self, index: usize, runs: u32) -> u32 {
+        let boot = self.boots.entry(index).or_insert(0);
+        let mut rng = StdRng::seed_from_u64(splitmix64(
+            self.seed ^ splitmix64((index as u64) << 32 | *boot),
+        ));
+        *boot += 1;
         let rate = if index >= self.culprit {
-            self.p
+            if self.kappa.is_finite() {
+                match Beta::new(self.p * self.kappa, (1.0 - self.p) * self.kappa) {
+                    Ok(b) => b.sample(&mut rng),
+                    Err(_) => self.p,
+                }
+            } else {
+                self.p
+            }
         } else {
             self.false_positive
         };
-        let done = self.done.entry(index).or_insert(0);
-        let mut failures = 0;
-        for _ in 0..runs {
-            let h = splitmix64(self.seed ^ splitmix64((index as u64) << 32 | u64::from(*done)));
-            let u = (h >> 11) as f64 / (1u64 << 53) as f64;
-            if u < rate {
-                failures += 1;
-            }
-            *done += 1;
-        }
-        failures
+        (0..runs).filter(|_| rng.random::<f64>() < rate).count() as u32
     }
+}
+
+/// One simulated setting: a test that fails a bad commit with probability `p` (spread
+/// between boots by `kappa`) and a good one with `false_positive`, over `n` commits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scenario {
+    pub p: f64,
+    pub false_positive: f64,
+    pub kappa: f64,
+    pub n: usize,
 }
 
 /// Tally of one policy over many simulated bisections.
@@ -134,6 +158,8 @@ pub struct PolicyStats {
     pub correct: u32,
     /// Bisections that ended claiming confidence.
     pub confident: u32,
+    /// Bisections that ended claiming confidence in a wrong answer.
+    pub confident_wrong: u32,
     pub mean_steps: f64,
     pub mean_runs: f64,
 }
@@ -142,56 +168,68 @@ impl PolicyStats {
     pub fn accuracy(&self) -> f64 {
         f64::from(self.correct) / f64::from(self.trials.max(1))
     }
+
+    /// Share of all bisections that ended confident and wrong.
+    pub fn confident_wrong_rate(&self) -> f64 {
+        f64::from(self.confident_wrong) / f64::from(self.trials.max(1))
+    }
 }
 
 /// The Bayesian search and the fixed-repeat policy on the same simulated histories.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PolicyComparison {
-    pub p: f64,
-    pub n: usize,
+    pub scenario: Scenario,
     pub bayes: PolicyStats,
-    /// 10 runs per step, bad at ≥ 2 failures, bad end checked first.
+    /// 10 runs per step in one boot, bad at ≥ 2 failures, bad end checked first.
     pub fixed: PolicyStats,
 }
 
-/// Simulates `trials` bisections over n commits with a culprit drawn uniformly and
-/// a test that fails with probability `p` on bad commits and never on good ones,
-/// by the Bayesian search under `cfg` and by [`fixed_repeat_bisect`] (10 runs, bad
-/// at ≥ 2), each trial's runs shared by both. Deterministic given `seed`.
+/// Simulates `trials` bisections of `scenario` with a culprit drawn uniformly, by the
+/// Bayesian search under `cfg` and by [`fixed_repeat_bisect`] (10 runs in one boot, bad
+/// at ≥ 2), each trial's boots shared by both. Deterministic given `seed`.
 pub fn compare_policies(
-    p: f64,
-    n: usize,
+    scenario: Scenario,
     trials: u32,
     seed: u64,
     cfg: &SearchConfig,
 ) -> Result<PolicyComparison, SearchError> {
+    let Scenario {
+        p,
+        false_positive,
+        kappa,
+        n,
+    } = scenario;
     let mut rng = StdRng::seed_from_u64(seed);
     let (mut bayes, mut fixed) = (PolicyStats::default(), PolicyStats::default());
     let (mut b_steps, mut b_runs, mut f_steps, mut f_runs) = (0u64, 0u64, 0u64, 0u64);
     for _ in 0..trials {
         let culprit = rng.random_range(1..=n);
         let trial_seed: u64 = rng.random();
+        let oracle = || FlakyOracle::new(culprit, p, false_positive, trial_seed).with_kappa(kappa);
 
-        let mut oracle = FlakyOracle::new(culprit, p, 0.0, trial_seed);
+        let mut o = oracle();
         let search = Search::new(n, cfg.clone())?;
         let (search, end) = drive(search, |index, runs| Observation::Runs {
             index,
             runs,
-            failures: oracle.run(index, runs),
+            failures: o.run(index, runs),
         })?;
         bayes.trials += 1;
         b_steps += u64::from(search.steps());
         b_runs += search.total_runs();
         if let Next::Done(c) = end {
+            let right = c.culprit == culprit && c.skipped_range.is_none();
             bayes.confident += u32::from(c.confident);
-            bayes.correct += u32::from(c.culprit == culprit && c.skipped_range.is_none());
+            bayes.correct += u32::from(right);
+            bayes.confident_wrong += u32::from(c.confident && !right);
         }
 
-        let mut oracle = FlakyOracle::new(culprit, p, 0.0, trial_seed);
-        let out = fixed_repeat_bisect(n, 10, 2, |index, runs| oracle.run(index, runs));
+        let mut o = oracle();
+        let out = fixed_repeat_bisect(n, 10, 2, |index, runs| o.run(index, runs));
         fixed.trials += 1;
         fixed.confident += u32::from(out.culprit.is_some());
         fixed.correct += u32::from(out.culprit == Some(culprit));
+        fixed.confident_wrong += u32::from(out.culprit.is_some_and(|c| c != culprit));
         f_steps += u64::from(out.steps);
         f_runs += out.runs;
     }
@@ -200,7 +238,11 @@ pub fn compare_policies(
     bayes.mean_runs = b_runs as f64 / t;
     fixed.mean_steps = f_steps as f64 / t;
     fixed.mean_runs = f_runs as f64 / t;
-    Ok(PolicyComparison { p, n, bayes, fixed })
+    Ok(PolicyComparison {
+        scenario,
+        bayes,
+        fixed,
+    })
 }
 
 #[cfg(test)]
@@ -225,6 +267,14 @@ mod tests {
         let ys: Vec<u32> = (0..20).map(|_| b.run(12, 3)).collect();
         assert_eq!(xs, ys);
         assert_eq!(a.run(9, 50), 0);
+        // Spread between boots: boots of 20 runs at p = 0.3 with κ = 1 are often all
+        // passes or nearly all failures, which independent runs almost never are.
+        let mut spread = FlakyOracle::new(1, 0.3, 0.0, 7).with_kappa(1.0);
+        let extreme = (0..200)
+            .map(|_| spread.run(5, 20))
+            .filter(|&f| f == 0 || f >= 16)
+            .count();
+        assert!(extreme > 40, "{extreme} of 200 boots all-or-nothing");
         let total: u32 = xs.iter().sum();
         assert!((20..=40).contains(&total), "{total} of 60 at p = 0.5");
     }

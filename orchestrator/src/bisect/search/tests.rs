@@ -35,71 +35,90 @@ fn a_fresh_search_is_uniform_and_asks_for_the_bad_end() {
     assert!(p[1..].iter().all(|&x| (x - 0.125).abs() < 1e-12));
     assert_eq!(s.top(), (8, 0.125));
     assert_eq!(s.runner_up(), Some((7, 0.125)));
-    // Prior mean 1/2, three failures wanted.
-    assert_eq!(s.next(), Next::NeedBadEnd { runs: 6 });
+    // One boot of the most runs a boot gets.
+    assert_eq!(s.next(), Next::NeedBadEnd { runs: 4 });
+    // The uniform prior on q, nudged up a little by q > ε.
     let (mean, sd) = s.q_estimate();
-    assert!((mean - 0.5).abs() < 1e-12 && (sd - (1.0_f64 / 12.0).sqrt()).abs() < 1e-12);
+    assert!((mean - 0.5).abs() < 0.02, "{mean}");
+    assert!((sd - (1.0_f64 / 12.0).sqrt()).abs() < 0.02, "{sd}");
+    let (eps, _) = s.false_positive_estimate();
+    assert!(
+        (0.01..0.04).contains(&eps),
+        "prior mean of ε ≈ 0.5/20.5: {eps}"
+    );
 }
 
-/// The closed-form marginal over q against brute force: the same joint
-/// likelihood summed over a 4000-point midpoint grid of q under the Beta prior.
+/// The posterior against brute force on an independent, finer grid: 200 q points,
+/// 120 ε points, the same κ values and priors, the likelihood multiplied out boot by
+/// boot for every culprit.
 #[test]
-fn exact_marginal_matches_a_fine_q_grid() {
-    let cfg = SearchConfig {
-        q_prior: (2.0, 3.0),
-        false_positive: 0.01,
-        ..SearchConfig::default()
-    };
+fn posterior_matches_a_brute_force_sum_over_a_fine_grid() {
+    let cfg = SearchConfig::default();
     let n = 12;
     let obs = [
-        runs(12, 7, 3),
+        runs(12, 4, 3),
+        runs(12, 4, 1),
+        runs(0, 4, 0),
+        runs(0, 4, 1),
         runs(6, 4, 1),
-        runs(3, 5, 1),
+        runs(3, 4, 0),
         runs(9, 3, 0),
-        runs(0, 2, 0),
+        runs(9, 4, 2),
     ];
     let s = Search::replay(n, cfg.clone(), &obs).expect("valid");
-    let (a, b) = cfg.q_prior;
-    let eps = cfg.false_positive;
-    let grid = 4000;
+    let ln_boot = |r: u32, f: u32, p: f64, kappa: f64| -> f64 {
+        let (f, ok) = (f64::from(f), f64::from(r - f));
+        if kappa.is_infinite() {
+            f * p.ln() + ok * (1.0 - p).ln()
+        } else {
+            let (a, b) = (p * kappa, (1.0 - p) * kappa);
+            model::ln_beta(f + a, ok + b) - model::ln_beta(a, b)
+        }
+    };
+    let (ea, eb) = cfg.false_positive_prior;
+    let qs: Vec<f64> = (0..200).map(|i| (i as f64 + 0.5) / 200.0).collect();
+    // ε on a log grid from 1e-5 to 0.45, weighted by density × ε (the log-scale cell).
+    let es: Vec<(f64, f64)> = (0..120)
+        .map(|i| {
+            let e = 1e-5 * (45_000.0_f64.ln() * i as f64 / 119.0).exp();
+            (e, e.powf(ea - 1.0) * (1.0 - e).powf(eb - 1.0) * e)
+        })
+        .collect();
     let mut joint = vec![0.0; n + 1];
-    let (mut qm1, mut qm2, mut total) = (0.0, 0.0, 0.0);
-    for g in 0..grid {
-        let q = (g as f64 + 0.5) / grid as f64;
-        let prior = q.powf(a - 1.0) * (1.0 - q).powf(b - 1.0);
-        for (c, slot) in joint.iter_mut().enumerate().skip(1) {
-            let mut l = prior;
-            for o in &obs {
-                if let Observation::Runs {
-                    index,
-                    runs,
-                    failures,
-                } = *o
-                {
-                    let rate = if index >= c { q } else { eps };
-                    l *= rate.powi(failures as i32) * (1.0 - rate).powi((runs - failures) as i32);
+    for &kappa in &model::KAPPAS {
+        for &q in &qs {
+            for &(e, we) in &es {
+                if e >= q {
+                    continue;
+                }
+                for (c, slot) in joint.iter_mut().enumerate().skip(1) {
+                    let mut l = 0.0;
+                    for o in &obs {
+                        if let Observation::Runs {
+                            index,
+                            runs,
+                            failures,
+                        } = *o
+                        {
+                            let rate = if index >= c { q } else { e };
+                            l += ln_boot(runs, failures, rate, kappa);
+                        }
+                    }
+                    *slot += we * l.exp();
                 }
             }
-            *slot += l;
-            qm1 += l * q;
-            qm2 += l * q * q;
-            total += l;
         }
     }
     let z = sum(&joint);
-    let exact = s.posterior();
+    let grid = s.posterior();
     for c in 1..=n {
         assert!(
-            (joint[c] / z - exact[c]).abs() < 1e-6,
-            "c = {c}: grid {} exact {}",
+            (joint[c] / z - grid[c]).abs() < 0.01,
+            "c = {c}: brute force {} search {}",
             joint[c] / z,
-            exact[c]
+            grid[c]
         );
     }
-    let (mean, sd) = s.q_estimate();
-    let gm = qm1 / total;
-    let gsd = (qm2 / total - gm * gm).sqrt();
-    assert!((mean - gm).abs() < 1e-6 && (sd - gsd).abs() < 1e-6);
 }
 
 #[test]
@@ -108,16 +127,15 @@ fn beta_binomial_sums_to_one_and_matches_the_closed_form() {
     beta_binomial(8, 2.5, 40.0, &mut out);
     assert!((sum(&out) - 1.0).abs() < 1e-12);
     // P(K = r) = B(α + r, β) / B(α, β).
-    let top = (ln_beta(2.5 + 8.0, 40.0) - ln_beta(2.5, 40.0)).exp();
+    let top = (model::ln_beta(2.5 + 8.0, 40.0) - model::ln_beta(2.5, 40.0)).exp();
     assert!((out[8] - top).abs() < 1e-12 * top.max(1e-300) + 1e-300);
     // Large counts do not underflow the first term.
     beta_binomial(100, 5000.0, 1.0, &mut out);
     assert!((sum(&out) - 1.0).abs() < 1e-9);
-    assert_eq!(binomial(3, 0.0), vec![1.0, 0.0, 0.0, 0.0]);
 }
 
 #[test]
-fn a_deterministic_test_takes_about_log2_n_steps() {
+fn a_deterministic_test_takes_a_few_steps_per_bit() {
     for n in [2usize, 16, 100, 256, 4096] {
         let log2 = (n as f64).log2().ceil() as u32;
         for culprit in [1, n / 3 + 1, n / 2, n - 1, n] {
@@ -126,8 +144,11 @@ fn a_deterministic_test_takes_about_log2_n_steps() {
             assert_eq!(c.culprit, culprit, "n = {n}");
             assert!(c.confident && c.probability >= 0.95);
             assert_eq!(c.skipped_range, None);
-            // One bad-end step, about one step per bit, at most two to confirm.
-            assert!(c.steps <= log2 + 3, "n = {n}, culprit {culprit}: {c:?}");
+            // Two boots at each end, about one step per bit, and a few more to make
+            // sure of the commits on both sides of the step: a single pass or failure
+            // could be a boot in which the race did not open, or a false positive.
+            // Measured: at most 2·log2(n) + 6 (n = 4096, culprit at the bad end: 30).
+            assert!(c.steps <= 2 * log2 + 8, "n = {n}, culprit {culprit}: {c:?}");
         }
     }
 }
@@ -172,7 +193,7 @@ fn skipped_commits_above_a_culprit_pin_it_to_a_range() {
 #[test]
 fn all_inner_commits_skipped_leaves_the_whole_range() {
     let n = 6;
-    let mut obs = vec![runs(n, 5, 5)];
+    let mut obs = vec![runs(n, 5, 5), runs(n, 4, 4), runs(0, 4, 0), runs(0, 4, 0)];
     obs.extend((1..n).map(|index| Observation::Skip { index }));
     let s = Search::replay(n, SearchConfig::default(), &obs).expect("valid");
     let Next::Done(c) = s.next() else {
@@ -220,42 +241,68 @@ fn a_bad_end_that_never_fails_does_not_reproduce() {
         }
     );
     assert_eq!(s.total_runs(), u64::from(cfg.bad_end_max_runs));
-    // One failure is enough to go on once the bad-end allowance is spent.
-    let s = Search::replay(64, cfg, &[runs(64, 29, 0), runs(64, 1, 1)]).expect("ok");
+    // One failure is enough to go on once the bad-end allowance is spent: next the good
+    // end, then the range.
+    let s = Search::replay(64, cfg.clone(), &[runs(64, 28, 0), runs(64, 4, 1)]).expect("ok");
+    assert_eq!(s.next(), Next::NeedGoodEnd { runs: 4 });
+    let s = Search::replay(
+        64,
+        cfg,
+        &[
+            runs(64, 28, 0),
+            runs(64, 4, 1),
+            runs(0, 4, 0),
+            runs(0, 4, 0),
+        ],
+    )
+    .expect("ok");
     assert!(matches!(s.next(), Next::Test { .. }));
 }
 
 #[test]
 fn one_spurious_failure_does_not_rule_a_culprit_out() {
     let obs = [
-        runs(8, 10, 9),
-        runs(2, 10, 1),
-        runs(5, 10, 0),
-        runs(6, 10, 9),
+        runs(8, 4, 4),
+        runs(8, 4, 3),
+        runs(2, 4, 1),
+        runs(2, 4, 0),
+        runs(5, 4, 0),
+        runs(5, 4, 0),
+        runs(6, 4, 4),
+        runs(6, 4, 3),
     ];
     let s = Search::replay(8, SearchConfig::default(), &obs).expect("valid");
     assert_eq!(s.top().0, 6);
-    assert!(s.top().1 > 0.9, "{:?}", s.posterior());
-    // With ε = 0 the same failure would be proof that the culprit is ≤ 2.
+    assert!(s.top().1 > 0.8, "{:?}", s.posterior());
+    // With a prior that all but rules false positives out, the same failure is close
+    // to proof that the culprit is ≤ 2.
     let strict = SearchConfig {
-        false_positive: 0.0,
+        false_positive_prior: (0.5, 1e7),
         ..SearchConfig::default()
     };
     let s = Search::replay(8, strict, &obs).expect("valid");
-    assert_eq!(s.posterior()[6], 0.0);
+    assert!(s.posterior()[6] < 0.2, "{:?}", s.posterior());
     assert!((sum(&s.posterior()) - 1.0).abs() < 1e-12);
 }
 
 #[test]
 fn the_first_step_splits_the_range_and_cost_buys_repeats() {
     let n = 1024;
-    let base = [runs(n, 10, 3)];
+    let base = [
+        runs(n, 4, 1),
+        runs(n, 4, 2),
+        runs(n, 4, 1),
+        runs(0, 4, 0),
+        runs(0, 4, 0),
+    ];
     let cheap = SearchConfig {
-        step_cost_runs: 0.0,
+        build_cost_runs: 0.0,
+        boot_cost_runs: 0.0,
         ..SearchConfig::default()
     };
     let dear = SearchConfig {
-        step_cost_runs: 30.0,
+        build_cost_runs: 30.0,
+        boot_cost_runs: 30.0,
         ..SearchConfig::default()
     };
     let step = |cfg: SearchConfig| match Search::replay(n, cfg, &base).expect("ok").next() {
@@ -265,7 +312,7 @@ fn the_first_step_splits_the_range_and_cost_buys_repeats() {
     let (i, r) = step(cheap);
     assert!((300..=700).contains(&i) && r == 1, "({i}, {r})");
     let (i, r) = step(dear);
-    assert!((200..=800).contains(&i) && r >= 5, "({i}, {r})");
+    assert!((200..=800).contains(&i) && r == 4, "({i}, {r})");
 }
 
 #[test]
@@ -307,7 +354,7 @@ fn bad_input_is_refused() {
             ..SearchConfig::default()
         },
         SearchConfig {
-            false_positive: -0.1,
+            false_positive_prior: (-0.1, 1.0),
             ..SearchConfig::default()
         },
         SearchConfig {
@@ -323,7 +370,7 @@ fn bad_input_is_refused() {
             ..SearchConfig::default()
         },
         SearchConfig {
-            step_cost_runs: f64::NAN,
+            boot_cost_runs: f64::NAN,
             ..SearchConfig::default()
         },
     ] {
@@ -352,7 +399,7 @@ fn bad_input_is_refused() {
 #[test]
 fn config_and_observations_read_as_documented() {
     let cfg: SearchConfig =
-        serde_json::from_str(r#"{"confidence": 0.99, "step-cost-runs": 10}"#).expect("parses");
+        serde_json::from_str(r#"{"confidence": 0.99, "boot-cost-runs": 10}"#).expect("parses");
     assert_eq!(cfg.confidence, 0.99);
     assert_eq!(cfg.max_runs, SearchConfig::default().max_runs);
     assert!(serde_json::from_str::<SearchConfig>(r#"{"confidance": 0.9}"#).is_err());
@@ -392,9 +439,9 @@ proptest! {
     #[test]
     fn posterior_is_a_distribution_and_replay_is_exact(
         obs in proptest::collection::vec(observation(), 0..30),
-        eps in prop_oneof![Just(0.0), Just(0.001), Just(0.05)],
+        eps in prop_oneof![Just((0.5, 20.0)), Just((0.5, 1e6)), Just((2.0, 20.0))],
     ) {
-        let cfg = SearchConfig { false_positive: eps, ..SearchConfig::default() };
+        let cfg = SearchConfig { false_positive_prior: eps, ..SearchConfig::default() };
         let mut s = Search::new(40, cfg.clone()).expect("valid");
         for &o in &obs {
             s.observe(o).expect("valid observation");
@@ -413,7 +460,7 @@ proptest! {
                 prop_assert!(index > 0 && index < 40 && !s.is_skipped(index) && runs > 0);
             }
             Next::Done(c) => prop_assert!(c.probability <= 1.0 + 1e-12),
-            Next::NeedBadEnd { runs } => prop_assert!(runs > 0),
+            Next::NeedBadEnd { runs } | Next::NeedGoodEnd { runs } => prop_assert!(runs > 0),
             Next::NotReproduced { .. } => {}
         }
     }
