@@ -10,6 +10,8 @@
 #          knob is set, so the history is still "good")
 #   19     patches/bad-futex-no-spurious-retry, applied as is (first bad commit for the futex tests)
 #   33     patches/bad-waitqueue-signal-before-condition (first bad commit for the pipe tests)
+#   41     patches/bad-epoll-warn-exclusive (first bad commit for epoll_exclusive_herd: a kernel
+#          WARNING on every run, for a crash bisection)
 #   others harmless: comment-only edits to .c files built in the lab's x86_64 and arm64
 #          configs, Kconfig help text, Documentation
 # plus OUTDIR/history.json (every commit, the special ones, good and bad) and
@@ -42,6 +44,8 @@ BAD_FUTEX_SET=bad-futex-no-spurious-retry
 BAD_FUTEX_INDEX=19
 BAD_WQ_SET=bad-waitqueue-signal-before-condition
 BAD_WQ_INDEX=33
+BAD_EPOLL_SET=bad-epoll-warn-exclusive
+BAD_EPOLL_INDEX=41
 
 die() { local code=$1; shift; echo "synthetic-history: error: $*" >&2; exit "$code"; }
 log() { echo "synthetic-history: $*" >&2; }
@@ -96,7 +100,9 @@ list=$(series_files "$BAD_FUTEX_SET")
 mapfile -t BAD_FUTEX_PATCHES <<< "$list"
 list=$(series_files "$BAD_WQ_SET")
 mapfile -t BAD_WQ_PATCHES <<< "$list"
-for p in "${AMP_PATCHES[@]}" "${BAD_FUTEX_PATCHES[@]}" "${BAD_WQ_PATCHES[@]}"; do
+list=$(series_files "$BAD_EPOLL_SET")
+mapfile -t BAD_EPOLL_PATCHES <<< "$list"
+for p in "${AMP_PATCHES[@]}" "${BAD_FUTEX_PATCHES[@]}" "${BAD_WQ_PATCHES[@]}" "${BAD_EPOLL_PATCHES[@]}"; do
   [[ -n $p ]] || die 2 "a patch set used by the synthetic history has an empty series"
   [[ $p != *[[:space:]]* ]] || die 2 "patch path $p has white space in it"
 done
@@ -105,22 +111,24 @@ done
 INPUTS=$({
   echo "$SHA256"
   cat "$SCRIPT"
-  for p in "${AMP_PATCHES[@]}" -- "${BAD_FUTEX_PATCHES[@]}" -- "${BAD_WQ_PATCHES[@]}"; do
+  for p in "${AMP_PATCHES[@]}" -- "${BAD_FUTEX_PATCHES[@]}" -- "${BAD_WQ_PATCHES[@]}" -- \
+    "${BAD_EPOLL_PATCHES[@]}"; do
     if [[ $p == -- ]]; then echo "--"; else printf '%s\n' "${p#"$PATCHES"/}"; cat "$p"; fi
   done
 } | sha256sum | cut -d' ' -f1)
 
 write_kernel_def() {
   python3 - "$KERNEL_DEF" "$REPO" "$NCOMMITS" "$BAD_FUTEX_INDEX" "$BAD_FUTEX_SET" \
-    "$BAD_WQ_INDEX" "$BAD_WQ_SET" <<'PY'
+    "$BAD_WQ_INDEX" "$BAD_WQ_SET" "$BAD_EPOLL_INDEX" "$BAD_EPOLL_SET" <<'PY'
 import json, os, sys
-path, repo, n, bf, bf_set, bw, bw_set = sys.argv[1:8]
+path, repo, n, bf, bf_set, bw, bw_set, be, be_set = sys.argv[1:10]
 text = f"""# A synthetic {n}-commit history of Linux 6.12.117 for `lab bisect`, made by
 # scripts/synthetic-history.sh (see kernels/README.md and history.json next to this file).
 # Commit {bf} applies patches/{bf_set}, commit {bw}
-# patches/{bw_set}; everything else builds a good kernel.
+# patches/{bw_set}, commit {be}
+# patches/{be_set}; everything else builds a good kernel.
 format-version = 1
-description = "Synthetic history of Linux 6.12.117: {n} commits, bad futex at {bf}, bad wait queue at {bw}"
+description = "Synthetic history of Linux 6.12.117: {n} commits, bad futex at {bf}, bad wait queue at {bw}, epoll WARNING (a kernel crash) at {be}"
 
 [git]
 repo = {json.dumps(repo)}
@@ -167,20 +175,22 @@ import_history() {
   g -C "$NEW" config "$MARK" scripts/synthetic-history.sh
   set +e
   python3 - "$kind" "$from" "$TOP_DIR" "$(mktemp -d -p "$SCRATCH")" "$NCOMMITS" \
-    "$BAD_FUTEX_INDEX" "$BAD_WQ_INDEX" "${#AMP_PATCHES[@]}" "${AMP_PATCHES[@]}" \
+    "$BAD_FUTEX_INDEX" "$BAD_WQ_INDEX" "$BAD_EPOLL_INDEX" "${#AMP_PATCHES[@]}" "${AMP_PATCHES[@]}" \
     "${#BAD_FUTEX_PATCHES[@]}" "${BAD_FUTEX_PATCHES[@]}" \
-    "${#BAD_WQ_PATCHES[@]}" "${BAD_WQ_PATCHES[@]}" 3>&1 1>&2 <<'PY' |
+    "${#BAD_WQ_PATCHES[@]}" "${BAD_WQ_PATCHES[@]}" \
+    "${#BAD_EPOLL_PATCHES[@]}" "${BAD_EPOLL_PATCHES[@]}" 3>&1 1>&2 <<'PY' |
 import os, stat, subprocess, sys, tarfile
 
-kind, src, top, scratch, ncommits, bad_futex, bad_wq = sys.argv[1:8]
-ncommits, bad_futex, bad_wq = int(ncommits), int(bad_futex), int(bad_wq)
-rest = sys.argv[8:]
+kind, src, top, scratch, ncommits, bad_futex, bad_wq, bad_epoll = sys.argv[1:9]
+ncommits, bad_futex, bad_wq, bad_epoll = int(ncommits), int(bad_futex), int(bad_wq), int(bad_epoll)
+rest = sys.argv[9:]
 sets = []
 while rest:
     n = int(rest[0])
     sets.append(rest[1:1 + n])
     rest = rest[1 + n:]
-amp_patches, bad_futex_patches, bad_wq_patches = sets
+amp_patches, bad_futex_patches, bad_wq_patches, bad_epoll_patches = sets
+bad = {bad_futex: bad_futex_patches, bad_wq: bad_wq_patches, bad_epoll: bad_epoll_patches}
 out = os.fdopen(3, "wb", buffering=1 << 20)
 
 IDENT = b"Lab Synthetic History <synthetic-history@lab.invalid>"
@@ -197,8 +207,10 @@ def fail(code, msg):
 
 
 # The harmless steps, in turn: (kind, path, subject prefix, what a bisect step rebuilds).
-# Every .c file here is built in the lab's x86_64 and arm64 configs. None of them is touched by
-# a bad set, so those sets apply at the same place as on the pristine tree.
+# Every .c file here is built in the lab's x86_64 and arm64 configs. Only fs/eventpoll.c is also
+# touched by a bad set (bad-epoll-warn-exclusive), and the comments land at its end, far below
+# that set's hunk: every bad set applies at the same place as on the pristine tree.
+# The bad commits take no harmless step: the one after a bad commit takes the next entry.
 HARMLESS = [
     ("c", "kernel/futex/core.c", "futex", "kernel/futex/core.o"),
     ("c", "fs/pipe.c", "fs/pipe", "fs/pipe.o"),
@@ -273,8 +285,8 @@ for i in range(1, ncommits):
                      f"Applies {names}:\n\n{subjects}\n\nEvery knob is 0 by default, so "
                      "this kernel behaves like the pristine one: the history is still good.",
                      ("patches", amp_patches)))
-    elif i in (bad_futex, bad_wq):
-        ps = bad_futex_patches if i == bad_futex else bad_wq_patches
+    elif i in bad:
+        ps = bad[i]
         subject, body = mailinfo(ps[0])
         body = (body + "\n\n" if body else "") + (
             f"Synthetic history: applies patches/{set_name(ps[0])}, a known-bad positive control.")
@@ -468,13 +480,14 @@ else
   import_history tar "$TARBALL"
 fi
 
-# Self-checks: the shape of the history and the two bad commits.
+# Self-checks: the shape of the history and the three bad commits.
 mapfile -t SHAS < <(g -C "$NEW" rev-list --reverse refs/heads/main)
 [[ ${#SHAS[@]} -eq $NCOMMITS ]] || die 3 "self-check failed: main has ${#SHAS[@]} commits, not $NCOMMITS"
 [[ $(g -C "$NEW" rev-parse "${SHAS[0]}^{tree}") == "$ROOT_TREE" ]] ||
   die 3 "self-check failed: the root tree of $TARBALL is not $ROOT_TREE"
 patch_id() { g -C "$NEW" patch-id --stable | cut -d' ' -f1 | sort | tr '\n' ' '; }
-for spec in "$BAD_FUTEX_INDEX ${BAD_FUTEX_PATCHES[*]}" "$BAD_WQ_INDEX ${BAD_WQ_PATCHES[*]}"; do
+for spec in "$BAD_FUTEX_INDEX ${BAD_FUTEX_PATCHES[*]}" "$BAD_WQ_INDEX ${BAD_WQ_PATCHES[*]}" \
+  "$BAD_EPOLL_INDEX ${BAD_EPOLL_PATCHES[*]}"; do
   read -r idx patches <<< "$spec"
   # shellcheck disable=SC2086 # a list of paths without spaces
   want=$(cat $patches | patch_id)
@@ -495,6 +508,8 @@ retries=$(count $((BAD_FUTEX_INDEX - 1)) kernel/futex/waitwake.c 'goto retry;')
 expect_count "$BAD_FUTEX_INDEX" kernel/futex/waitwake.c 'goto retry;' $((retries - 1))
 expect_count $((BAD_WQ_INDEX - 1)) include/linux/wait.h 'KNOWN-BAD' 0
 expect_count "$BAD_WQ_INDEX" include/linux/wait.h 'KNOWN-BAD' 1
+expect_count $((BAD_EPOLL_INDEX - 1)) fs/eventpoll.c 'KNOWN-BAD' 0
+expect_count "$BAD_EPOLL_INDEX" fs/eventpoll.c 'KNOWN-BAD' 1
 
 rm -f "$HISTORY"
 rm -rf "$REPO"
@@ -503,9 +518,9 @@ TIP=${SHAS[$((NCOMMITS - 1))]}
 
 g -C "$REPO" log --reverse --format='%H %s' refs/heads/main > "$SCRATCH/log"
 python3 - "$SCRATCH/log" "$HISTORY" "$INPUTS" "$REPO" "$BAD_FUTEX_INDEX" "$BAD_FUTEX_SET" \
-  "$BAD_WQ_INDEX" "$BAD_WQ_SET" <<'PY'
+  "$BAD_WQ_INDEX" "$BAD_WQ_SET" "$BAD_EPOLL_INDEX" "$BAD_EPOLL_SET" <<'PY'
 import json, os, sys
-log, path, inputs, repo, bf, bf_set, bw, bw_set = sys.argv[1:9]
+log, path, inputs, repo, bf, bf_set, bw, bw_set, be, be_set = sys.argv[1:11]
 commits = []
 for i, line in enumerate(open(log, encoding="utf-8").read().splitlines()):
     sha, subject = line.split(" ", 1)
@@ -520,6 +535,7 @@ doc = {
     "amplifiers": {"index": 1, "sha": commits[1]["sha"]},
     "bad_futex": special(bf, bf_set),
     "bad_waitqueue": special(bw, bw_set),
+    "bad_epoll": special(be, be_set),
     "good": commits[1]["sha"],
     "bad": commits[-1]["sha"],
 }
@@ -530,6 +546,6 @@ os.replace(path + ".tmp", path)
 PY
 write_kernel_def
 
-log "built $REPO ($NCOMMITS commits on main) in ${SECONDS} s: bad futex at $BAD_FUTEX_INDEX, bad wait queue at $BAD_WQ_INDEX"
+log "built $REPO ($NCOMMITS commits on main) in ${SECONDS} s: bad futex at $BAD_FUTEX_INDEX, bad wait queue at $BAD_WQ_INDEX, epoll WARNING at $BAD_EPOLL_INDEX"
 log "kernel definition: $KERNEL_DEF; commit list: $HISTORY"
 echo "$TIP"

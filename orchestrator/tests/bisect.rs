@@ -1,6 +1,7 @@
 //! `lab bisect` end to end on real kernels: a synthetic 48-commit git history of the Debian
-//! tree (scripts/synthetic-history.sh) with a bad futex commit and a later bad wait-queue
-//! commit, and a 4-patch series whose third patch is the bad futex variant.
+//! tree (scripts/synthetic-history.sh) with a bad futex commit, a later bad wait-queue commit
+//! and a still later commit whose kernel WARNs on every `epoll_exclusive_herd` run (a crash
+//! bisection), and a 4-patch series whose third patch is the bad futex variant.
 
 #![allow(
     clippy::unwrap_used,
@@ -46,12 +47,12 @@ fn culprit_sha(state: &serde_json::Value) -> String {
 }
 
 /// Bisects `good..main` of the synthetic history; `good` is a commit index, or the
-/// history's good end.
+/// history's good end. Gives the `--json` state, history.json and lab's stderr.
 fn bisect_git(
     test: &str,
     knobs: &[&str],
     good: Option<usize>,
-) -> (serde_json::Value, serde_json::Value) {
+) -> (serde_json::Value, serde_json::Value, String) {
     let (out, h) = history();
     let def = out.join("synthetic-6.12.toml");
     let good = match good {
@@ -72,12 +73,12 @@ fn bisect_git(
     let r = run(&mut cmd);
     assert_eq!(r.code, 0, "a confident culprit exits 0");
     let state: serde_json::Value = serde_json::from_str(&r.stdout).expect("--json state");
-    (state, h)
+    (state, h, r.stderr)
 }
 
 #[test]
 fn bisect_names_the_bad_futex_commit_of_the_synthetic_history() {
-    let (state, h) = bisect_git("futex_errno", &[], None);
+    let (state, h, _) = bisect_git("futex_errno", &[], None);
     assert_eq!(
         culprit_sha(&state),
         h["bad_futex"]["sha"].as_str().expect("sha")
@@ -91,12 +92,61 @@ fn bisect_names_the_bad_futex_commit_of_the_synthetic_history() {
 fn bisect_names_the_bad_waitqueue_commit_with_amplifiers_on() {
     // From commit 24 on (the bad futex commit is below it and does not break pipe_excl): the
     // wait-queue commit is 33.
-    let (state, h) = bisect_git("pipe_excl", &["wq_amp_fake_signal_pct=100"], Some(24));
+    let (state, h, _) = bisect_git("pipe_excl", &["wq_amp_fake_signal_pct=100"], Some(24));
     assert_eq!(
         culprit_sha(&state),
         h["bad_waitqueue"]["sha"].as_str().expect("sha")
     );
     assert!(state["conclusion"]["probability"].as_f64().expect("p") >= 0.95);
+}
+
+#[test]
+fn a_crash_bisection_adopts_the_bad_end_s_warning_and_names_the_bad_epoll_commit() {
+    // Without --match-crash. From commit 36 on (11 candidates; the futex and wait-queue
+    // commits below it do not touch epoll), epoll_exclusive_herd passes up to 40 and crashes
+    // with a WARNING in do_epoll_ctl() from 41 on, the bad epoll commit.
+    let (state, h, stderr) = bisect_git("epoll_exclusive_herd", &[], Some(36));
+    assert_eq!(
+        culprit_sha(&state),
+        h["bad_epoll"]["sha"].as_str().expect("sha")
+    );
+    let p = state["conclusion"]["probability"].as_f64().expect("p");
+    assert!(p >= 0.95, "confidence {p}");
+    assert_eq!(state["match_crash_given"], false, "no --match-crash");
+    let id = state["match_crash"]
+        .as_str()
+        .expect("the bad end's fingerprint was adopted");
+    assert!(
+        stderr.contains(&format!(
+            "bisecting its crash fingerprint {id} (warning:do_epoll_ctl|"
+        )),
+        "the adoption is announced with the fingerprint:\n{stderr}"
+    );
+    // The adopted id is the WARNING's, as the bad end's runs recorded it.
+    let n = state["space"]["commits"].as_array().expect("commits").len() - 1;
+    let bad_end = state["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|st| st["index"] == n)
+        .expect("the bad end was tested");
+    let results =
+        PathBuf::from(bad_end["run_dir"].as_str().expect("run dir")).join("results.jsonl");
+    let text = std::fs::read_to_string(&results).expect("the bad end's results.jsonl");
+    let warned = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("an outcome"))
+        .filter(|o| o["kind"] == "kernel-crash")
+        .all(|o| {
+            o["crashes"][0]["kind"] == "warning"
+                && o["summary"]
+                    .as_str()
+                    .is_some_and(|s| s.contains(&format!("[{id}] warning:do_epoll_ctl|")))
+        });
+    assert!(
+        warned && text.contains("kernel-crash"),
+        "every bad-end run crashed with the adopted WARNING:\n{text}"
+    );
 }
 
 #[test]

@@ -68,6 +68,9 @@ pub enum Event {
         top_id: String,
         probability: f64,
     },
+    /// The bad end crashed and no fingerprint was given: its crash (`fingerprint`, with its
+    /// `id`) is the one bisected from here on.
+    Adopted { id: String, fingerprint: String },
     /// The step told nothing about the culprit.
     Skip {
         number: usize,
@@ -376,7 +379,7 @@ pub async fn drive(
         };
         let batch = u32::try_from(number).unwrap_or(u32::MAX);
         let record = Some((&recorder, session, batch));
-        let trial = Trial::next_of(&state);
+        let trial = Trial::next_of(&state, index);
         let result = run_step(s, &trial, guest, &req, runs, &dir, record).await;
         if crate::process::interrupted().is_some() {
             return Err(LabError::Interrupted);
@@ -388,9 +391,13 @@ pub async fn drive(
                 crash,
                 kernel_key,
             } => {
-                if index == n && state.match_crash.is_none() && failures > 0 {
-                    // The bad end's crash, if it crashed, is the one bisected.
-                    state.match_crash = crash;
+                if let (true, None, Some(fp)) = (index == n, &state.match_crash, crash) {
+                    // The bad end's crash is the one bisected (the step adopted it).
+                    state.match_crash = Some(fp.id());
+                    on(Event::Adopted {
+                        id: fp.id(),
+                        fingerprint: fp.to_string(),
+                    });
                 }
                 let obs = Observation::Runs {
                     index,
@@ -548,7 +555,7 @@ async fn confirm(
     let (mut runs, mut boots) = (0, 0);
     for boot in 0..plan.boots {
         let dir = run_root.join(format!("confirm-run-{}", boot + 1));
-        let trial = Trial::next_of(state).reseeded(u64::from(boot));
+        let trial = Trial::confirming(state).reseeded(u64::from(boot));
         match run_step(s, &trial, guest, &req, plan.runs_per_boot, &dir, None).await {
             StepResult::Runs {
                 runs: r, failures, ..

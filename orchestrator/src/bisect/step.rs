@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::arch::{Accel, Arch};
-use crate::bisect::classify::{classify, first_line, StepResult};
+use crate::bisect::classify::{classify, first_line, StepResult, Want};
 use crate::bisect::state::{BisectState, Space};
 use crate::config::Settings;
 use crate::errors::LabError;
@@ -64,8 +64,8 @@ pub(super) struct Trial<'a> {
     duration: Duration,
     knobs: &'a [(String, String)],
     seed: u64,
-    /// The crash fingerprint that counts as bad.
-    want: Option<&'a str>,
+    /// The crashes that count as bad.
+    want: Want<'a>,
 }
 
 impl<'a> Trial<'a> {
@@ -75,15 +75,26 @@ impl<'a> Trial<'a> {
         self
     }
 
-    /// The next step of `state`. Each step gets its own seed, so that a candidate tested
-    /// twice does not see the same runs again.
-    pub(super) fn next_of(state: &'a BisectState) -> Trial<'a> {
+    /// The next step of `state`, on candidate `index`. Each step gets its own seed, so that a
+    /// candidate tested twice does not see the same runs again. At the bad end, before a
+    /// fingerprint is known, the first crash is adopted ([`Want::AdoptFirst`]).
+    pub(super) fn next_of(state: &'a BisectState, index: usize) -> Trial<'a> {
+        Trial::new(state, index == state.space.n())
+    }
+
+    /// The runs that confirm a culprit, on the bad end without it: not a candidate, so it
+    /// adopts no crash (without a fingerprint, any crash there makes it a skip).
+    pub(super) fn confirming(state: &'a BisectState) -> Trial<'a> {
+        Trial::new(state, false)
+    }
+
+    fn new(state: &'a BisectState, at_bad_end: bool) -> Trial<'a> {
         Trial {
             test: &state.test,
             duration: Duration::from_millis(state.duration_ms),
             knobs: &state.knobs,
             seed: state.seed.wrapping_add(state.steps.len() as u64 * 7919),
-            want: state.match_crash.as_deref(),
+            want: Want::of(state.match_crash.as_deref(), at_bad_end),
         }
     }
 }
@@ -254,7 +265,9 @@ pub async fn test_checkout(
         duration: req.duration,
         knobs: &req.knobs,
         seed: 1,
-        want: req.match_crash.as_deref(),
+        // `git bisect run` has no ends to adopt a crash at: without --match-crash every crash
+        // is a skip.
+        want: Want::of(req.match_crash.as_deref(), false),
     };
     let guest = Guest {
         image: &image,
@@ -282,8 +295,15 @@ mod tests {
         let mut state = BisectRequest::example_series(3)
             .into_state()
             .expect("valid");
-        let first = Trial::next_of(&state);
+        let first = Trial::next_of(&state, 1);
         assert_eq!(first.seed, 5);
+        assert_eq!(first.want, Want::Nothing);
+        assert_eq!(
+            Trial::next_of(&state, 3).want,
+            Want::AdoptFirst,
+            "3 is the bad end"
+        );
+        assert_eq!(Trial::confirming(&state).want, Want::Nothing);
         assert_eq!(first.duration, Duration::from_millis(200));
         assert_eq!(first.knobs, [("k".to_owned(), "1".to_owned())]);
         state.steps.push(StepRecord {
@@ -298,6 +318,12 @@ mod tests {
             top: (3, 0.5),
             seconds: 1.0,
         });
-        assert_eq!(Trial::next_of(&state).seed, 5 + 7919);
+        assert_eq!(Trial::next_of(&state, 1).seed, 5 + 7919);
+        state.match_crash = Some("d6a39672cb48".into());
+        assert_eq!(
+            Trial::next_of(&state, 3).want,
+            Want::Fingerprint("d6a39672cb48"),
+            "the adopted fingerprint holds from then on, at the bad end too"
+        );
     }
 }

@@ -263,7 +263,8 @@ pub struct BisectArgs {
     /// Stop when the top candidate holds this probability.
     #[arg(long, default_value_t = 0.95)]
     pub confidence: f64,
-    /// Only this crash fingerprint (id or full) counts as bad; another crash is a skip.
+    /// Only this crash fingerprint (id or full) counts as bad; another crash is a skip
+    /// (default: the fingerprint of the bad end's first crash, if it crashes).
     #[arg(long, value_name = "FINGERPRINT")]
     pub match_crash: Option<String>,
     /// Confirm the culprit: revert it on top of bad and check the failure goes away.

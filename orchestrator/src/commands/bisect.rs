@@ -226,7 +226,12 @@ fn print_log(session: i64, state: &BisectState, json: bool) {
         );
     }
     if let Some(fp) = &state.match_crash {
-        crate::outln!("  crash fingerprint bisected: {fp}");
+        let whence = if state.match_crash_given {
+            "--match-crash"
+        } else {
+            "adopted from the bad end"
+        };
+        crate::outln!("  crash fingerprint bisected: {fp} ({whence})");
     }
     if let Some(c) = &state.confirmation {
         crate::outln!("  {c}");

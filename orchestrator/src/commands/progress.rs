@@ -266,6 +266,9 @@ impl BisectProgress {
                 "lab:   {failures} of {runs} failed; now {} holds {probability:.3}",
                 short(&top_id)
             ),
+            BisectEvent::Adopted { id, fingerprint } => crate::errln!(
+                "lab:   the bad end crashed: bisecting its crash fingerprint {id} ({fingerprint}); a crash with another one is a skip"
+            ),
             BisectEvent::Skip { why, .. } => crate::errln!("lab:   skip: {why}"),
             BisectEvent::Confirm { result } => crate::errln!("lab: confirmation: {result}"),
             BisectEvent::Concluded { conclusion } => {

@@ -454,6 +454,25 @@ impl TreeReader for GitReader {
     }
 }
 
+/// Whether `src` is a worktree its repository still knows: `src/.git` names an administrative
+/// folder whose `gitdir` names `src/.git` back. A repository deleted and made again at the same
+/// path keeps neither, and every git command in `src` then fails with "not a git repository".
+fn linked_worktree(src: &Path) -> bool {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let dot_git = src.join(".git");
+    let Ok(text) = std::fs::read_to_string(&dot_git) else {
+        return false;
+    };
+    let Some(admin) = text.trim().strip_prefix("gitdir: ") else {
+        return false;
+    };
+    std::fs::read_to_string(Path::new(admin).join("gitdir"))
+        .is_ok_and(|back| same(Path::new(back.trim()), &dot_git))
+}
+
 /// What the work tree holds now.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct WorkState {
@@ -537,6 +556,17 @@ impl WorkTree {
                 self.write_overlay(source, overlay, &state.patched, &DirReader(pristine))
             }
             DefKind::Git { repo, .. } => {
+                if self.src.join(".git").exists() && !linked_worktree(&self.src) {
+                    // The repository was made again from scratch (scripts/synthetic-history.sh
+                    // does that when its inputs change): the tree is nobody's worktree now.
+                    tracing::info!(
+                        tree = %self.src.display(),
+                        repo = %repo.display(),
+                        "the work tree's repository no longer knows it; checking it out again"
+                    );
+                    std::fs::remove_dir_all(&self.src)
+                        .map_err(io("cannot remove the stale work tree", &self.src))?;
+                }
                 if !self.src.join(".git").exists() {
                     let _ = git(repo, &["worktree", "prune"]);
                     let src = self.src.to_string_lossy().into_owned();
@@ -775,6 +805,31 @@ mod tests {
         assert_eq!(std::fs::read(repo.join("a.c")).expect("read"), b"a2\n");
         assert_eq!(run(&["status", "--porcelain"]), "");
         assert!(Source::resolve(&KernelDef::git(&repo, "no-such-ref"), &cache).is_err());
+
+        // The repository made again at the same path (new history, no record of the work
+        // tree): the tree is checked out again instead of failing in every git command.
+        std::fs::remove_dir_all(&repo).expect("rm repo");
+        std::fs::create_dir_all(&repo).expect("mkdir");
+        run(&["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join("Makefile"), "v1\n").expect("write");
+        std::fs::write(repo.join("a.c"), "a3\n").expect("write");
+        run(&["add", "."]);
+        run(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "again",
+        ]);
+        assert!(!linked_worktree(&wt.src));
+        let again = Source::resolve(&KernelDef::git(&repo, "main"), &cache).expect("resolves");
+        assert_eq!(again.id.family, head.id.family, "same repository path");
+        wt.sync(&again, &Overlay::new(), &lock)
+            .expect("sync the remade repository");
+        assert_eq!(std::fs::read(wt.src.join("a.c")).expect("read"), b"a3\n");
+        assert!(linked_worktree(&wt.src));
     }
 
     #[test]

@@ -152,6 +152,10 @@ pub fn rows(sets: &[(String, Expect)], suite: &[String]) -> Vec<Row> {
         let label = match e.role {
             Role::Candidate => format!("base + {name}"),
             Role::Debug => format!("base + {name} (knobs on)"),
+            // A known-bad set that needs no amplifier (it breaks on its own) sits on base.
+            Role::KnownBad if e.requires.is_empty() && knobs.is_empty() => {
+                format!("base + {name}")
+            }
             Role::KnownBad => format!("{} (knobs on)", stack.join(" + ")),
         };
         rows.push(Row {
@@ -289,6 +293,13 @@ mod tests {
                 "cand".to_owned(),
                 ex(Role::Candidate, &[], &[], &["t1", "t2"]),
             ),
+            (
+                "crash".to_owned(),
+                Expect {
+                    knobs: vec![],
+                    ..ex(Role::KnownBad, &[], &["t2"], &["t1"])
+                },
+            ),
         ];
         let r = rows(&sets, &["t1".into(), "t2".into()]);
         let labels: Vec<&str> = r.iter().map(|r| r.label.as_str()).collect();
@@ -298,9 +309,11 @@ mod tests {
                 "base",
                 "base + cand",
                 "base + amp (knobs on)",
-                "amp + bad (knobs on)"
+                "amp + bad (knobs on)",
+                "base + crash"
             ]
         );
+        assert_eq!(r[4].stack, vec!["crash"]);
         assert_eq!(r[3].expect["t1"], Expected::Fail);
         assert_eq!(r[3].expect["t2"], Expected::Pass);
     }
