@@ -189,3 +189,53 @@ fn skipped_commits_end_in_ranges_that_hold_the_culprit() {
     assert!(right >= 285, "{right} of 300");
     assert!(ranges >= 20, "only {ranges} answers were skipped ranges");
 }
+
+/// A good end that fails now and then: with good commits failing 5 % of the time the
+/// search still names the right commit, and says what it rests on (a false-positive rate
+/// learnt well above zero); when good commits fail almost as often as bad ones, it says
+/// it cannot decide rather than name a wrong commit.
+#[test]
+fn a_flaky_good_end_lowers_confidence_or_ends_undecided() {
+    for (eps, p, trials) in [(0.05, 0.5, 100u32), (0.2, 0.25, 40)] {
+        let (mut wrong, mut right, mut undecided, mut eps_seen) = (0, 0, 0, 0.0);
+        for t in 0..trials {
+            let seed = 0xf1a4_0000 + u64::from(t);
+            let culprit = 1 + (uniform(seed, u64::MAX) * 32.0) as usize;
+            let mut oracle = FlakyOracle::new(culprit, p, eps, seed);
+            let cfg = SearchConfig {
+                max_runs: 400,
+                ..SearchConfig::default()
+            };
+            let search = Search::new(32, cfg).expect("valid");
+            let (_, end) = drive(search, |index, runs| Observation::Runs {
+                index,
+                runs,
+                failures: oracle.run(index, runs),
+            })
+            .expect("valid steps");
+            match end {
+                Next::Done(c) if c.confident => {
+                    if c.culprit == culprit {
+                        right += 1;
+                    } else {
+                        wrong += 1;
+                    }
+                    eps_seen += c.basis.false_positive.0;
+                }
+                _ => undecided += 1,
+            }
+        }
+        let decided = (right + wrong).max(1);
+        eprintln!(
+            "good commits fail {eps}, bad {p}: {right} right, {wrong} wrong, {undecided} undecided of {trials}; mean ε learnt when decided {:.3}",
+            eps_seen / f64::from(decided)
+        );
+        assert!(wrong * 20 <= trials, "ε = {eps}: {wrong} of {trials} confident and wrong");
+        if eps < 0.1 {
+            assert!(right * 10 >= trials * 8, "ε = {eps}: only {right} of {trials} right");
+            assert!(eps_seen / f64::from(decided) > 0.02, "the flakiness is stated");
+        } else {
+            assert!(undecided * 2 >= trials, "ε ≈ q: {undecided} of {trials} undecided");
+        }
+    }
+}
