@@ -230,12 +230,24 @@ fn a_flaky_good_end_lowers_confidence_or_ends_undecided() {
             "good commits fail {eps}, bad {p}: {right} right, {wrong} wrong, {undecided} undecided of {trials}; mean ε learnt when decided {:.3}",
             eps_seen / f64::from(decided)
         );
-        assert!(wrong * 20 <= trials, "ε = {eps}: {wrong} of {trials} confident and wrong");
+        assert!(
+            wrong * 20 <= trials,
+            "ε = {eps}: {wrong} of {trials} confident and wrong"
+        );
         if eps < 0.1 {
-            assert!(right * 10 >= trials * 8, "ε = {eps}: only {right} of {trials} right");
-            assert!(eps_seen / f64::from(decided) > 0.02, "the flakiness is stated");
+            assert!(
+                right * 10 >= trials * 8,
+                "ε = {eps}: only {right} of {trials} right"
+            );
+            assert!(
+                eps_seen / f64::from(decided) > 0.02,
+                "the flakiness is stated"
+            );
         } else {
-            assert!(undecided * 2 >= trials, "ε ≈ q: {undecided} of {trials} undecided");
+            assert!(
+                undecided * 2 >= trials,
+                "ε ≈ q: {undecided} of {trials} undecided"
+            );
         }
     }
 }

@@ -305,13 +305,13 @@ pub fn basis_lines(c: &Conclusion) -> Vec<String> {
         b.good_end.0
     ));
     out.push(format!(
-        "{} runs in {} boots (at most {} a boot); between-boot share of the failure rate's variance {:.2}{}",
+        "{} runs in {} boots (at most {} a boot); share of the failure rate's variance that is between boots {:.2} (0: runs independent, 1: a boot fails all or nothing){}",
         c.runs,
         b.boots,
         b.max_runs_per_boot,
         b.within_boot_correlation,
-        if b.within_boot_correlation > 0.3 {
-            ": a boot tends to fail all or nothing, so boots count more than runs"
+        if b.within_boot_correlation > 0.5 {
+            ": the runs of one boot hang together, so boots count more than runs"
         } else {
             ""
         }
