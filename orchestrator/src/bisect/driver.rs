@@ -593,19 +593,21 @@ fn image_digest(s: &Settings, key: &str) -> Option<String> {
     Some(hex::encode(Sha256::digest(&bytes)))
 }
 
+/// The image digest a step recorded for candidate `i`, if one did.
+fn recorded_digest(state: &BisectState, i: usize) -> Option<String> {
+    state
+        .steps
+        .iter()
+        .filter(|st| st.index == i)
+        .find_map(|st| st.image_sha256.clone())
+}
+
 /// Whether the kernel of candidate `culprit` is byte-identical to its parent's, building the
 /// parent if no step did; `None` when either cannot be told (not built, no image).
 async fn identical_to_parent(s: &Settings, state: &BisectState, culprit: usize) -> Option<bool> {
     let parent = culprit.checked_sub(1)?;
-    let digest_of = |i: usize| {
-        state
-            .steps
-            .iter()
-            .filter(|st| st.index == i)
-            .find_map(|st| st.image_sha256.clone())
-    };
-    let mine = digest_of(culprit)?;
-    let theirs = match digest_of(parent) {
+    let mine = recorded_digest(state, culprit)?;
+    let theirs = match recorded_digest(state, parent) {
         Some(d) => d,
         None => {
             let req = request_at(s, state, parent).ok()?;
@@ -653,5 +655,50 @@ mod tests {
         let different = begin(&mut store, fresh(BisectRequest::example_series(2))).expect("begun");
         assert!(!different.resumed);
         assert_ne!(different.session, first.session);
+    }
+
+    #[test]
+    fn a_state_from_an_older_lab_is_refused_on_continue_and_started_over_on_a_new_run() {
+        let mut store = Store::open_in_memory().expect("store");
+        let mut old = fresh(BisectRequest::example_series(3));
+        old.format_version = 1;
+        old.seed = 77;
+        let session = start_session(&mut store, &old).expect("stored");
+        match load(&store, Some(session), false) {
+            Err(LabError::Bisect(BisectError::OldState {
+                found: 1, expected, ..
+            })) => assert_eq!(expected, STATE_FORMAT_VERSION),
+            other => panic!("expected OldState, got {other:?}"),
+        }
+        let again = begin(&mut store, fresh(BisectRequest::example_series(3))).expect("begun");
+        assert_eq!(again.session, session, "the same bisection, in its session");
+        assert_eq!(again.state.format_version, STATE_FORMAT_VERSION);
+        assert_eq!(again.state.seed, 5, "started over with the new request");
+    }
+
+    #[test]
+    fn recorded_image_digests_tell_a_culprit_from_its_parent() {
+        let mut state = fresh(BisectRequest::example_series(3));
+        let step = |index: usize, digest: &str| StepRecord {
+            index,
+            id: format!("patch {index}"),
+            runs: 4,
+            failures: 0,
+            skipped: None,
+            kernel_key: Some(format!("k{index}")),
+            image_sha256: Some(digest.into()),
+            run_dir: String::new(),
+            top: (index, 0.5),
+            seconds: 1.0,
+        };
+        state.steps = vec![step(1, "aa"), step(2, "aa"), step(3, "bb")];
+        assert_eq!(recorded_digest(&state, 2).as_deref(), Some("aa"));
+        assert_eq!(
+            recorded_digest(&state, 0),
+            None,
+            "the good end was not run here"
+        );
+        assert_eq!(recorded_digest(&state, 1), recorded_digest(&state, 2));
+        assert_ne!(recorded_digest(&state, 2), recorded_digest(&state, 3));
     }
 }
