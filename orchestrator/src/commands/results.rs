@@ -112,12 +112,7 @@ fn session_line(s: &SessionRow) -> SessionLine {
 }
 
 fn overall_text(o: Overall) -> &'static str {
-    match o {
-        Overall::Regression => "REGRESSION",
-        Overall::NoRegression => "no regression",
-        Overall::NoRegressionInconclusive => "no regression found, some questions inconclusive",
-        Overall::Infra => "infrastructure failure",
-    }
+    o.describe()
 }
 
 fn list(store: &Store, path: &Path, limit: usize, json: bool) -> Result<Outcome, LabError> {

@@ -213,6 +213,18 @@ pub enum Overall {
     Infra,
 }
 
+impl Overall {
+    /// The answer in words, as reports print it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Overall::Regression => "REGRESSION",
+            Overall::NoRegression => "no regression",
+            Overall::NoRegressionInconclusive => "no regression found, some questions inconclusive",
+            Overall::Infra => "infrastructure failure",
+        }
+    }
+}
+
 /// A finished (or interrupted) comparison.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct CompareReport {
@@ -253,6 +265,15 @@ pub struct CompareReport {
 }
 
 impl CompareReport {
+    /// The questions whose verdict satisfies `pick`, as `test/arch question` labels.
+    pub fn labels_where(&self, pick: impl Fn(&Verdict) -> bool) -> Vec<String> {
+        self.questions
+            .iter()
+            .filter(|q| pick(&q.verdict))
+            .map(|q| format!("{}/{} {}", q.test, q.arch, q.question.label()))
+            .collect()
+    }
+
     /// Counts of each verdict, for summaries.
     pub fn tally(&self) -> (usize, usize, usize, usize) {
         let mut t = (0, 0, 0, 0);

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
-use crate::compare::model::CompareReport;
+use crate::compare::model::{CompareReport, Verdict};
 
 pub const GATE_FORMAT_VERSION: u32 = 1;
 
@@ -180,11 +180,30 @@ pub fn terminal(r: &GateReport, color: bool) -> String {
             let (reg, imp, same, open) = cmp.tally();
             let _ = writeln!(
                 out,
-                "runtime: tip against base: {:?} ({reg} regressions, {imp} improvements, {same} no difference, {open} inconclusive) in {:.0}s; report in {}",
-                cmp.overall,
+                "runtime: tip against base: {} ({reg} regressions, {imp} improvements, {same} no difference, {open} inconclusive) in {:.0}s; report in {}",
+                cmp.overall.describe(),
                 cmp.time_to_verdict_s,
                 r.compare_dir.clone().unwrap_or_default()
             );
+            if open > 0 {
+                // A pass that rests on open questions says which were ruled out and which not.
+                let ruled_out = cmp.labels_where(|v| matches!(v, Verdict::NoDifference { .. }));
+                let not_ruled_out = cmp.labels_where(|v| matches!(v, Verdict::Inconclusive { .. }));
+                let _ = writeln!(
+                    out,
+                    "  ruled out (no difference beyond the margin): {}",
+                    if ruled_out.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        ruled_out.join(", ")
+                    }
+                );
+                let _ = writeln!(
+                    out,
+                    "  NOT ruled out (inconclusive within the budget; a regression there would not have been seen): {}",
+                    not_ruled_out.join(", ")
+                );
+            }
         }
         (None, Some(why)) => {
             let _ = writeln!(out, "runtime: not run: {why}");
@@ -392,5 +411,44 @@ mod tests {
         assert!(md.contains("Runtime comparison not run: patch 2 does not build."));
         let back: GateReport = serde_json::from_str(&json(&r)).expect("round trip");
         assert_eq!(back.patches.len(), 2);
+    }
+
+    #[test]
+    fn a_pass_on_open_questions_says_what_was_and_was_not_ruled_out() {
+        let mut r = sample();
+        let mut cmp = crate::report::sample::small_report();
+        cmp.overall = crate::compare::model::Overall::NoRegressionInconclusive;
+        cmp.questions[0].verdict = Verdict::Inconclusive {
+            more_runs: Some(300),
+        };
+        let open = cmp.questions[0].clone();
+        let decided = cmp
+            .questions
+            .iter()
+            .find(|q| matches!(q.verdict, Verdict::NoDifference { .. }))
+            .expect("the sample decides one question")
+            .clone();
+        r.compare = Some(cmp);
+        r.runtime_skipped = None;
+        r.verdict = GateVerdict::Pass;
+        let t = terminal(&r, false);
+        assert!(
+            t.contains("no regression found, some questions inconclusive"),
+            "{t}"
+        );
+        assert!(!t.contains("NoRegressionInconclusive"), "{t}");
+        let label = |q: &crate::compare::model::QuestionResult| {
+            format!("{}/{} {}", q.test, q.arch, q.question.label())
+        };
+        let not_ruled = t
+            .lines()
+            .find(|l| l.contains("NOT ruled out"))
+            .expect("the open questions are named");
+        assert!(not_ruled.contains(&label(&open)), "{t}");
+        let ruled = t
+            .lines()
+            .find(|l| l.contains("ruled out (no difference"))
+            .expect("the decided questions are named");
+        assert!(ruled.contains(&label(&decided)), "{t}");
     }
 }

@@ -16,7 +16,7 @@ mod junit;
 mod markdown;
 mod plots;
 #[cfg(test)]
-mod sample;
+pub(crate) mod sample;
 mod terminal;
 
 use std::io::Write as _;

@@ -52,7 +52,7 @@ fn rate(a: (u64, u64), b: (u64, u64)) -> Option<RateDetail> {
     })
 }
 
-pub(super) fn small_report() -> CompareReport {
+pub(crate) fn small_report() -> CompareReport {
     let mut regression = question(
         "futex_wake_race",
         QuestionKind::FailureRate,
