@@ -99,7 +99,8 @@ pub struct StackArgs {
     /// Patch sets to stack in order: names under patches/, or paths to a folder, .patch or mbox.
     #[arg(long, value_delimiter = ',', value_name = "NAME[,NAME...]")]
     pub patches: Vec<String>,
-    /// Extra config fragments from configs/, after the ones in lab.toml (e.g. lockdep, kasan).
+    /// Extra config fragments after the ones in lab.toml: names in configs/ (e.g. lockdep,
+    /// kasan) or paths to a fragment file, with or without its .config.
     #[arg(long = "config", value_name = "FRAGMENT")]
     pub config: Vec<String>,
 }

@@ -220,7 +220,7 @@ fn plan(req: &BuildRequest, cache_dir: &Path) -> Result<Plan, BuildError> {
     let mut fragment_hashes = Vec::new();
     for name in &req.fragments {
         let (f, text) = kconfig::load_fragment(&req.config_dir, name)?;
-        fragment_hashes.push((name.clone(), sha256_hex(text.as_bytes())));
+        fragment_hashes.push((f.name.clone(), sha256_hex(text.as_bytes())));
         frags.push(f);
     }
     let request = kconfig::merge(&frags);

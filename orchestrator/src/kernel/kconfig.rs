@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KconfigError {
-    #[error("config fragment {name:?} not found at {path} (fragments live in the config dir of lab.toml)")]
+    #[error("config fragment {name:?} not found at {path} (a plain name is looked up in the config dir of lab.toml, a path with a / is taken as given)")]
     FragmentMissing { name: String, path: PathBuf },
     #[error("cannot read {path}")]
     Read {
@@ -113,9 +113,41 @@ pub fn parse_config_text(text: &str, path: &Path) -> Result<Vec<(String, String)
     Ok(out)
 }
 
-/// Loads `<dir>/<name>.config`.
+/// Where fragment `name` is read from. A plain name (`lockdep`) is `<dir>/<name>.config`,
+/// with or without its `.config`. A name with a `/` in it is a path, taken as given (relative
+/// to the working folder), with or without its `.config`; so is a `NAME.config` that is not in
+/// `dir` but is a file here.
+pub fn fragment_path(dir: &Path, name: &str) -> PathBuf {
+    let with_ext = |n: &str| {
+        if n.ends_with(".config") {
+            n.to_owned()
+        } else {
+            format!("{n}.config")
+        }
+    };
+    if name.contains('/') {
+        let given = PathBuf::from(name);
+        return if given.is_file() {
+            given
+        } else {
+            PathBuf::from(with_ext(name))
+        };
+    }
+    let in_dir = dir.join(with_ext(name));
+    if !in_dir.is_file() && name.ends_with(".config") && Path::new(name).is_file() {
+        return PathBuf::from(name);
+    }
+    in_dir
+}
+
+/// Loads fragment `name` from [`fragment_path`]; the fragment is named by its file's stem.
 pub fn load_fragment(dir: &Path, name: &str) -> Result<(Fragment, String), KconfigError> {
-    let path = dir.join(format!("{name}.config"));
+    let path = fragment_path(dir, name);
+    let name = path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .map(|f| f.strip_suffix(".config").unwrap_or(f))
+        .unwrap_or(name);
     if !path.is_file() {
         return Err(KconfigError::FragmentMissing {
             name: name.to_owned(),
@@ -694,6 +726,39 @@ mod tests {
             name: name.into(),
             entries: parse_config_text(text, Path::new(name)).expect("parses"),
         }
+    }
+
+    #[test]
+    fn a_fragment_is_found_by_name_or_by_path_with_or_without_its_extension() {
+        let configs = tempfile::tempdir().expect("tempdir");
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            configs.path().join("lockdep.config"),
+            "CONFIG_PROVE_LOCKING=y\n",
+        )
+        .expect("write");
+        let rt = elsewhere.path().join("rt-only.config");
+        std::fs::write(&rt, "CONFIG_PREEMPT_RT=y\n").expect("write");
+        for name in ["lockdep", "lockdep.config"] {
+            let (f, _) = load_fragment(configs.path(), name).expect(name);
+            assert_eq!(f.name, "lockdep");
+            assert_eq!(f.entries, vec![("PROVE_LOCKING".into(), "y".into())]);
+        }
+        let with_ext = rt.to_str().expect("utf-8").to_owned();
+        let without = with_ext.trim_end_matches(".config").to_owned();
+        for name in [&with_ext, &without] {
+            let (f, _) = load_fragment(configs.path(), name).expect(name);
+            assert_eq!(f.name, "rt-only", "{name}");
+            assert_eq!(f.entries, vec![("PREEMPT_RT".into(), "y".into())]);
+        }
+        // A missing one names the path it looked for, once with its extension.
+        let missing = format!("{}/nope.config", elsewhere.path().display());
+        let err = load_fragment(configs.path(), &missing).expect_err("missing");
+        assert!(
+            err.to_string().contains("nope.config")
+                && !err.to_string().contains("nope.config.config"),
+            "{err}"
+        );
     }
 
     #[test]
