@@ -3,8 +3,10 @@
 //! the step lines of a bisection. Shared here because more than one verb shows them (`lab
 //! gate` builds, compares and bisects too), and no verb imports another.
 
-use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -19,6 +21,8 @@ use crate::results::OutcomeKind;
 pub struct BuildProgress {
     bar: ProgressBar,
     last_expected: Mutex<Option<u64>>,
+    /// Lines for a log when stderr is not a terminal (the bar draws nothing there).
+    heartbeat: Option<Heartbeat>,
 }
 
 impl BuildProgress {
@@ -35,33 +39,164 @@ impl BuildProgress {
         );
         bar.set_prefix(label.to_owned());
         bar.enable_steady_tick(Duration::from_millis(120));
+        let heartbeat = (!quiet && !std::io::stderr().is_terminal())
+            .then(|| Heartbeat::start(format!("build {label}"), HEARTBEAT));
         BuildProgress {
             bar,
             last_expected: Mutex::new(None),
+            heartbeat,
         }
     }
 
     pub fn event(&self, e: BuildEvent) {
-        match e {
-            BuildEvent::Stage(s) => self.bar.set_message(s.to_owned()),
+        let msg = match e {
+            BuildEvent::Stage(s) => s.to_owned(),
             BuildEvent::Compile { done, expected } => {
-                if let Ok(mut last) = self.last_expected.lock() {
-                    if expected.is_some() {
-                        *last = expected;
-                    }
-                    match *last {
-                        Some(m) => self.bar.set_message(format!("compile {done} of about {m}")),
-                        None => self.bar.set_message(format!("compile {done}")),
-                    }
+                let Ok(mut last) = self.last_expected.lock() else {
+                    return;
+                };
+                if expected.is_some() {
+                    *last = expected;
+                }
+                match *last {
+                    Some(m) => format!("compile {done} of about {m}"),
+                    None => format!("compile {done}"),
                 }
             }
-            BuildEvent::Link => self.bar.set_message("link"),
-            BuildEvent::Diagnostic(_) => {}
+            BuildEvent::Link => "link".to_owned(),
+            BuildEvent::Diagnostic(_) => return,
+        };
+        if let Some(h) = &self.heartbeat {
+            h.set(&msg);
         }
+        self.bar.set_message(msg);
     }
 
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+        if let Some(h) = &self.heartbeat {
+            h.stop();
+        }
+    }
+}
+
+/// How often a long step says where it is when stderr is not a terminal.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// What a [`Heartbeat`] prints, and when: pure, so that the rule is tested without a clock.
+#[derive(Debug)]
+struct Beat {
+    label: String,
+    msg: String,
+    started: Instant,
+    last_line: Instant,
+    every: Duration,
+}
+
+impl Beat {
+    /// A new status: a line at once when the stage changes (its first word), else nothing.
+    fn set(&mut self, msg: &str, now: Instant) -> Option<String> {
+        let stage = |m: &str| m.split_whitespace().next().unwrap_or("").to_owned();
+        let changed = stage(msg) != stage(&self.msg);
+        self.msg = msg.to_owned();
+        changed.then(|| self.line(now))
+    }
+
+    /// A line when `every` has passed since the last one.
+    fn due(&mut self, now: Instant) -> Option<String> {
+        (now.duration_since(self.last_line) >= self.every).then(|| self.line(now))
+    }
+
+    fn line(&mut self, now: Instant) -> String {
+        self.last_line = now;
+        format!(
+            "lab: {}: {} [{}s]",
+            self.label,
+            if self.msg.is_empty() {
+                "starting"
+            } else {
+                &self.msg
+            },
+            now.duration_since(self.started).as_secs()
+        )
+    }
+}
+
+/// Lines on stderr for a log or a CI page: a long step (a kernel build) says what it is doing
+/// when its stage changes and at least every 30 seconds, where a terminal would show a bar.
+struct Heartbeat {
+    beat: Arc<Mutex<Beat>>,
+    done: Arc<AtomicBool>,
+    ticker: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Heartbeat {
+    fn start(label: String, every: Duration) -> Heartbeat {
+        let now = Instant::now();
+        let beat = Arc::new(Mutex::new(Beat {
+            label,
+            msg: String::new(),
+            started: now,
+            last_line: now,
+            every,
+        }));
+        let done = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (beat, done) = (Arc::clone(&beat), Arc::clone(&done));
+            std::thread::Builder::new()
+                .name("lab-heartbeat".into())
+                .spawn(move || {
+                    while !done.load(Ordering::Relaxed) {
+                        std::thread::park_timeout(Duration::from_secs(1));
+                        if done.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let line = beat
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .due(Instant::now());
+                        if let Some(line) = line {
+                            crate::errln!("{line}");
+                        }
+                    }
+                })
+                .ok()
+        };
+        Heartbeat {
+            beat,
+            done,
+            ticker: Mutex::new(ticker),
+        }
+    }
+
+    fn set(&self, msg: &str) {
+        let line = self
+            .beat
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set(msg, Instant::now());
+        if let Some(line) = line {
+            crate::errln!("{line}");
+        }
+    }
+
+    fn stop(&self) {
+        self.done.store(true, Ordering::Relaxed);
+        let ticker = self
+            .ticker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = ticker {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -322,4 +457,43 @@ pub fn basis_lines(c: &Conclusion) -> Vec<String> {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_speaks_on_a_new_stage_and_after_its_interval_only() {
+        let t0 = Instant::now();
+        let mut b = Beat {
+            label: "build x86_64".into(),
+            msg: String::new(),
+            started: t0,
+            last_line: t0,
+            every: Duration::from_secs(30),
+        };
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(
+            b.set("configure", at(1)).as_deref(),
+            Some("lab: build x86_64: configure [1s]")
+        );
+        assert_eq!(b.due(at(20)), None, "nothing new before 30 s");
+        assert!(
+            b.set("compile 10 of about 900", at(25)).is_some(),
+            "a new stage"
+        );
+        assert_eq!(
+            b.set("compile 11 of about 900", at(26)),
+            None,
+            "the same stage"
+        );
+        assert_eq!(b.due(at(54)), None);
+        assert_eq!(
+            b.due(at(55)).as_deref(),
+            Some("lab: build x86_64: compile 11 of about 900 [55s]")
+        );
+        assert_eq!(b.due(at(60)), None);
+        assert!(b.due(at(85)).is_some(), "every 30 s while nothing changes");
+    }
 }
