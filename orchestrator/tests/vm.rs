@@ -162,6 +162,20 @@ async fn a_real_test_runs_over_ssh_and_passes() {
     assert!(boot.ready_ms.is_some() && boot.ssh_ms.is_some(), "{boot:?}");
     assert!(dir.path().join("manifest.json").is_file());
     assert!(dir.path().join("results.jsonl").is_file());
+    // The boot keeps its keys' archive, not a copy of the whole initramfs, and the manifest
+    // says how to make it again.
+    let boot = dir.path().join("boot-1");
+    assert!(
+        !boot.join("initramfs.cpio").exists(),
+        "the initramfs copy is removed"
+    );
+    let keys = boot.join("keys/keys.cpio");
+    assert!(keys.is_file());
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&keys).expect("keys").permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the keys' archive is owner-only: {mode:o}");
+    let manifest = std::fs::read_to_string(dir.path().join("manifest.json")).expect("manifest");
+    assert!(manifest.contains("keys/keys.cpio"), "{manifest}");
     assert!(
         qemus_mentioning(&dir.path().display().to_string()).is_empty(),
         "QEMU left behind"

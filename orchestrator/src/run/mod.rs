@@ -212,6 +212,12 @@ pub struct Guest {
     pub boot: BootRecord,
 }
 
+/// A boot's initramfs, in its folder while QEMU starts.
+const INITRAMFS: &str = "initramfs.cpio";
+/// The boot's part of it (its keys), kept: with the cached base image it makes the
+/// initramfs again.
+const KEYS_ARCHIVE: &str = "keys/keys.cpio";
+
 /// Boots a guest for `plan` in `dir` and logs in. On failure, the VM is already torn down.
 pub async fn boot(plan: &RunPlan, dir: &Path) -> Result<Guest, (BootRecord, BootFailure)> {
     let keys = match image::run_keys(&dir.join("keys")) {
@@ -223,13 +229,29 @@ pub async fn boot(plan: &RunPlan, dir: &Path) -> Result<Guest, (BootRecord, Boot
             ))
         }
     };
-    let initramfs = dir.join("initramfs.cpio");
+    // The boot's initramfs is the cached base image with the boot's keys appended; QEMU
+    // reads it at start, so it is removed once the guest is up (or the boot has failed) and
+    // only the keys' archive stays in the run directory (the manifest says how to make the
+    // initramfs again). A full copy per boot filled runs/ with gigabytes.
+    let initramfs = dir.join(INITRAMFS);
     if let Err(e) = image::write_initramfs(&plan.image, &keys, &initramfs) {
         return Err((
             empty_boot(dir, &with_causes(&e)),
             BootFailure::Infra(with_causes(&e)),
         ));
     }
+    // It holds the guest's host key: owner-only, like the client key.
+    let _ = {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dir.join(KEYS_ARCHIVE))
+            .and_then(|mut f| f.write_all(&keys.archive))
+    };
     // QEMU binds the forwarded port itself; if another process took it in between, retry.
     let mut last = String::new();
     for _ in 0..3 {
@@ -254,6 +276,11 @@ pub async fn boot(plan: &RunPlan, dir: &Path) -> Result<Guest, (BootRecord, Boot
         };
         let console = vm.console_path.clone();
         let ready = vm.wait_ready(plan.boot_timeout).await;
+        let retry = matches!(&ready, Err(VmError::EarlyExit { stderr, .. })
+            if stderr.contains("hostfwd") || stderr.contains("Could not set up host forwarding"));
+        if !retry {
+            let _ = std::fs::remove_file(&initramfs);
+        }
         let (uptime, ready_at) = match ready {
             Ok(r) => r,
             Err(VmError::EarlyExit { stderr, .. })
@@ -621,7 +648,8 @@ pub async fn run(
             }
         }
     }
-    let spec = spec_for(plan, &plan.dir, &plan.dir.join("boot-1/initramfs.cpio"), 0);
+    let boot1 = plan.dir.join("boot-1");
+    let spec = spec_for(plan, &plan.dir, &boot1.join(INITRAMFS), 0);
     let manifest = RunManifest {
         format_version: MANIFEST_FORMAT_VERSION,
         arch: plan.arch,
@@ -634,7 +662,13 @@ pub async fn run(
         accel: plan.accel,
         accel_reason: accel_reason.to_owned(),
         cmdline: spec.cmdline(),
-        qemu_command: spec.reproduce(),
+        qemu_command: format!(
+            "cat {} {} > {} && {}",
+            plan.image.path.display(),
+            boot1.join(KEYS_ARCHIVE).display(),
+            boot1.join(INITRAMFS).display(),
+            spec.reproduce()
+        ),
         seed: plan.seed,
         knobs: plan.knobs.clone(),
         tests: plan.tests.clone(),
