@@ -149,6 +149,43 @@ async fn each_arch_boots_to_the_init_marker_and_powers_off() {
     }
 }
 
+/// The guest's SSH port is forwarded on 127.0.0.1 only: another loopback address
+/// (127.0.0.2, which a listener on 0.0.0.0 would answer) and every other address of this
+/// host are refused while the guest is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guest_ssh_port_answers_on_127_0_0_1_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = plan(Arch::X86_64, dir.path(), &["futex_errno"]).await;
+    let mut guest = match run::boot(&p, &dir.path().join("boot-1")).await {
+        Ok(g) => g,
+        Err((rec, failure)) => panic!("the guest did not boot: {failure:?} {rec:?}"),
+    };
+    let port = guest.ssh.target().port;
+    let reach = |addr: std::net::IpAddr| {
+        std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::new(addr, port),
+            Duration::from_secs(3),
+        )
+        .is_ok()
+    };
+    let loopback = reach([127, 0, 0, 1].into());
+    let mut others: Vec<std::net::IpAddr> = vec![[127, 0, 0, 2].into()];
+    if let Ok(out) = std::process::Command::new("hostname").arg("-I").output() {
+        others.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|a| a.parse::<std::net::IpAddr>().ok()),
+        );
+    }
+    let answered: Vec<_> = others.iter().copied().filter(|&a| reach(a)).collect();
+    run::teardown(&mut guest).await;
+    assert!(loopback, "the guest answers on 127.0.0.1:{port}");
+    assert!(
+        answered.is_empty(),
+        "port {port} also answers on {answered:?} (tried {others:?})"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_test_runs_over_ssh_and_passes() {
     let dir = tempfile::tempdir().expect("tempdir");
