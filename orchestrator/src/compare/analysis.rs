@@ -26,8 +26,11 @@
 //!
 //! # Crashes
 //!
-//! A kernel report on either side decides the test's failure-rate question on that arch as
-//! a regression at once, with the fingerprint; no statistics are needed to call a crash.
+//! A kernel report on B only decides the test's failure-rate question on that arch as a
+//! regression at once, with the fingerprint; no statistics are needed to call a crash. A
+//! report on A is "the baseline crashes" (and "both crash" when B crashes too, then or
+//! later): not a regression of B. Neither takes part in α recycling: a crash is not a test
+//! at level α, so its α is not passed on.
 
 use std::collections::BTreeMap;
 
@@ -104,8 +107,8 @@ struct Question {
     alpha: f64,
     monitor: Option<Monitor>,
     decision: Decision,
-    /// Set when a kernel crash decided the question.
-    crashed: Option<Side>,
+    /// Whether a kernel crash in this test was seen on A and on B (failure-rate questions).
+    crashed: (bool, bool),
     /// Monitor error, e.g. a metric with a zero value; the question is dropped from the
     /// family then, and says why.
     error: Option<String>,
@@ -113,11 +116,12 @@ struct Question {
 
 impl Question {
     fn is_open(&self) -> bool {
-        self.crashed.is_none() && self.error.is_none() && !self.decision.is_final()
+        self.crashed == (false, false) && self.error.is_none() && !self.decision.is_final()
     }
 
+    /// Rejected by its test: only then is its α passed on (a crash is not a test).
     fn rejected(&self) -> bool {
-        self.crashed.is_some() || matches!(self.decision, Decision::Different { .. })
+        self.crashed == (false, false) && matches!(self.decision, Decision::Different { .. })
     }
 }
 
@@ -237,22 +241,18 @@ impl Analysis {
             };
             let data = batch_data(&q.test, &q.kind, a, b);
             q.batches.push(data.clone());
+            // A crash in this test decides its failure rate at once; crashes are noted even
+            // after that, so that "both crash" is said when it is so.
+            if q.kind == QuestionKind::FailureRate {
+                let crashed = |os: &[TestOutcome]| {
+                    os.iter()
+                        .any(|o| o.test == q.test && o.kind == OutcomeKind::KernelCrash)
+                };
+                q.crashed.0 |= crashed(a);
+                q.crashed.1 |= crashed(b);
+            }
             if !q.is_open() {
                 continue;
-            }
-            // A crash in this test on either side decides its failure rate at once.
-            if q.kind == QuestionKind::FailureRate {
-                let crash_side = [(Side::A, a), (Side::B, b)]
-                    .into_iter()
-                    .find(|(_, os)| {
-                        os.iter()
-                            .any(|o| o.test == q.test && o.kind == OutcomeKind::KernelCrash)
-                    })
-                    .map(|(s, _)| s);
-                if let Some(side) = crash_side {
-                    q.crashed = Some(side);
-                    continue;
-                }
             }
             if let Some(mon) = q.monitor.as_mut() {
                 match mon.observe(&data) {
@@ -349,7 +349,7 @@ impl Analysis {
                     alpha: 0.0,
                     monitor: None,
                     decision: Decision::Continue,
-                    crashed: None,
+                    crashed: (false, false),
                     error: None,
                 });
                 let mut names: Vec<String> = a
@@ -372,7 +372,7 @@ impl Analysis {
                         alpha: 0.0,
                         monitor: None,
                         decision: Decision::Continue,
-                        crashed: None,
+                        crashed: (false, false),
                         error: None,
                     });
                 }
@@ -606,8 +606,10 @@ impl Analysis {
     }
 
     fn verdict_of(&self, q: &Question, better: Better) -> Verdict {
-        if q.crashed.is_some() {
-            return Verdict::Regression;
+        match q.crashed {
+            (false, true) => return Verdict::Regression,
+            (true, b) => return Verdict::BaselineCrashes { both: b },
+            (false, false) => {}
         }
         match &q.decision {
             Decision::Different { direction, .. } => {
@@ -634,12 +636,12 @@ impl Analysis {
         }
     }
 
-    /// Which side crashed in a question decided by a crash.
-    pub fn crash_side(&self, test: &str, arch: Arch) -> Option<Side> {
+    /// Which sides crashed in a test's failure-rate question: (A, B).
+    pub fn crash_sides(&self, test: &str, arch: Arch) -> (bool, bool) {
         self.questions
             .iter()
             .find(|q| q.test == test && q.arch == arch && q.kind == QuestionKind::FailureRate)
-            .and_then(|q| q.crashed)
+            .map_or((false, false), |q| q.crashed)
     }
 }
 
@@ -831,8 +833,62 @@ mod tests {
         assert!(an.all_decided());
         let r = an.results(1);
         assert_eq!(r[0].verdict, Verdict::Regression);
-        assert_eq!(an.crash_side("t_rate", Arch::Arm64), Some(Side::B));
+        assert_eq!(an.crash_sides("t_rate", Arch::Arm64), (false, true));
         assert_eq!(an.crashes().len(), 1);
+    }
+
+    #[test]
+    fn a_crash_of_the_baseline_is_not_a_regression_and_recycles_no_alpha() {
+        let tests = vec!["t_rate".into(), "t_other".into()];
+        let crash = |test: &str| {
+            let mut o = outcome(test, Arch::X86_64, true, None);
+            o.kind = OutcomeKind::KernelCrash;
+            o.summary = "kernel BUG at kernel/futex/core.c".into();
+            o
+        };
+        let pass = |test: &str| outcome(test, Arch::X86_64, false, None);
+        let mut an = Analysis::new(params(40), tests);
+        an.add_batch(&[(
+            Arch::X86_64,
+            vec![crash("t_rate"), pass("t_other")],
+            vec![pass("t_rate"), pass("t_other")],
+        )]);
+        let r = an.results(1);
+        let rate = |r: &[QuestionResult], t: &str| {
+            r.iter()
+                .find(|q| q.test == t && q.question == QuestionKind::FailureRate)
+                .expect("question")
+                .clone()
+        };
+        assert_eq!(
+            rate(&r, "t_rate").verdict,
+            Verdict::BaselineCrashes { both: false }
+        );
+        assert_eq!(an.crash_sides("t_rate", Arch::X86_64), (true, false));
+        // The crashed question keeps its α: nothing is passed on to the other one.
+        let other = an
+            .questions
+            .iter()
+            .find(|q| q.test == "t_other" && q.kind == QuestionKind::FailureRate)
+            .expect("question");
+        let crashed = an
+            .questions
+            .iter()
+            .find(|q| q.test == "t_rate" && q.kind == QuestionKind::FailureRate)
+            .expect("question");
+        assert!((other.alpha - crashed.alpha).abs() < 1e-15, "no α recycled");
+        // B crashes too, later: both crash, still not a regression of B.
+        an.add_batch(&[(
+            Arch::X86_64,
+            vec![pass("t_rate"), pass("t_other")],
+            vec![crash("t_rate"), pass("t_other")],
+        )]);
+        let r = an.results(2);
+        assert_eq!(
+            rate(&r, "t_rate").verdict,
+            Verdict::BaselineCrashes { both: true }
+        );
+        assert_eq!(an.crashes().len(), 2, "both fingerprints are reported");
     }
 
     #[test]

@@ -346,9 +346,14 @@ pub async fn compare(
         c.run_dir = plan.dir.join(c.arch.name()).display().to_string();
     }
     let any_regression = questions.iter().any(|q| q.verdict == Verdict::Regression);
-    let any_inconclusive = questions
-        .iter()
-        .any(|q| matches!(q.verdict, Verdict::Inconclusive { .. }));
+    // A crashing baseline leaves B's failure rate unknown there: open, like an inconclusive
+    // question, and said as such in the report.
+    let any_inconclusive = questions.iter().any(|q| {
+        matches!(
+            q.verdict,
+            Verdict::Inconclusive { .. } | Verdict::BaselineCrashes { .. }
+        )
+    });
     let counted_runs = runs_made - infra_errors + reused_count;
     let overall = if any_regression {
         Overall::Regression

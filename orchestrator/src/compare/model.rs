@@ -85,6 +85,10 @@ pub enum Verdict {
     NoDifference { margin: f64 },
     /// The budget ran out first; `more_runs` is the estimate of runs per side still needed.
     Inconclusive { more_runs: Option<u64> },
+    /// The baseline A crashed in this test (and B too when `both`): not a regression of B,
+    /// and nothing is known about B's failure rate against A's. The crashes are in the
+    /// report's crash findings, with their fingerprints.
+    BaselineCrashes { both: bool },
 }
 
 impl Verdict {
@@ -94,6 +98,8 @@ impl Verdict {
             Verdict::Improvement => "improvement",
             Verdict::NoDifference { .. } => "no difference",
             Verdict::Inconclusive { .. } => "inconclusive",
+            Verdict::BaselineCrashes { both: false } => "baseline crashes",
+            Verdict::BaselineCrashes { both: true } => "both crash",
         }
     }
 }
@@ -282,7 +288,7 @@ impl CompareReport {
                 Verdict::Regression => t.0 += 1,
                 Verdict::Improvement => t.1 += 1,
                 Verdict::NoDifference { .. } => t.2 += 1,
-                Verdict::Inconclusive { .. } => t.3 += 1,
+                Verdict::Inconclusive { .. } | Verdict::BaselineCrashes { .. } => t.3 += 1,
             }
         }
         t

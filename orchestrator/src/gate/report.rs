@@ -188,7 +188,12 @@ pub fn terminal(r: &GateReport, color: bool) -> String {
             if open > 0 {
                 // A pass that rests on open questions says which were ruled out and which not.
                 let ruled_out = cmp.labels_where(|v| matches!(v, Verdict::NoDifference { .. }));
-                let not_ruled_out = cmp.labels_where(|v| matches!(v, Verdict::Inconclusive { .. }));
+                let not_ruled_out = cmp.labels_where(|v| {
+                    matches!(
+                        v,
+                        Verdict::Inconclusive { .. } | Verdict::BaselineCrashes { .. }
+                    )
+                });
                 let _ = writeln!(
                     out,
                     "  ruled out (no difference beyond the margin): {}",

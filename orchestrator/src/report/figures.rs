@@ -426,6 +426,7 @@ pub(super) fn verdict_note(q: &QuestionResult, design: &DesignInfo) -> Option<St
             None => "no estimate of the runs it needs".into(),
         }),
         Verdict::Regression | Verdict::Improvement => None,
+        Verdict::BaselineCrashes { .. } => Some("B's failure rate not compared".into()),
     }
 }
 
@@ -489,6 +490,12 @@ pub(super) fn verdict_sentence(q: &QuestionResult, report: &CompareReport) -> St
             ),
             None => "inconclusive: the budget ran out first, with no estimate of the runs it would need".into(),
         },
+        Verdict::BaselineCrashes { both: false } => {
+            "baseline crashes: the kernel crashed on A (the baseline), not a regression of B; B's failure rate is not compared".into()
+        }
+        Verdict::BaselineCrashes { both: true } => {
+            "both crash: the kernel crashed on A and on B; not a regression of B, and nothing is known about B against A".into()
+        }
     }
 }
 

@@ -46,7 +46,7 @@ fn verdict_class(v: &Verdict) -> &'static str {
         Verdict::Regression => "v-regression",
         Verdict::Improvement => "v-improvement",
         Verdict::NoDifference { .. } => "v-same",
-        Verdict::Inconclusive { .. } => "v-open",
+        Verdict::Inconclusive { .. } | Verdict::BaselineCrashes { .. } => "v-open",
     }
 }
 

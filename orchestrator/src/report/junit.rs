@@ -115,7 +115,9 @@ fn cases(r: &CompareReport, arch: Arch) -> Vec<Case> {
                 message: sentence,
                 body: body.clone(),
             },
-            Verdict::Inconclusive { .. } => Outcome::Skipped { message: sentence },
+            Verdict::Inconclusive { .. } | Verdict::BaselineCrashes { .. } => {
+                Outcome::Skipped { message: sentence }
+            }
             Verdict::Improvement | Verdict::NoDifference { .. } => Outcome::Pass,
         };
         out.push(Case {

@@ -53,7 +53,7 @@ fn verdict_color(v: &Verdict) -> &'static str {
     match v {
         Verdict::Regression => RED,
         Verdict::Improvement | Verdict::NoDifference { .. } => GREEN,
-        Verdict::Inconclusive { .. } => YELLOW,
+        Verdict::Inconclusive { .. } | Verdict::BaselineCrashes { .. } => YELLOW,
     }
 }
 
