@@ -388,9 +388,13 @@ impl Looks {
             Some((_, hi)) if c.is_finite() && hi < 0.0 => Some(Direction::BLower),
             _ => None,
         };
+        // "No difference" needs an interval that says something: one of zero width (every
+        // value tied, as quantised latencies often are) has no variance behind it and would
+        // claim equivalence from nothing.
         let equivalent = e.is_finite()
             && matches!(ev.equivalence_interval,
-                Some((lo, hi)) if lo > -margin_working && hi < margin_working);
+                Some((lo, hi)) if lo > -margin_working && hi < margin_working
+                    && hi - lo > DEGENERATE_WIDTH);
         let decision = match (different, interval, equivalence_interval) {
             (Some(direction), Some(interval), _) => Decision::Different {
                 direction,
@@ -550,6 +554,10 @@ impl RateMonitor {
         self.looks.conclude()
     }
 }
+
+/// Width (on the log or rate scale) below which an interval is taken as degenerate: no
+/// equivalence is claimed from it.
+const DEGENERATE_WIDTH: f64 = 1e-9;
 
 /// Sequential comparison of a latency or throughput metric for one test on one
 /// arch, on the relative (log) scale.
@@ -838,6 +846,27 @@ mod tests {
             assert_eq!(x.decision.name(), y.decision.name());
             assert!((x.estimate - y.estimate).abs() < 1e-12);
         }
+    }
+
+    #[test]
+    fn tied_values_never_make_no_difference() {
+        // Every run reads the same quantised bucket on both sides: the rank interval
+        // collapses to a point, which must not be taken for "no difference".
+        let design = Design::new(0.05, 40);
+        let mut m = MetricMonitor::new(design).expect("valid");
+        let tied = vec![983_040.0; 10];
+        let mut last = Decision::Continue;
+        for _ in 0..4 {
+            last = m.observe(&tied, &tied).expect("valid");
+            assert!(
+                !matches!(last, Decision::Equivalent { .. }),
+                "equivalence from a zero-width interval: {last:?}"
+            );
+        }
+        assert!(
+            matches!(last, Decision::Inconclusive { .. }),
+            "at the last look it is inconclusive: {last:?}"
+        );
     }
 
     #[test]
