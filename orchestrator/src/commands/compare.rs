@@ -19,7 +19,10 @@ pub async fn run(ctx: &Context, args: &CompareArgs) -> Result<Outcome, LabError>
     let req = request(&ctx.settings, args)?;
     let progress = SessionProgress::new(ctx.quiet);
     let on = |e| progress.event(e);
-    let Some((report, dir)) = session::run(&ctx.settings, &req, &on).await? else {
+    let ran = session::run(&ctx.settings, &req, &on).await;
+    // The loop is over: no more progress lines among the report's.
+    drop(progress);
+    let Some((report, dir)) = ran? else {
         return Err(LabError::Interrupted);
     };
     emit(ctx, args, &report, &dir)?;

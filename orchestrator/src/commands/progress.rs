@@ -208,6 +208,11 @@ pub struct SessionProgress {
     /// Every outcome, not only the ones that did not pass (`LAB_COMPARE_VERBOSE`).
     verbose_outcomes: bool,
     build: Mutex<Option<BuildProgress>>,
+    /// Lines for a log while batches run, when stderr is not a terminal: from the
+    /// session's start (builds have their own).
+    heartbeat: Mutex<Option<Heartbeat>>,
+    /// Where the loop is: (batch running, questions decided, questions, runs in).
+    at: Mutex<(usize, usize, usize, u64)>,
 }
 
 impl SessionProgress {
@@ -216,7 +221,24 @@ impl SessionProgress {
             quiet,
             verbose_outcomes: std::env::var_os("LAB_COMPARE_VERBOSE").is_some(),
             build: Mutex::new(None),
+            heartbeat: Mutex::new(None),
+            at: Mutex::new((1, 0, 0, 0)),
         }
+    }
+
+    /// Tells the heartbeat where the loop is, after `change`.
+    fn beat(&self, change: impl FnOnce(&mut (usize, usize, usize, u64))) {
+        let heartbeat = self
+            .heartbeat
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(h) = heartbeat.as_ref() else { return };
+        let mut at = self.at.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut at);
+        let (batch, decided, questions, runs) = *at;
+        h.set(&format!(
+            "batch {batch} running; {decided} of {questions} questions decided, {runs} runs in"
+        ));
     }
 
     pub fn event(&self, e: SessionEvent) {
@@ -262,7 +284,13 @@ impl SessionProgress {
             } => crate::errln!(
                 "lab: resuming comparison {session} (started {created_at}); its finished runs are reused"
             ),
-            SessionEvent::Started(start) => started(&start),
+            SessionEvent::Started(start) => {
+                started(&start);
+                if !std::io::stderr().is_terminal() {
+                    *self.heartbeat.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(Heartbeat::start("compare".into(), HEARTBEAT));
+                }
+            }
             SessionEvent::Loop(e) => self.loop_event(e),
         }
     }
@@ -278,6 +306,7 @@ impl SessionProgress {
                 side.name()
             ),
             Event::Outcome { side, outcome: o } => {
+                self.beat(|at| at.3 += 1);
                 if self.verbose_outcomes || o.kind != OutcomeKind::Pass {
                     crate::errln!(
                         "  {} {} {} #{}: {} {}",
@@ -301,9 +330,16 @@ impl SessionProgress {
                 elapsed_s,
                 decided,
                 questions,
-            } => crate::errln!(
-                "lab: batch {number} done at {elapsed_s:.0}s: {decided} of {questions} questions decided"
-            ),
+            } => {
+                self.beat(|at| {
+                    at.0 = number.saturating_add(1);
+                    at.1 = decided;
+                    at.2 = questions;
+                });
+                crate::errln!(
+                    "lab: batch {number} done at {elapsed_s:.0}s: {decided} of {questions} questions decided"
+                )
+            }
             Event::Decided {
                 arch,
                 test,
@@ -313,9 +349,19 @@ impl SessionProgress {
             } => crate::errln!(
                 "lab: {arch} {test} {question}: {verdict} after {runs_per_side} runs per side"
             ),
-            Event::BudgetSpent { elapsed_s } => crate::errln!(
-                "lab: budget spent at {elapsed_s:.0}s; the open questions are inconclusive"
-            ),
+            Event::BudgetSpent { elapsed_s } => {
+                if let Some(h) = self
+                    .heartbeat
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                {
+                    h.stop();
+                }
+                crate::errln!(
+                    "lab: budget spent at {elapsed_s:.0}s; the open questions are inconclusive"
+                )
+            }
             Event::StoreError(e) => crate::errln!("lab: results store: {e}"),
         }
     }
@@ -349,14 +395,36 @@ fn started(s: &SessionStart) {
 /// left: a test that does not reproduce, and results that did not reach the store.
 pub struct BisectProgress {
     quiet: bool,
+    /// Lines for a log during a step (a build, a boot, the runs: minutes without a line),
+    /// when stderr is not a terminal.
+    heartbeat: Option<Heartbeat>,
 }
 
 impl BisectProgress {
     pub fn new(quiet: bool) -> BisectProgress {
-        BisectProgress { quiet }
+        BisectProgress {
+            quiet,
+            heartbeat: (!quiet && !std::io::stderr().is_terminal())
+                .then(|| Heartbeat::start("bisect".into(), HEARTBEAT)),
+        }
     }
 
     pub fn event(&self, e: BisectEvent) {
+        if let Some(h) = &self.heartbeat {
+            match &e {
+                BisectEvent::Testing {
+                    number, id, runs, ..
+                } => h.set(&format!(
+                    "step {number}: building {} if needed, booting it, {runs} runs",
+                    short(id)
+                )),
+                BisectEvent::Step { number, .. } | BisectEvent::Skip { number, .. } => {
+                    h.set(&format!("step {number} done; choosing the next"));
+                }
+                BisectEvent::Concluded { .. } | BisectEvent::NotReproduced { .. } => h.stop(),
+                _ => {}
+            }
+        }
         match e {
             BisectEvent::NotReproduced { test, bad, runs } => crate::errln!(
                 "lab: {test} passed all {runs} runs at the bad end ({}): it does not reproduce there, so there is nothing to bisect; try amplifier knobs or a longer --duration",
