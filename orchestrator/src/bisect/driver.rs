@@ -575,7 +575,8 @@ async fn confirm(
         }
     }
     Ok(format!(
-        "confirmed: without the culprit the bad end passed {runs} of {runs} runs in {boots} boots; were the culprit wrong, a pass this clean had probability {:.3}",
+        "confirmed: without the culprit the bad end passed {runs} of {runs} runs in {boots} boot{}; were the culprit wrong, a pass this clean had probability {:.3}",
+        if boots == 1 { "" } else { "s" },
         plan.p_clean_if_wrong
     ))
 }
