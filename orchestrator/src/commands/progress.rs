@@ -273,6 +273,16 @@ impl SessionProgress {
             }
             SessionEvent::JobsLowered(note) => crate::errln!("lab: {note}"),
             SessionEvent::Unrecorded(summary) => crate::errln!("lab: {summary}"),
+            SessionEvent::LoopEnded => {
+                if let Some(h) = self
+                    .heartbeat
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                {
+                    h.stop();
+                }
+            }
             SessionEvent::Interrupted { runs, session } => crate::errln!(
                 "lab: interrupted; {runs} runs are in the store, and the same command resumes session {session}"
             ),
@@ -396,21 +406,38 @@ fn started(s: &SessionStart) {
 pub struct BisectProgress {
     quiet: bool,
     /// Lines for a log during a step (a build, a boot, the runs: minutes without a line),
-    /// when stderr is not a terminal.
-    heartbeat: Option<Heartbeat>,
+    /// when stderr is not a terminal; from the bisection's start to its conclusion.
+    heartbeat: Mutex<Option<Heartbeat>>,
 }
 
 impl BisectProgress {
     pub fn new(quiet: bool) -> BisectProgress {
         BisectProgress {
             quiet,
-            heartbeat: (!quiet && !std::io::stderr().is_terminal())
-                .then(|| Heartbeat::start("bisect".into(), HEARTBEAT)),
+            heartbeat: Mutex::new(None),
         }
     }
 
     pub fn event(&self, e: BisectEvent) {
-        if let Some(h) = &self.heartbeat {
+        let mut heartbeat = self
+            .heartbeat
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if matches!(e, BisectEvent::Started { .. })
+            && !self.quiet
+            && !std::io::stderr().is_terminal()
+        {
+            *heartbeat = Some(Heartbeat::start("bisect".into(), HEARTBEAT));
+        }
+        if matches!(
+            e,
+            BisectEvent::Concluded { .. } | BisectEvent::NotReproduced { .. }
+        ) {
+            if let Some(h) = heartbeat.take() {
+                h.stop();
+            }
+        }
+        if let Some(h) = heartbeat.as_ref() {
             match &e {
                 BisectEvent::Testing {
                     number, id, runs, ..
@@ -421,10 +448,10 @@ impl BisectProgress {
                 BisectEvent::Step { number, .. } | BisectEvent::Skip { number, .. } => {
                     h.set(&format!("step {number} done; choosing the next"));
                 }
-                BisectEvent::Concluded { .. } | BisectEvent::NotReproduced { .. } => h.stop(),
                 _ => {}
             }
         }
+        drop(heartbeat);
         match e {
             BisectEvent::NotReproduced { test, bad, runs } => crate::errln!(
                 "lab: {test} passed all {runs} runs at the bad end ({}): it does not reproduce there, so there is nothing to bisect; try amplifier knobs or a longer --duration",

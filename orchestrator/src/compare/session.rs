@@ -228,6 +228,8 @@ pub enum SessionEvent {
     Started(Box<SessionStart>),
     /// From the loop.
     Loop(Event),
+    /// The loop is over (decided, budget spent or interrupted).
+    LoopEnded,
     /// What the results store did not take, once, when the runs are over.
     Unrecorded(RecordSummary),
     /// Ctrl-C: the runs made so far are in the store, and the same request resumes.
@@ -365,6 +367,7 @@ pub async fn run(
     })));
     let on_loop = |e: Event| on(SessionEvent::Loop(e));
     let report = super::compare(&plan, recorder.clone(), session, &on_loop).await;
+    on(SessionEvent::LoopEnded);
     if crate::process::interrupted().is_some() {
         // The finished runs are in the store; the same request resumes.
         report_unrecorded(&recorder, on);
