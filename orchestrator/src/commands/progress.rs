@@ -88,18 +88,24 @@ const HEARTBEAT: Duration = Duration::from_secs(30);
 struct Beat {
     label: String,
     msg: String,
+    /// Stages (a status's first word) already announced.
+    seen: Vec<String>,
     started: Instant,
     last_line: Instant,
     every: Duration,
 }
 
 impl Beat {
-    /// A new status: a line at once when the stage changes (its first word), else nothing.
+    /// A new status: a line at once when it enters a stage (its first word) for the first
+    /// time, else nothing (make alternates compile and link lines; those wait for `due`).
     fn set(&mut self, msg: &str, now: Instant) -> Option<String> {
-        let stage = |m: &str| m.split_whitespace().next().unwrap_or("").to_owned();
-        let changed = stage(msg) != stage(&self.msg);
+        let stage = msg.split_whitespace().next().unwrap_or("").to_owned();
         self.msg = msg.to_owned();
-        changed.then(|| self.line(now))
+        if self.seen.contains(&stage) {
+            return None;
+        }
+        self.seen.push(stage);
+        Some(self.line(now))
     }
 
     /// A line when `every` has passed since the last one.
@@ -136,6 +142,7 @@ impl Heartbeat {
         let beat = Arc::new(Mutex::new(Beat {
             label,
             msg: String::new(),
+            seen: Vec::new(),
             started: now,
             last_line: now,
             every,
@@ -564,6 +571,7 @@ mod tests {
         let mut b = Beat {
             label: "build x86_64".into(),
             msg: String::new(),
+            seen: Vec::new(),
             started: t0,
             last_line: t0,
             every: Duration::from_secs(30),
@@ -583,12 +591,18 @@ mod tests {
             None,
             "the same stage"
         );
-        assert_eq!(b.due(at(54)), None);
+        assert!(b.set("link", at(26)).is_some(), "a new stage");
         assert_eq!(
-            b.due(at(55)).as_deref(),
-            Some("lab: build x86_64: compile 11 of about 900 [55s]")
+            b.set("compile 12 of about 900", at(26)),
+            None,
+            "a stage seen before waits for the interval"
+        );
+        assert_eq!(b.due(at(55)), None);
+        assert_eq!(
+            b.due(at(56)).as_deref(),
+            Some("lab: build x86_64: compile 12 of about 900 [56s]")
         );
         assert_eq!(b.due(at(60)), None);
-        assert!(b.due(at(85)).is_some(), "every 30 s while nothing changes");
+        assert!(b.due(at(86)).is_some(), "every 30 s while nothing changes");
     }
 }
