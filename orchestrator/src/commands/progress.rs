@@ -281,6 +281,7 @@ impl SessionProgress {
             SessionEvent::JobsLowered(note) => crate::errln!("lab: {note}"),
             SessionEvent::Unrecorded(summary) => crate::errln!("lab: {summary}"),
             SessionEvent::LoopEnded => {
+                // The budget spent or every question decided: no more "batch running".
                 if let Some(h) = self
                     .heartbeat
                     .lock()
@@ -366,19 +367,9 @@ impl SessionProgress {
             } => crate::errln!(
                 "lab: {arch} {test} {question}: {verdict} after {runs_per_side} runs per side"
             ),
-            Event::BudgetSpent { elapsed_s } => {
-                if let Some(h) = self
-                    .heartbeat
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take()
-                {
-                    h.stop();
-                }
-                crate::errln!(
-                    "lab: budget spent at {elapsed_s:.0}s; the open questions are inconclusive"
-                )
-            }
+            Event::BudgetSpent { elapsed_s } => crate::errln!(
+                "lab: budget spent at {elapsed_s:.0}s; the open questions are inconclusive"
+            ),
             Event::StoreError(e) => crate::errln!("lab: results store: {e}"),
         }
     }

@@ -138,21 +138,15 @@ impl Grid {
         let mut bad = Moments::default();
         let mut good = Moments::default();
         let mut kappa_w = [0.0; KAPPAS.len()];
-        // Shifted exponentials per κ, so that one κ's sums never underflow.
-        let mut a = vec![0.0; nq];
-        let mut e = vec![0.0; ne];
         let mut tails = Vec::with_capacity(KAPPAS.len());
         for k in 0..KAPPAS.len() {
             let la: Vec<f64> = (0..nq).map(|i| self.ln_wq[i] + lq[k * nq + i]).collect();
             let lb: Vec<f64> = (0..ne).map(|i| self.ln_we[i] + le[k * ne + i]).collect();
             let ma = la.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let mb = lb.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            for i in 0..nq {
-                a[i] = (la[i] - ma).exp();
-            }
-            for i in 0..ne {
-                e[i] = (lb[i] - mb).exp();
-            }
+            // Shifted exponentials per κ, so that one κ's sums never underflow.
+            let a: Vec<f64> = la.iter().map(|l| (l - ma).exp()).collect();
+            let e: Vec<f64> = lb.iter().map(|l| (l - mb).exp()).collect();
             // below[i] = Σ_{ε < q_i} e, by a merge of the two sorted grids.
             let mut below = vec![0.0; nq];
             let (mut j, mut acc) = (0, 0.0);
@@ -180,19 +174,13 @@ impl Grid {
                 f64::NEG_INFINITY
             };
             per_kappa.push(ln_total);
-            tails.push((a.clone(), below, e.clone(), above, total));
+            tails.push((a, below, e, above, total));
         }
         let ln_weight = ln_sum_exp(per_kappa.iter().copied());
         let mut bad_w = vec![0.0; self.q_len()];
+        // With no finite weight (no hypothesis explains the data) the moments stay 0.
         if !ln_weight.is_finite() {
-            return SegmentFit {
-                ln_weight,
-                ln_kappa: per_kappa,
-                bad,
-                good,
-                kappa: kappa_w,
-                bad_w,
-            };
+            tails.clear();
         }
         for (k, (a, below, e, above, total)) in tails.into_iter().enumerate() {
             let wk = (per_kappa[k] - ln_weight).exp();
