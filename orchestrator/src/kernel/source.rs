@@ -756,32 +756,31 @@ mod tests {
     fn git_sources_resolve_refs_and_sync_in_a_worktree() {
         let dir = tempfile::tempdir().expect("tempdir");
         let repo = dir.path().join("linux");
-        std::fs::create_dir_all(&repo).expect("mkdir");
         let run = |args: &[&str]| git(&repo, args).expect("git");
-        run(&["init", "-q", "-b", "main"]);
-        std::fs::write(repo.join("Makefile"), "v1\n").expect("write");
-        std::fs::write(repo.join("a.c"), "a1\n").expect("write");
-        run(&["add", "."]);
-        run(&[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "one",
-        ]);
+        let commit = |flags: &str, message: &str| {
+            run(&[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                flags,
+                message,
+            ])
+        };
+        // A new repository at `repo` whose one commit has this a.c.
+        let init = |a_c: &str, message: &str| {
+            std::fs::create_dir_all(&repo).expect("mkdir");
+            run(&["init", "-q", "-b", "main"]);
+            std::fs::write(repo.join("Makefile"), "v1\n").expect("write");
+            std::fs::write(repo.join("a.c"), a_c).expect("write");
+            run(&["add", "."]);
+            commit("-qm", message);
+        };
+        init("a1\n", "one");
         run(&["tag", "v1"]);
         std::fs::write(repo.join("a.c"), "a2\n").expect("write");
-        run(&[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qam",
-            "two",
-        ]);
+        commit("-qam", "two");
         let cache = dir.path().join("cache");
         let v1 = Source::resolve(&KernelDef::git(&repo, "v1"), &cache).expect("resolves");
         let head = Source::resolve(&KernelDef::git(&repo, "main"), &cache).expect("resolves");
@@ -809,20 +808,7 @@ mod tests {
         // The repository made again at the same path (new history, no record of the work
         // tree): the tree is checked out again instead of failing in every git command.
         std::fs::remove_dir_all(&repo).expect("rm repo");
-        std::fs::create_dir_all(&repo).expect("mkdir");
-        run(&["init", "-q", "-b", "main"]);
-        std::fs::write(repo.join("Makefile"), "v1\n").expect("write");
-        std::fs::write(repo.join("a.c"), "a3\n").expect("write");
-        run(&["add", "."]);
-        run(&[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "again",
-        ]);
+        init("a3\n", "again");
         assert!(!linked_worktree(&wt.src));
         let again = Source::resolve(&KernelDef::git(&repo, "main"), &cache).expect("resolves");
         assert_eq!(again.id.family, head.id.family, "same repository path");
