@@ -1,3 +1,5 @@
+use std::collections::BTreeSet;
+
 use super::sim::drive;
 use super::*;
 use proptest::prelude::*;
@@ -124,13 +126,13 @@ fn posterior_matches_a_brute_force_sum_over_a_fine_grid() {
 #[test]
 fn beta_binomial_sums_to_one_and_matches_the_closed_form() {
     let mut out = Vec::new();
-    beta_binomial(8, 2.5, 40.0, &mut out);
+    choose::beta_binomial(8, 2.5, 40.0, &mut out);
     assert!((sum(&out) - 1.0).abs() < 1e-12);
     // P(K = r) = B(α + r, β) / B(α, β).
     let top = (model::ln_beta(2.5 + 8.0, 40.0) - model::ln_beta(2.5, 40.0)).exp();
     assert!((out[8] - top).abs() < 1e-12 * top.max(1e-300) + 1e-300);
     // Large counts do not underflow the first term.
-    beta_binomial(100, 5000.0, 1.0, &mut out);
+    choose::beta_binomial(100, 5000.0, 1.0, &mut out);
     assert!((sum(&out) - 1.0).abs() < 1e-9);
 }
 
