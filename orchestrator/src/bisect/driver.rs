@@ -588,10 +588,8 @@ const CONFIRM_MAX_RUNS: u32 = 64;
 
 /// sha256 of the boot image of the kernel `key` in the cache, if it is there.
 fn image_digest(s: &Settings, key: &str) -> Option<String> {
-    use sha2::{Digest, Sha256};
     let artifact = Cache::new(&s.cache_dir).get(key)?;
-    let bytes = std::fs::read(artifact.dir.join(&artifact.manifest.image)).ok()?;
-    Some(hex::encode(Sha256::digest(&bytes)))
+    crate::kernel::source::sha256_file(&artifact.dir.join(&artifact.manifest.image)).ok()
 }
 
 /// The image digest a step recorded for candidate `i`, if one did.
