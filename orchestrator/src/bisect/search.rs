@@ -720,20 +720,16 @@ impl Search {
     /// probability. At most `max_runs` runs.
     pub fn confirm_plan(&self, culprit: usize, miss: f64, max_runs: u32) -> ConfirmPlan {
         let per_boot = self.max_per_boot();
-        let i = self.segments.partition_point(|s| s.hi < culprit);
-        let Some(seg) = self.segments.get(i) else {
-            return ConfirmPlan {
-                boots: 1,
-                runs_per_boot: per_boot,
-                p_clean_if_wrong: 1.0,
-            };
-        };
-        let max_boots = (max_runs / per_boot).max(1);
         let mut plan = ConfirmPlan {
             boots: 1,
             runs_per_boot: per_boot,
             p_clean_if_wrong: 1.0,
         };
+        let i = self.segments.partition_point(|s| s.hi < culprit);
+        let Some(seg) = self.segments.get(i) else {
+            return plan;
+        };
+        let max_boots = (max_runs / per_boot).max(1);
         for boots in 1..=max_boots {
             plan.boots = boots;
             plan.p_clean_if_wrong = self.grid.p_all_pass(&seg.fit, per_boot, boots);
