@@ -17,13 +17,12 @@ use std::process::Command;
 
 use lab::arch::Arch;
 use lab::compare::model::{
-    Better, CompareReport, CrashFinding, DesignInfo, MetricDetail, Overall, QuestionKind,
-    QuestionResult, RateDetail, Side, SideInfo, SideKernel, Verdict, REPORT_FORMAT_VERSION,
+    Better, CompareReport, CrashFinding, DesignInfo, MetricDetail, Overall, PairedRatio,
+    QuestionKind, QuestionResult, RateDetail, Side, SideInfo, SideKernel, Verdict,
+    REPORT_FORMAT_VERSION,
 };
 use lab::report::{render, ReportFormat};
-use lab::stats::{
-    Counts, Decision, Direction, FixedN, HodgesLehmann, Interval, MannWhitneyMethod, QuantileRatio,
-};
+use lab::stats::{Counts, Decision, Direction, FixedN, Interval};
 
 // ---------------------------------------------------------------------------------------
 // The comparison.
@@ -69,6 +68,8 @@ fn rate(a: (u64, u64), b: (u64, u64), ia: Interval, ib: Interval, p: f64) -> Rat
     RateDetail {
         a: Counts::new(a.0, a.1),
         b: Counts::new(b.0, b.1),
+        boots_a: Counts::new(a.0 / 3, a.1.min(a.0 / 3)),
+        boots_b: Counts::new(b.0 / 3, b.1.min(b.0 / 3)),
         interval_a: ia,
         interval_b: ib,
         fisher_p: p,
@@ -115,15 +116,6 @@ fn metric(
     shift: (f64, f64, f64),
     hist: Option<(Histogram, Histogram)>,
 ) -> MetricDetail {
-    let ratio = |quantile: f64, estimate: f64, lower: f64, upper: f64| QuantileRatio {
-        quantile,
-        estimate,
-        lower,
-        upper,
-        confidence: 0.95,
-        resamples: 2000,
-        seed: 0x1ab5eed,
-    };
     let (histogram_a, histogram_b, histogram_name) = match hist {
         Some((a, b)) => (a, b, Some("wake_us".to_owned())),
         None => (Vec::new(), Vec::new(), None),
@@ -132,17 +124,16 @@ fn metric(
         values_a,
         values_b,
         unit: unit.into(),
-        shift_ratio: Some(HodgesLehmann {
+        paired_ratio: Some(PairedRatio {
             estimate: shift.0,
             lower: shift.1,
             upper: shift.2,
             confidence: 0.95,
-            achieved_confidence: 0.951,
-            method: MannWhitneyMethod::Normal,
+            pairs: 12,
+            p_value: 0.003,
         }),
-        p50_ratio: Some(ratio(0.5, shift.0, shift.1 - 0.01, shift.2 + 0.01)),
-        p99_ratio: Some(ratio(0.99, shift.0 * 1.04, shift.1 - 0.05, shift.2 + 0.08)),
-        mann_whitney_p: Some(0.003),
+        contended_pairs: 0,
+        quantisation: None,
         histogram_a,
         histogram_b,
         histogram_name,

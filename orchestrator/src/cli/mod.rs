@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use flags::parse_positive_duration;
+use flags::{parse_knob, parse_positive_duration};
 pub use flags::{
     ArchChoice, ArchesArg, CompareReportFiles, DurationArg, JsonArg, KernelSelect, KnobArgs,
     OneArchArg, ReportFiles, SeedArg, StackArgs, TestsArg,
@@ -172,6 +172,13 @@ pub struct CompareArgs {
     pub duration: DurationArg,
     #[command(flatten)]
     pub knobs: KnobArgs,
+    /// Runtime knob for side A only, on top of --knob (NAME=VALUE, repeatable).
+    #[arg(long = "knob-a", value_name = "NAME=VALUE", value_parser = parse_knob)]
+    pub knobs_a: Vec<crate::config::Knob>,
+    /// Runtime knob for side B only, on top of --knob: e.g. the same kernel with a delay
+    /// knob against itself without it, a knob-driven positive control.
+    #[arg(long = "knob-b", value_name = "NAME=VALUE", value_parser = parse_knob)]
+    pub knobs_b: Vec<crate::config::Knob>,
     /// Extra config fragments for both sides.
     #[arg(long = "config", value_name = "FRAGMENT")]
     pub config: Vec<String>,
@@ -179,7 +186,8 @@ pub struct CompareArgs {
     /// vm.cpus), since contended guests measure the contention.
     #[arg(long)]
     pub jobs: Option<usize>,
-    /// Do not reuse stored runs of the same kernels and test binaries.
+    /// Start a new comparison even if an interrupted one of the same kernels, tests and
+    /// design could be resumed. (Runs of other comparisons are never reused.)
     #[arg(long)]
     pub fresh: bool,
     /// Stop at the first regression (the other questions end inconclusive): enough for a

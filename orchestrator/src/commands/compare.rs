@@ -80,6 +80,8 @@ fn request(s: &Settings, args: &CompareArgs) -> Result<CompareRequest, LabError>
     }
     req.max_runs = args.max_runs;
     req.knobs = args.knobs.pairs();
+    req.knobs_a = args.knobs_a.iter().map(|k| k.pair()).collect();
+    req.knobs_b = args.knobs_b.iter().map(|k| k.pair()).collect();
     req.config = args.config.clone();
     req.jobs = args.jobs;
     req.fresh = args.fresh;

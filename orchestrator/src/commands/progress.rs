@@ -315,13 +315,25 @@ impl SessionProgress {
 
     fn loop_event(&self, e: Event) {
         match e {
-            Event::Reused {
-                arch,
-                side,
-                outcomes,
+            Event::Resumed {
+                batches,
+                runs,
+                horizon,
             } => crate::errln!(
-                "lab: {arch} {}: reusing {outcomes} stored runs",
-                side.name()
+                "lab: replayed this session's {batches} earlier batches ({runs} runs){}",
+                horizon.map_or_else(String::new, |h| format!(
+                    "; its design keeps its horizon of {h} boots per side"
+                ))
+            ),
+            Event::Contended {
+                batch,
+                foreign_share,
+            } => crate::errln!(
+                "lab: batch {batch} ran while other work took {:.0}% of the host's CPU: it counts for failure rates, but no metric is decided from it",
+                foreign_share * 100.0
+            ),
+            Event::LoadUnknown => crate::errln!(
+                "lab: warning: /proc is not readable, so host contention is not measured; metric verdicts assume a quiet host"
             ),
             Event::Outcome { side, outcome: o } => {
                 self.beat(|at| at.3 += 1);
@@ -338,10 +350,10 @@ impl SessionProgress {
                 }
             }
             Event::Horizon {
-                max_runs_per_side,
+                max_boots_per_side,
                 batch_s,
             } => crate::errln!(
-                "lab: first batch took {batch_s:.0}s; the design allows up to {max_runs_per_side} runs per test and side"
+                "lab: first batch took {batch_s:.0}s; the design allows up to {max_boots_per_side} boots per side (one per batch), and it keeps to that"
             ),
             Event::Batch {
                 number,

@@ -2,11 +2,27 @@
 //! of each, multiplicity across them, and the verdicts. Pure and synchronous: it is fed
 //! outcomes batch by batch and never runs anything.
 //!
+//! # The unit is the boot
+//!
+//! A batch is one boot of A and one of B per arch, side by side, each running every open
+//! test a few times. Runs in one boot share its state (memory layout, timer phase, host
+//! load) and are not independent, so no question counts runs:
+//!
+//! - a failure-rate question counts boots: a boot fails when any of its runs of the test
+//!   failed (fail, kernel-crash or hang; infra-errors do not count). "No difference" means
+//!   B's boots fail at most `margin` more often than A's, one-sided;
+//! - a metric question takes one value per boot (the quantile of the boot's merged
+//!   histogram for `*_p50`/`*_p99`, interpolated within its bucket, else the geometric
+//!   mean of its runs' values) and compares the two boots of each batch as a pair, so
+//!   what the pair shares cancels and boot-to-boot variation is in the spread.
+//!
+//! A batch whose boots ran while the host was contended (see `compare::contention`) counts
+//! for failure rates but gives no metric pair: a busy host measures the host.
+//!
 //! # Questions
 //!
-//! For every test and arch: its failure rate (fail, kernel-crash or hang over the runs that
-//! were not infra-errors), and each metric it reports whose name ends with one of the
-//! configured suffixes (`_p50`, `_p99`, `_per_s`), one value per run.
+//! For every test and arch: its failure rate, and each metric it reports whose name ends
+//! with one of the configured suffixes (`_p50`, `_p99`, `_per_s`).
 //!
 //! # Multiplicity: Holm by alpha recycling
 //!
@@ -36,15 +52,16 @@ use std::collections::BTreeMap;
 
 use crate::arch::Arch;
 use crate::results::{OutcomeKind, TestOutcome};
+use crate::stats::special::{student_t_sf, student_t_upper_quantile};
 use crate::stats::{
-    self, bootstrap_quantile_ratio, fisher_exact, fixed_n_metric, fixed_n_rate,
-    hodges_lehmann_ratio, holm, mann_whitney, wilson, Alternative, BootstrapConfig, BoundaryCache,
-    Counts, Decision, Design, Direction, MetricMonitor, RateMonitor, Spending,
+    self, fisher_exact, fixed_n_metric, fixed_n_rate, holm, wilson, Alternative, BoundaryCache,
+    Counts, Decision, Design, Direction, PairedMetricMonitor, RateMonitor, Spending,
 };
+use lab_proto::Histogram;
 
 use super::model::{
-    metric_meta, Better, CrashFinding, MetricDetail, QuestionKind, QuestionResult, RateDetail,
-    Side, Verdict,
+    metric_meta, Better, CrashFinding, MetricDetail, PairedRatio, QuestionKind, QuestionResult,
+    RateDetail, Side, Verdict,
 };
 
 /// The error rates and the horizon of every question's design.
@@ -55,30 +72,66 @@ pub struct Params {
     pub power: f64,
     pub margin_rate: f64,
     pub margin_metric: f64,
+    /// The horizon: boots (batches) per side.
     pub max_runs_per_side: u64,
     pub spending: Spending,
     /// Metric name suffixes to compare.
     pub metric_suffixes: Vec<String>,
 }
 
+/// One arch's share of a batch: one boot of each side, run side by side.
+#[derive(Debug, Clone)]
+pub struct BootPair {
+    pub arch: Arch,
+    /// Every outcome of A's boot, then of B's.
+    pub a: Vec<TestOutcome>,
+    pub b: Vec<TestOutcome>,
+    /// The host was contended while the pair ran: no metric is decided from it.
+    pub contended: bool,
+}
+
 /// The data of one question in one batch.
 #[derive(Debug, Clone)]
 enum BatchData {
-    Rate(Counts, Counts),
-    Metric(Vec<f64>, Vec<f64>),
+    /// Each side's boot: (1, 1) when one of its runs failed, (1, 0) when none did, (0, 0)
+    /// when it had no counted run.
+    Rate { boots: (Counts, Counts) },
+    /// Each side's boot value, and whether the host was contended.
+    Metric {
+        a: Option<f64>,
+        b: Option<f64>,
+        contended: bool,
+    },
+}
+
+impl BatchData {
+    /// The pair a metric monitor may use: both sides measured, host not contended.
+    fn pair(&self) -> Option<(f64, f64)> {
+        match self {
+            BatchData::Metric {
+                a: Some(a),
+                b: Some(b),
+                contended: false,
+            } => Some((*a, *b)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 enum Monitor {
     Rate(RateMonitor),
-    Metric(MetricMonitor),
+    Metric(PairedMetricMonitor),
 }
 
 impl Monitor {
     fn observe(&mut self, d: &BatchData) -> Result<Decision, stats::StatsError> {
         match (self, d) {
-            (Monitor::Rate(m), BatchData::Rate(a, b)) => m.observe(*a, *b),
-            (Monitor::Metric(m), BatchData::Metric(a, b)) => m.observe(a, b),
+            (Monitor::Rate(m), BatchData::Rate { boots, .. }) => m.observe(boots.0, boots.1),
+            (Monitor::Metric(m), d @ BatchData::Metric { .. }) => match d.pair() {
+                Some(p) => m.observe(&[p]),
+                None => Ok(Decision::Continue),
+            },
             _ => Ok(Decision::Continue),
         }
     }
@@ -201,12 +254,12 @@ impl Analysis {
         self.batches
     }
 
-    /// Feeds one batch: for each arch, the outcomes of side A and side B in it. The first
-    /// batch also fixes the question set (the metrics the tests reported). Returns whether
-    /// every question is decided.
-    pub fn add_batch(&mut self, batch: &[(Arch, Vec<TestOutcome>, Vec<TestOutcome>)]) -> bool {
+    /// Feeds one batch: for each arch, one boot of each side. The first batch also fixes
+    /// the question set (the metrics the tests reported). Returns whether every question
+    /// is decided.
+    pub fn add_batch(&mut self, batch: &[BootPair]) -> bool {
         self.batches += 1;
-        for (arch, a, b) in batch {
+        for BootPair { arch, a, b, .. } in batch {
             self.pool
                 .outcomes
                 .entry((*arch, Side::A))
@@ -236,10 +289,11 @@ impl Analysis {
                     Err(e) => q.error = Some(e.to_string()),
                 }
             }
-            let Some((_, a, b)) = batch.iter().find(|(arch, _, _)| *arch == q.arch) else {
+            let Some(pair) = batch.iter().find(|p| p.arch == q.arch) else {
                 continue;
             };
-            let data = batch_data(&q.test, &q.kind, a, b);
+            let (a, b) = (&pair.a, &pair.b);
+            let data = batch_data(&q.test, &q.kind, pair);
             q.batches.push(data.clone());
             // A crash in this test decides its failure rate at once; crashes are noted even
             // after that, so that "both crash" is said when it is so.
@@ -338,8 +392,8 @@ impl Analysis {
         }
     }
 
-    fn define_questions(&mut self, batch: &[(Arch, Vec<TestOutcome>, Vec<TestOutcome>)]) {
-        for (arch, a, b) in batch {
+    fn define_questions(&mut self, batch: &[BootPair]) {
+        for BootPair { arch, a, b, .. } in batch {
             for test in &self.tests {
                 self.questions.push(Question {
                     test: test.clone(),
@@ -441,12 +495,9 @@ impl Analysis {
     }
 
     /// The verdicts, with every figure the reports show.
-    pub fn results(&self, bootstrap_seed: u64) -> Vec<QuestionResult> {
-        let mut out: Vec<QuestionResult> = self
-            .questions
-            .iter()
-            .map(|q| self.result_of(q, bootstrap_seed))
-            .collect();
+    pub fn results(&self) -> Vec<QuestionResult> {
+        let mut out: Vec<QuestionResult> =
+            self.questions.iter().map(|q| self.result_of(q)).collect();
         // Descriptive fixed-sample p-values, Holm-adjusted across the family.
         let idx: Vec<usize> = (0..out.len())
             .filter(|&i| out[i].p_value.is_some())
@@ -460,7 +511,7 @@ impl Analysis {
         out
     }
 
-    fn result_of(&self, q: &Question, seed: u64) -> QuestionResult {
+    fn result_of(&self, q: &Question) -> QuestionResult {
         let empty = Vec::new();
         let a = self.pool.outcomes.get(&(q.arch, Side::A)).unwrap_or(&empty);
         let b = self.pool.outcomes.get(&(q.arch, Side::B)).unwrap_or(&empty);
@@ -517,48 +568,54 @@ impl Analysis {
                     )
                 };
                 let (na, nb) = (fails(&ca), fails(&cb));
+                let (mut ba, mut bb) = (Counts::default(), Counts::default());
+                for d in &q.batches {
+                    if let BatchData::Rate { boots, .. } = d {
+                        ba = Counts::new(ba.runs + boots.0.runs, ba.failures + boots.0.failures);
+                        bb = Counts::new(bb.runs + boots.1.runs, bb.failures + boots.1.failures);
+                    }
+                }
                 let w = |c: Counts| {
                     wilson(c, 0.95).ok().map(|p| stats::Interval {
                         lower: p.lower,
                         upper: p.upper,
                     })
                 };
-                let fisher = fisher_exact(na, nb, Alternative::TwoSided).ok();
-                if let (Some(ia), Some(ib), Some(f)) = (w(na), w(nb), fisher.as_ref()) {
+                let fisher = fisher_exact(ba, bb, Alternative::TwoSided).ok();
+                if let (Some(ia), Some(ib), Some(f)) = (w(ba), w(bb), fisher.as_ref()) {
                     r.rate = Some(RateDetail {
                         a: na,
                         b: nb,
+                        boots_a: ba,
+                        boots_b: bb,
                         interval_a: ia,
                         interval_b: ib,
                         fisher_p: f.p_value,
                     });
                 }
                 r.p_value = fisher.map(|f| f.p_value);
-                // A planner sizes a fixed-n test around the baseline's failure rate.
-                r.fixed_n = fixed_n_rate(&design, na.rate().clamp(0.01, 0.5)).ok();
+                // A planner sizes a fixed-n test around the baseline's failing-boot rate.
+                r.fixed_n = fixed_n_rate(&design, ba.rate().clamp(0.01, 0.5)).ok();
             }
             QuestionKind::Metric { name, .. } => {
-                let values = |os: &[&TestOutcome]| -> Vec<f64> {
-                    os.iter()
-                        .filter_map(|o| o.result.as_ref()?.metrics.get(name).copied())
-                        .filter(|v| v.is_finite() && *v > 0.0)
-                        .collect()
-                };
-                let (va, vb) = (values(&ca), values(&cb));
+                let mut values_a = Vec::new();
+                let mut values_b = Vec::new();
+                let mut log_ratios = Vec::new();
+                let mut contended_pairs = 0;
+                for d in &q.batches {
+                    if let BatchData::Metric { a, b, contended } = d {
+                        values_a.extend(*a);
+                        values_b.extend(*b);
+                        match d.pair() {
+                            Some((x, y)) => log_ratios.push((y / x).ln()),
+                            None if *contended && a.is_some() && b.is_some() => {
+                                contended_pairs += 1;
+                            }
+                            None => {}
+                        }
+                    }
+                }
                 let (_, unit) = metric_meta(name);
-                let boot = |qq: f64| {
-                    bootstrap_quantile_ratio(
-                        &va,
-                        &vb,
-                        qq,
-                        &BootstrapConfig {
-                            seed,
-                            ..BootstrapConfig::default()
-                        },
-                    )
-                    .ok()
-                };
-                let mw = mann_whitney(&va, &vb, Alternative::TwoSided).ok();
                 let hist_name = histogram_for(name);
                 let hist = |os: &[&TestOutcome]| -> Vec<(u64, u64)> {
                     let mut acc: BTreeMap<u64, u64> = BTreeMap::new();
@@ -574,32 +631,27 @@ impl Analysis {
                     }
                     acc.into_iter().collect()
                 };
-                let log_sd = {
-                    let logs: Vec<f64> = va.iter().chain(vb.iter()).map(|v| v.ln()).collect();
-                    let n = logs.len() as f64;
-                    if n >= 2.0 {
-                        let mean = logs.iter().sum::<f64>() / n;
-                        (logs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-                    } else {
-                        0.1
-                    }
-                };
-                r.fixed_n = fixed_n_metric(&design, log_sd.max(1e-3)).ok();
-                r.p_value = mw.as_ref().map(|m| m.p_value);
+                let paired = paired_ratio(&log_ratios, 0.95);
+                let sd = sample_sd(&log_ratios).unwrap_or(0.1);
+                r.fixed_n = fixed_n_metric(&design, sd.max(1e-3)).ok();
+                r.p_value = paired.as_ref().map(|p| p.p_value);
+                let quantisation = hist_name.as_ref().and_then(|_| {
+                    let mut all: Vec<f64> = values_a.iter().chain(&values_b).copied().collect();
+                    all.sort_by(f64::total_cmp);
+                    let mid = *all.get(all.len() / 2)?;
+                    bucket_resolution(mid, unit)
+                });
                 r.metric = Some(MetricDetail {
-                    shift_ratio: hodges_lehmann_ratio(&va, &vb, 0.95).ok(),
-                    p50_ratio: boot(0.5),
-                    p99_ratio: boot(0.99),
-                    mann_whitney_p: mw.map(|m| m.p_value),
+                    paired_ratio: paired,
+                    contended_pairs,
+                    quantisation,
                     histogram_a: hist(&ca),
                     histogram_b: hist(&cb),
                     histogram_name: hist_name,
-                    values_a: va,
-                    values_b: vb,
+                    values_a,
+                    values_b,
                     unit: unit.to_owned(),
                 });
-                r.runs_a = r.metric.as_ref().map_or(0, |m| m.values_a.len() as u64);
-                r.runs_b = r.metric.as_ref().map_or(0, |m| m.values_b.len() as u64);
             }
         }
         r
@@ -674,32 +726,153 @@ fn new_monitor(
     let d = design(params, kind, alpha);
     Ok(match kind {
         QuestionKind::FailureRate => Monitor::Rate(RateMonitor::with_cache(d, cache)?),
-        QuestionKind::Metric { .. } => Monitor::Metric(MetricMonitor::with_cache(d, cache)?),
+        QuestionKind::Metric { .. } => Monitor::Metric(PairedMetricMonitor::with_cache(d, cache)?),
     })
 }
 
-fn batch_data(test: &str, kind: &QuestionKind, a: &[TestOutcome], b: &[TestOutcome]) -> BatchData {
+fn batch_data(test: &str, kind: &QuestionKind, pair: &BootPair) -> BatchData {
     match kind {
         QuestionKind::FailureRate => {
-            let c = |os: &[TestOutcome]| {
+            let runs = |os: &[TestOutcome]| {
                 let runs: Vec<&TestOutcome> = counted(os, test).collect();
                 Counts::new(
                     runs.len() as u64,
                     runs.iter().filter(|o| o.kind.is_kernel_failure()).count() as u64,
                 )
             };
-            BatchData::Rate(c(a), c(b))
+            let boot = |c: Counts| Counts::new(u64::from(c.runs > 0), u64::from(c.failures > 0));
+            let (ra, rb) = (runs(&pair.a), runs(&pair.b));
+            BatchData::Rate {
+                boots: (boot(ra), boot(rb)),
+            }
         }
-        QuestionKind::Metric { name, .. } => {
-            let v = |os: &[TestOutcome]| -> Vec<f64> {
-                counted(os, test)
-                    .filter_map(|o| o.result.as_ref()?.metrics.get(name).copied())
-                    .filter(|v| v.is_finite() && *v > 0.0)
-                    .collect()
-            };
-            BatchData::Metric(v(a), v(b))
+        QuestionKind::Metric { name, .. } => BatchData::Metric {
+            a: boot_value(test, name, &pair.a),
+            b: boot_value(test, name, &pair.b),
+            contended: pair.contended,
+        },
+    }
+}
+
+/// One boot's value of a metric: for a quantile (`*_p50`, `*_p99`, `*_p90`) of a test that
+/// keeps the histogram behind it, that quantile of the boot's runs' merged histogram, in the
+/// metric's unit; otherwise the geometric mean of the runs' values. `None` when no counted
+/// run reported it.
+fn boot_value(test: &str, name: &str, outcomes: &[TestOutcome]) -> Option<f64> {
+    let runs: Vec<&TestOutcome> = counted(outcomes, test).collect();
+    if let (Some(hist), Some(q)) = (histogram_for(name), quantile_of(name)) {
+        let mut merged = Histogram::default();
+        for r in runs
+            .iter()
+            .filter_map(|o| o.result.as_ref()?.histograms.get(&hist))
+        {
+            merged.merge(r);
+        }
+        if let Some(ns) = interpolated_quantile(&merged, q) {
+            let (_, unit) = metric_meta(name);
+            return Some(ns / ns_per(unit)).filter(|v| *v > 0.0);
         }
     }
+    let logs: Vec<f64> = runs
+        .iter()
+        .filter_map(|o| o.result.as_ref()?.metrics.get(name).copied())
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .map(f64::ln)
+        .collect();
+    (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
+}
+
+/// The quantile a metric name asks for: `_p50` → 0.5.
+fn quantile_of(name: &str) -> Option<f64> {
+    let digits = name.rsplit_once("_p")?.1;
+    let p: u32 = digits.parse().ok()?;
+    (1..100).contains(&p).then(|| f64::from(p) / 100.0)
+}
+
+/// Nanoseconds per unit of a latency metric.
+fn ns_per(unit: &str) -> f64 {
+    match unit {
+        "ms" => 1e6,
+        "us" => 1e3,
+        _ => 1.0,
+    }
+}
+
+/// The width of the suite histogram's bucket holding `bound`: 16 linear sub-buckets per
+/// power of two (`lab_proto::Histogram`), so 1 below 16.
+fn bucket_width(bound: u64) -> u64 {
+    if bound < 16 {
+        1
+    } else {
+        1 << (63 - bound.leading_zeros() - 4)
+    }
+}
+
+/// The relative resolution of a histogram value `v` in `unit`: its bucket's width over its
+/// bound.
+fn bucket_resolution(v: f64, unit: &str) -> Option<f64> {
+    let ns = (v * ns_per(unit)).round();
+    (ns >= 1.0).then(|| {
+        let b = ns as u64;
+        bucket_width(b) as f64 / b as f64
+    })
+}
+
+/// The value at quantile `q` of a histogram, interpolated linearly within its bucket (the
+/// bucket bound alone would tie every value of a bucket, up to 6 % apart), clamped to the
+/// observed min and max.
+fn interpolated_quantile(h: &Histogram, q: f64) -> Option<f64> {
+    if h.count == 0 {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * h.count as f64;
+    let mut seen = 0.0;
+    for &(bound, c) in &h.buckets {
+        let c = c as f64;
+        if seen + c >= rank {
+            let within = if c > 0.0 { (rank - seen) / c } else { 0.0 };
+            let v = bound as f64 + within * bucket_width(bound) as f64;
+            return Some(v.clamp(h.min as f64, h.max as f64));
+        }
+        seen += c;
+    }
+    Some(h.max as f64)
+}
+
+/// Sample standard deviation; `None` below two values.
+fn sample_sd(xs: &[f64]) -> Option<f64> {
+    if xs.len() < 2 {
+        return None;
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    Some((xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt())
+}
+
+/// The geometric-mean ratio of pairs from their log ratios, with a two-sided t interval at
+/// `confidence` and the paired t-test's p-value. `None` below two pairs.
+fn paired_ratio(log_ratios: &[f64], confidence: f64) -> Option<PairedRatio> {
+    let sd = sample_sd(log_ratios)?;
+    let n = log_ratios.len() as f64;
+    let mean = log_ratios.iter().sum::<f64>() / n;
+    let se = sd / n.sqrt();
+    let df = n - 1.0;
+    let t = student_t_upper_quantile((1.0 - confidence) / 2.0, df);
+    let p_value = if se > 0.0 {
+        (2.0 * student_t_sf((mean / se).abs(), df)).min(1.0)
+    } else if mean == 0.0 {
+        1.0
+    } else {
+        0.0
+    };
+    Some(PairedRatio {
+        estimate: mean.exp(),
+        lower: (mean - t * se).exp(),
+        upper: (mean + t * se).exp(),
+        confidence,
+        pairs: log_ratios.len() as u64,
+        p_value,
+    })
 }
 
 /// The histogram that goes with a metric: `wake_ns_p99` → `wake_ns`, `round_ms_p50` →
@@ -767,9 +940,11 @@ mod tests {
         pa: f64,
         pb: f64,
         shift: f64,
-    ) -> (Arch, Vec<TestOutcome>, Vec<TestOutcome>) {
+    ) -> BootPair {
         let mut side = |p: f64, s: f64| -> Vec<TestOutcome> {
             let mut v = Vec::new();
+            // A boot effect shared by the boot's runs.
+            let boot: f64 = rng.random::<f64>() * 0.1 - 0.05;
             for _ in 0..n {
                 v.push(outcome("t_rate", arch, rng.random::<f64>() < p, None));
                 let noise: f64 = rng.random::<f64>() * 0.2 - 0.1;
@@ -777,14 +952,23 @@ mod tests {
                     "t_metric",
                     arch,
                     false,
-                    Some(("lat_us_p50", 100.0 * s * (1.0 + noise))),
+                    Some(("lat_us_p50", 100.0 * s * (1.0 + boot + noise))),
                 ));
             }
             v
         };
         let a = side(pa, 1.0);
         let b = side(pb, shift);
-        (arch, a, b)
+        pair(arch, a, b)
+    }
+
+    fn pair(arch: Arch, a: Vec<TestOutcome>, b: Vec<TestOutcome>) -> BootPair {
+        BootPair {
+            arch,
+            a,
+            b,
+            contended: false,
+        }
     }
 
     #[test]
@@ -801,7 +985,7 @@ mod tests {
         if !done {
             an.conclude();
         }
-        let r = an.results(1);
+        let r = an.results();
         let rate = r
             .iter()
             .find(|q| q.test == "t_rate")
@@ -829,9 +1013,9 @@ mod tests {
         let mut crash = outcome("t_rate", Arch::Arm64, true, None);
         crash.kind = OutcomeKind::KernelCrash;
         crash.summary = "kernel BUG at kernel/futex/core.c".into();
-        an.add_batch(&[(Arch::Arm64, a, vec![crash])]);
+        an.add_batch(&[pair(Arch::Arm64, a, vec![crash])]);
         assert!(an.all_decided());
-        let r = an.results(1);
+        let r = an.results();
         assert_eq!(r[0].verdict, Verdict::Regression);
         assert_eq!(an.crash_sides("t_rate", Arch::Arm64), (false, true));
         assert_eq!(an.crashes().len(), 1);
@@ -848,12 +1032,12 @@ mod tests {
         };
         let pass = |test: &str| outcome(test, Arch::X86_64, false, None);
         let mut an = Analysis::new(params(40), tests);
-        an.add_batch(&[(
+        an.add_batch(&[pair(
             Arch::X86_64,
             vec![crash("t_rate"), pass("t_other")],
             vec![pass("t_rate"), pass("t_other")],
         )]);
-        let r = an.results(1);
+        let r = an.results();
         let rate = |r: &[QuestionResult], t: &str| {
             r.iter()
                 .find(|q| q.test == t && q.question == QuestionKind::FailureRate)
@@ -878,12 +1062,12 @@ mod tests {
             .expect("question");
         assert!((other.alpha - crashed.alpha).abs() < 1e-15, "no α recycled");
         // B crashes too, later: both crash, still not a regression of B.
-        an.add_batch(&[(
+        an.add_batch(&[pair(
             Arch::X86_64,
             vec![pass("t_rate"), pass("t_other")],
             vec![crash("t_rate"), pass("t_other")],
         )]);
-        let r = an.results(2);
+        let r = an.results();
         assert_eq!(
             rate(&r, "t_rate").verdict,
             Verdict::BaselineCrashes { both: true }
@@ -943,7 +1127,7 @@ mod tests {
             if !done {
                 an.conclude();
             }
-            let r = an.results(t);
+            let r = an.results();
             if r.iter()
                 .any(|q| matches!(q.verdict, Verdict::Regression | Verdict::Improvement))
             {

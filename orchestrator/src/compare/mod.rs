@@ -9,18 +9,26 @@
 //! host the two sides of one arch run at the same time, so drift in the host (load, thermal
 //! state, page cache) hits both. After each batch every open question gets one look.
 //!
-//! The design's horizon (the maximum runs per side) is fixed after the first batch, from
+//! The unit of every question is the boot, and the two boots of one arch in one batch are a
+//! pair ([`analysis`] says how). While a batch runs, [`contention`] measures how much of the
+//! host went to other work; a contended batch decides no metric.
+//!
+//! The design's horizon (the maximum boots per side) is fixed after the first batch, from
 //! its wall time and the budget, before any look is taken: it depends on how long runs
-//! take, never on what they showed.
+//! take, never on what they showed. It is stated up front and kept.
 //!
 //! Every outcome is written to the results store as it arrives, so an interrupted
-//! comparison loses nothing that had finished, and runs of the same kernel key, test
-//! binary and conditions that are already in the store are reused (the first look sees
-//! them).
+//! comparison loses nothing that had finished. The same command resumes the session: its
+//! own batches are replayed, look by look, into the same design with the same horizon, and
+//! it goes on from the next batch. Runs of other sessions are never folded in: they ran at
+//! other times, under other host loads, outside this design's interleaving and error budget.
 
 pub mod analysis;
+pub mod contention;
 pub mod model;
 pub mod session;
+#[cfg(test)]
+mod simulation;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,14 +38,15 @@ use std::time::{Duration, Instant};
 use crate::arch::{Accel, Arch};
 use crate::guest::image::BaseImage;
 use crate::kernel::cache::Artifact;
-use crate::results::store::{condition_digest, test_digests, Recorder};
+use crate::results::store::Recorder;
 use crate::results::{OutcomeKind, TestOutcome};
 use crate::run::{self, RunPlan};
 
-use analysis::{Analysis, Params};
+use analysis::{Analysis, BootPair, Params};
 use model::{
     CompareReport, DesignInfo, Overall, Side, SideInfo, SideKernel, Verdict, REPORT_FORMAT_VERSION,
 };
+use serde::{Deserialize, Serialize};
 
 /// One arch of a comparison: both kernels, the image, the accelerator.
 #[derive(Debug, Clone)]
@@ -59,6 +68,9 @@ pub struct ComparePlan {
     pub tests: Vec<String>,
     pub duration: Duration,
     pub knobs: Vec<(String, String)>,
+    /// Knobs of one side only, on top of `knobs` (a side's value wins).
+    pub knobs_a: Vec<(String, String)>,
+    pub knobs_b: Vec<(String, String)>,
     pub seed: u64,
     pub cpus: u32,
     pub memory_mib: u32,
@@ -70,7 +82,6 @@ pub struct ComparePlan {
     /// The design; `max_runs_per_side` is set from the budget unless `max_runs` is given.
     pub params: Params,
     pub max_runs: Option<u64>,
-    pub reuse: bool,
     /// End the comparison at the first regression.
     pub stop_on_regression: bool,
     pub dir: PathBuf,
@@ -80,17 +91,25 @@ pub struct ComparePlan {
 /// What the loop tells whoever shows progress.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Reused {
-        arch: Arch,
-        side: Side,
-        outcomes: usize,
+    /// A resumed session replayed its own earlier batches.
+    Resumed {
+        batches: usize,
+        runs: u64,
+        horizon: Option<u64>,
     },
+    /// The host was busy with other work while a batch ran.
+    Contended {
+        batch: usize,
+        foreign_share: f64,
+    },
+    /// `/proc` could not be read: contention is not measured.
+    LoadUnknown,
     Outcome {
         side: Side,
         outcome: TestOutcome,
     },
     Horizon {
-        max_runs_per_side: u64,
+        max_boots_per_side: u64,
         batch_s: f64,
     },
     Batch {
@@ -127,94 +146,85 @@ pub async fn compare(
     let started_at = crate::results::store::now_rfc3339();
     let deadline = started + plan.budget;
     let mut analysis = Analysis::new(plan.params.clone(), plan.tests.clone());
-    // Runs are comparable only under the same conditions, which include each arch's
-    // accelerator.
-    let conditions: BTreeMap<Arch, String> = plan
+    // A resumed session: replay its own batches into the same design, look by look.
+    let mut state: LoopState = recorder
+        .read(|s| s.session(session))
+        .flatten()
+        .and_then(|row| row.state_json)
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .unwrap_or_default();
+    let stored = recorder
+        .read(|s| s.session_outcomes(session))
+        .unwrap_or_default();
+    let mut replayed: BTreeMap<u32, BatchOutcomes> = BTreeMap::new();
+    for (arch, side, batch, outcome) in stored {
+        let side = if side == "B" { Side::B } else { Side::A };
+        if plan.arches.iter().any(|a| a.arch == arch) {
+            replayed
+                .entry(batch)
+                .or_default()
+                .entry((arch, side))
+                .or_default()
+                .push(outcome);
+        }
+    }
+    let mut reused_count = 0u64;
+    let mut batch_no = 0usize;
+    if !replayed.is_empty() {
+        if let Some(h) = state.horizon {
+            analysis.set_max_runs(h);
+        }
+        let batches = replayed.len();
+        for (number, mut sides) in replayed {
+            let number = number as usize;
+            let pairs = boot_pairs(plan, &mut sides, state.contended.contains(&number));
+            reused_count += pairs
+                .iter()
+                .map(|p| (p.a.len() + p.b.len()) as u64)
+                .sum::<u64>();
+            analysis.add_batch(&pairs);
+            batch_no = batch_no.max(number);
+        }
+        on(Event::Resumed {
+            batches,
+            runs: reused_count,
+            horizon: state.horizon,
+        });
+    }
+    let mut open_tests: BTreeMap<Arch, Vec<String>> = plan
         .arches
         .iter()
         .map(|a| {
-            (
-                a.arch,
-                condition_digest(
-                    plan.duration.as_millis() as u64,
-                    &plan.knobs,
-                    a.accel.name(),
-                    plan.cpus,
-                    plan.memory_mib,
-                ),
-            )
+            let open = plan
+                .tests
+                .iter()
+                .filter(|t| analysis.is_open(a.arch, t))
+                .cloned()
+                .collect();
+            (a.arch, open)
         })
         .collect();
 
-    // Stored runs of the same kernels, binaries and conditions: the first look sees them.
-    let mut reused: BatchOutcomes = BTreeMap::new();
-    let mut reused_count = 0u64;
-    if plan.reuse {
-        for ap in &plan.arches {
-            let same = ap.a.manifest.key == ap.b.manifest.key;
-            let digests = test_digests(&ap.image.manifest.programs);
-            let condition = conditions.get(&ap.arch).cloned().unwrap_or_default();
-            for test in &plan.tests {
-                let Some(digest) = digests.get(test).cloned() else {
-                    continue;
-                };
-                // A store that cannot be read means nothing is reused; the recorder says so.
-                let fetch = |key: &str| -> Vec<TestOutcome> {
-                    recorder
-                        .read(|s| s.reusable_outcomes(key, ap.arch, test, &digest, &condition))
-                        .map(|v| v.into_iter().map(|s| s.outcome).collect())
-                        .unwrap_or_default()
-                };
-                if same {
-                    // The same kernel on both sides (an A/A check): split the pool, so no run
-                    // is counted twice.
-                    for (i, o) in fetch(&ap.a.manifest.key).into_iter().enumerate() {
-                        let side = if i % 2 == 0 { Side::A } else { Side::B };
-                        reused.entry((ap.arch, side)).or_default().push(o);
-                    }
-                } else {
-                    reused
-                        .entry((ap.arch, Side::A))
-                        .or_default()
-                        .extend(fetch(&ap.a.manifest.key));
-                    reused
-                        .entry((ap.arch, Side::B))
-                        .or_default()
-                        .extend(fetch(&ap.b.manifest.key));
-                }
-            }
-        }
-        for ((arch, side), os) in &reused {
-            if !os.is_empty() {
-                reused_count += os.len() as u64;
-                on(Event::Reused {
-                    arch: *arch,
-                    side: *side,
-                    outcomes: os.len(),
-                });
-            }
-        }
-    }
-
-    let mut batch_no = 0usize;
     let mut runs_made = 0u64;
     let mut infra_errors = 0u64;
     let mut run_dirs = Vec::new();
     let mut time_to_verdict = None;
     let mut first_regression = None;
     let mut last_batch_s = 0.0f64;
-    let mut open_tests: BTreeMap<Arch, Vec<String>> = plan
-        .arches
-        .iter()
-        .map(|a| (a.arch, plan.tests.clone()))
-        .collect();
     let mut decided_seen: std::collections::BTreeSet<(Arch, String, String)> = Default::default();
     loop {
         if crate::process::interrupted().is_some() {
             break;
         }
+        if analysis.all_decided() || analysis.horizon_reached() {
+            break;
+        }
         batch_no += 1;
         let batch_start = Instant::now();
+        let sampler = contention::Sampler::start();
+        if sampler.is_none() && batch_no == 1 {
+            on(Event::LoadUnknown);
+        }
         let outcomes = run_batch(
             plan,
             batch_no,
@@ -227,6 +237,18 @@ pub async fn compare(
         .await;
         let batch_s = batch_start.elapsed().as_secs_f64();
         last_batch_s = last_batch_s.max(batch_s);
+        let load = match sampler {
+            Some(s) => s.finish().await,
+            None => None,
+        };
+        let contended = load.is_some_and(|l| l.contended());
+        if let (true, Some(l)) = (contended, load) {
+            state.contended.push(batch_no);
+            on(Event::Contended {
+                batch: batch_no,
+                foreign_share: l.foreign_share,
+            });
+        }
         for os in outcomes.values() {
             runs_made += os.len() as u64;
             infra_errors += os
@@ -235,57 +257,27 @@ pub async fn compare(
                 .count() as u64;
         }
         let mut merged = outcomes;
-        if batch_no == 1 {
-            for (k, os) in std::mem::take(&mut reused) {
-                let e = merged.entry(k).or_default();
-                let mut all = os;
-                all.append(e);
-                *e = all;
-            }
-            // The horizon: how many runs per side fit in the budget at this pace, fixed
-            // before the first look.
-            let max_runs = plan.max_runs.unwrap_or_else(|| {
+        if state.horizon.is_none() {
+            // The horizon: how many boots per side fit in the budget at this pace, fixed
+            // before the first look and kept by a resumed session.
+            let max_boots = plan.max_runs.unwrap_or_else(|| {
                 let left = plan.budget.as_secs_f64() - started.elapsed().as_secs_f64();
                 let batches = (left / batch_s.max(1.0)).floor().max(0.0) as u64 + 1;
-                let reused_per_side = plan
-                    .arches
-                    .iter()
-                    .flat_map(|a| {
-                        let merged = &merged;
-                        plan.tests.iter().map(move |t| {
-                            let n = |side| {
-                                merged.get(&(a.arch, side)).map_or(0, |os| {
-                                    os.iter().filter(|o| &o.test == t).count() as u64
-                                })
-                            };
-                            n(Side::A).min(n(Side::B))
-                        })
-                    })
-                    .max()
-                    .unwrap_or(0)
-                    .saturating_sub(u64::from(plan.batch_runs));
-                (reused_per_side + batches * u64::from(plan.batch_runs)).max(4)
+                (batches + analysis.batches() as u64).max(4)
             });
-            analysis.set_max_runs(max_runs);
+            analysis.set_max_runs(max_boots);
+            state.horizon = Some(max_boots);
             on(Event::Horizon {
-                max_runs_per_side: max_runs,
+                max_boots_per_side: max_boots,
                 batch_s,
             });
         }
-        let batch: Vec<(Arch, Vec<TestOutcome>, Vec<TestOutcome>)> = plan
-            .arches
-            .iter()
-            .filter(|a| open_tests.get(&a.arch).is_some_and(|t| !t.is_empty()))
-            .map(|a| {
-                (
-                    a.arch,
-                    merged.remove(&(a.arch, Side::A)).unwrap_or_default(),
-                    merged.remove(&(a.arch, Side::B)).unwrap_or_default(),
-                )
-            })
-            .collect();
+        if let Ok(json) = serde_json::to_string(&state) {
+            recorder.set_session_state(session, &json);
+        }
+        let batch = boot_pairs(plan, &mut merged, contended);
         let done = analysis.add_batch(&batch);
-        let results = analysis.results(plan.seed);
+        let results = analysis.results();
         for q in &results {
             if !matches!(q.decision, crate::stats::Decision::Continue)
                 || q.verdict == Verdict::Regression
@@ -340,7 +332,7 @@ pub async fn compare(
         analysis.conclude();
     }
     let time_to_verdict = time_to_verdict.unwrap_or_else(|| started.elapsed().as_secs_f64());
-    let questions = analysis.results(plan.seed);
+    let questions = analysis.results();
     let mut crashes = analysis.crashes().to_vec();
     for c in &mut crashes {
         c.run_dir = plan.dir.join(c.arch.name()).display().to_string();
@@ -386,9 +378,21 @@ pub async fn compare(
         label: plan
             .arches
             .first()
-            .map(|a| match side {
-                Side::A => a.a.label(),
-                Side::B => a.b.label(),
+            .map(|a| {
+                let label = match side {
+                    Side::A => a.a.label(),
+                    Side::B => a.b.label(),
+                };
+                let own = match side {
+                    Side::A => &plan.knobs_a,
+                    Side::B => &plan.knobs_b,
+                };
+                if own.is_empty() {
+                    label
+                } else {
+                    let knobs: Vec<String> = own.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    format!("{label} with {}", knobs.join(" "))
+                }
             })
             .unwrap_or_default(),
         kernels: plan
@@ -457,6 +461,48 @@ pub async fn compare(
     }
 }
 
+impl ComparePlan {
+    /// The knobs one side's guests get: the common ones, then the side's own, which win.
+    pub fn side_knobs(&self, side: Side) -> Vec<(String, String)> {
+        let own = match side {
+            Side::A => &self.knobs_a,
+            Side::B => &self.knobs_b,
+        };
+        let mut knobs: Vec<(String, String)> = self
+            .knobs
+            .iter()
+            .filter(|(name, _)| !own.iter().any(|(n, _)| n == name))
+            .cloned()
+            .collect();
+        knobs.extend(own.iter().cloned());
+        knobs
+    }
+}
+
+/// What a session keeps in the store so that resuming it continues its own design.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct LoopState {
+    /// Boots per side the design allows, fixed after the first batch.
+    horizon: Option<u64>,
+    /// Batches run while the host was contended.
+    #[serde(default)]
+    contended: Vec<usize>,
+}
+
+/// The pairs of one batch, per arch: A's boot and B's.
+fn boot_pairs(plan: &ComparePlan, outcomes: &mut BatchOutcomes, contended: bool) -> Vec<BootPair> {
+    plan.arches
+        .iter()
+        .map(|a| BootPair {
+            arch: a.arch,
+            a: outcomes.remove(&(a.arch, Side::A)).unwrap_or_default(),
+            b: outcomes.remove(&(a.arch, Side::B)).unwrap_or_default(),
+            contended,
+        })
+        .filter(|p| !p.a.is_empty() || !p.b.is_empty())
+        .collect()
+}
+
 /// One batch: for each arch with open tests, one boot of each side, in ABBA order, as many
 /// at once as `jobs` allows. Every outcome goes to the store as it arrives.
 async fn run_batch(
@@ -502,7 +548,7 @@ async fn run_batch(
                 tests.clone(),
                 plan.batch_runs,
                 plan.duration,
-                plan.knobs.clone(),
+                plan.side_knobs(side),
                 plan.seed
                     .wrapping_add((batch_no as u64) << 20)
                     .wrapping_add(u64::from(side == Side::B) << 19),

@@ -4,10 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
-use crate::stats::{Counts, Decision, FixedN, HodgesLehmann, Interval, LookReport, QuantileRatio};
+use crate::stats::{Counts, Decision, FixedN, Interval, LookReport};
 
 /// Written into every report so readers can refuse what they do not understand.
-pub const REPORT_FORMAT_VERSION: u32 = 1;
+pub const REPORT_FORMAT_VERSION: u32 = 2;
 
 /// Which side of a comparison.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,7 +51,7 @@ pub struct SideKernel {
 pub enum QuestionKind {
     /// Does the failure rate (fail, kernel-crash or hang) differ?
     FailureRate,
-    /// Does a metric the test reports differ? One value per run.
+    /// Does a metric the test reports differ? One value per boot, compared in pairs.
     Metric { name: String, better: Better },
 }
 
@@ -137,7 +137,7 @@ pub struct QuestionResult {
     pub runs_b: u64,
     /// Failure-rate questions: counts, Wilson intervals (95 %), Fisher's exact p-value.
     pub rate: Option<RateDetail>,
-    /// Metric questions: per-run values, shift, quantile ratios, Mann–Whitney p-value.
+    /// Metric questions: per-boot values, the paired ratio, quantisation.
     pub metric: Option<MetricDetail>,
     /// Fixed-sample p-value (Fisher or Mann–Whitney) on all the data, and its Holm-adjusted
     /// value across every question of the comparison. Descriptive: the verdict comes from
@@ -155,35 +155,62 @@ pub struct QuestionResult {
     pub fixed_n: Option<FixedN>,
 }
 
+/// A failure-rate question's figures. The boot is the unit: a boot fails when any of its
+/// runs of the test fails, and the verdict compares the sides' failing boots.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct RateDetail {
+    /// Runs and failed runs (descriptive: runs in one boot are not independent).
     pub a: Counts,
     pub b: Counts,
-    /// 95 % Wilson intervals of each rate.
+    /// Boots and failing boots: what the verdict counts.
+    #[serde(default)]
+    pub boots_a: Counts,
+    #[serde(default)]
+    pub boots_b: Counts,
+    /// 95 % Wilson intervals of each side's failing-boot rate.
     pub interval_a: Interval,
     pub interval_b: Interval,
-    /// Fisher's exact two-sided p-value on the final table.
+    /// Fisher's exact two-sided p-value on the boots.
     pub fisher_p: f64,
 }
 
+/// A metric question's figures, one value per boot.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct MetricDetail {
-    /// One value per run, in run order.
+    /// One value per boot in batch order: the quantile of the boot's merged histogram
+    /// (`*_p50`, `*_p99`), or the geometric mean of its runs' values.
     pub values_a: Vec<f64>,
     pub values_b: Vec<f64>,
     /// Unit, when known from the name (`ms`, `us`, `/s`).
     pub unit: String,
-    /// Hodges–Lehmann shift ratio B/A with its 95 % interval.
-    pub shift_ratio: Option<HodgesLehmann>,
-    /// Bootstrap intervals on the ratio of the p50 and p99 of the per-run values, B/A.
-    pub p50_ratio: Option<QuantileRatio>,
-    pub p99_ratio: Option<QuantileRatio>,
-    pub mann_whitney_p: Option<f64>,
-    /// Pooled latency histograms of the test, when it reported one: (upper bound, count).
+    /// The pairs' geometric-mean ratio B/A with a fixed 95 % t interval (descriptive; the
+    /// verdict rests on the monitor's repeated interval).
+    #[serde(default)]
+    pub paired_ratio: Option<PairedRatio>,
+    /// Pairs left out of the test because the host was contended while they ran.
+    #[serde(default)]
+    pub contended_pairs: u64,
+    /// Relative resolution of the histogram the values come from (its bucket width over
+    /// the bucket's bound at the median value), when they come from one.
+    #[serde(default)]
+    pub quantisation: Option<f64>,
+    /// Pooled latency histograms of the test, when it reported one: (bucket bound, count).
     pub histogram_a: Vec<(u64, u64)>,
     pub histogram_b: Vec<(u64, u64)>,
     /// Name of the histogram above, e.g. `wake_us`.
     pub histogram_name: Option<String>,
+}
+
+/// The ratio B/A of a metric from pairs of boots.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct PairedRatio {
+    pub estimate: f64,
+    pub lower: f64,
+    pub upper: f64,
+    pub confidence: f64,
+    pub pairs: u64,
+    /// Two-sided paired t-test p-value on the log ratios.
+    pub p_value: f64,
 }
 
 /// The error rates and budget a comparison ran with.
@@ -196,6 +223,7 @@ pub struct DesignInfo {
     pub margin_rate: f64,
     /// Relative shift of a metric ruled out by "no difference".
     pub margin_metric: f64,
+    /// The horizon: boots (batches) per side the design allows.
     pub max_runs_per_side: u64,
     pub budget_s: u64,
     /// Runs per test, per side and batch; each batch is one boot per side.
@@ -248,7 +276,8 @@ pub struct CompareReport {
     pub questions: Vec<QuestionResult>,
     pub crashes: Vec<CrashFinding>,
     pub overall: Overall,
-    /// Runs per side and arch that were taken from the store instead of being run.
+    /// Runs of this session made before it was interrupted and resumed: replayed in their
+    /// batches, never runs of another session.
     pub reused_runs: u64,
     pub runs_made: u64,
     pub infra_errors: u64,
@@ -258,8 +287,8 @@ pub struct CompareReport {
     #[serde(default)]
     pub first_regression_s: Option<f64>,
     pub wall_s: f64,
-    /// Runs per side the sequential design used for the questions it decided, summed over
-    /// those questions, against the fixed-n design with the same error rates for each.
+    /// Boots per side the sequential design used, summed over every question (decided or
+    /// not), against the fixed-n design with the same error rates for each.
     pub runs_per_side_used: u64,
     pub runs_per_side_fixed_n: u64,
     /// Accelerator per arch and why.

@@ -123,6 +123,9 @@ pub struct CompareRequest {
     /// How long each test run drives its workload.
     pub duration: Duration,
     pub knobs: Vec<(String, String)>,
+    /// Knobs of one side only, on top of `knobs`.
+    pub knobs_a: Vec<(String, String)>,
+    pub knobs_b: Vec<(String, String)>,
     /// Extra config fragments for both sides.
     pub config: Vec<String>,
     pub jobs: Option<usize>,
@@ -156,6 +159,8 @@ impl CompareRequest {
             max_runs: None,
             duration: c.duration,
             knobs: Vec::new(),
+            knobs_a: Vec::new(),
+            knobs_b: Vec::new(),
             config: Vec::new(),
             jobs: None,
             fresh: false,
@@ -222,7 +227,7 @@ pub enum SessionEvent {
     Accel { arch: Arch, reason: String },
     /// The guests at once that were asked for do not fit the host; why, and how many will run.
     JobsLowered(String),
-    /// An unfinished session with the same key is picked up; its runs are reused.
+    /// An unfinished session with the same key is picked up; its batches are replayed.
     Resuming { session: i64, created_at: String },
     /// The session is open and the loop starts.
     Started(Box<SessionStart>),
@@ -308,6 +313,8 @@ pub async fn run(
         tests,
         duration: req.duration,
         knobs: req.knobs.clone(),
+        knobs_a: req.knobs_a.clone(),
+        knobs_b: req.knobs_b.clone(),
         seed: req.seed,
         cpus: s.vm_cpus,
         memory_mib: s.vm_memory_mib,
@@ -326,7 +333,6 @@ pub async fn run(
             metric_suffixes: c.metrics.clone(),
         },
         max_runs: req.max_runs,
-        reuse: !req.fresh,
         stop_on_regression: req.stop_on_regression,
         dir: dir.clone(),
         reproduce: req.reproduce.clone(),
@@ -338,10 +344,16 @@ pub async fn run(
     let args_json = serde_json::json!({
         "a": req.a.name, "b": req.b.name, "arches": req.arches, "tests": plan.tests,
         "budget_s": req.budget.as_secs(), "alpha": req.alpha, "margin": req.margin_rate,
-        "metric_margin": req.margin_metric, "knobs": plan.knobs, "seed": req.seed,
+        "metric_margin": req.margin_metric, "knobs": plan.knobs, "knobs_a": plan.knobs_a,
+        "knobs_b": plan.knobs_b, "seed": req.seed,
     })
     .to_string();
-    let session = match store.open_session("compare", &key)? {
+    let resumable = if req.fresh {
+        None
+    } else {
+        store.open_session("compare", &key)?
+    };
+    let session = match resumable {
         Some(open) => {
             on(SessionEvent::Resuming {
                 session: open.id,
@@ -511,8 +523,10 @@ fn session_key(plan: &ComparePlan) -> String {
     }
     h.update(plan.tests.join(","));
     h.update(format!(
-        "{:?}|{}|{}|{}|{}|{}",
+        "{:?}|{:?}|{:?}|{}|{}|{}|{}|{}",
         plan.knobs,
+        plan.knobs_a,
+        plan.knobs_b,
         plan.duration.as_millis(),
         plan.params.alpha,
         plan.params.margin_rate,

@@ -115,7 +115,7 @@ pub(super) fn duration(s: f64) -> String {
     }
 }
 
-/// The median of per-run values, ignoring values that are not numbers.
+/// The median of per-boot values, ignoring values that are not numbers.
 pub(super) fn median(xs: &[f64]) -> Option<f64> {
     let finite: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
     quantile(&finite, 0.5)
@@ -193,11 +193,11 @@ impl Effect {
     }
 
     /// `B − A = +12.5 points, 95% repeated CI [+1.8, +28.4]` or
-    /// `shift ratio B/A x1.07, 95% CI [1.02, 1.12]`.
+    /// `ratio B/A x1.07, 95% CI [1.02, 1.12]`.
     pub fn sentence(&self) -> String {
         let head = match self.scale {
             Scale::Points => format!("B − A = {} points", points(self.estimate)),
-            Scale::Ratio => format!("shift ratio B/A x{}", ratio(self.estimate)),
+            Scale::Ratio => format!("ratio B/A x{}", ratio(self.estimate)),
         };
         match self.interval {
             Some(iv) => format!(
@@ -246,18 +246,18 @@ pub(super) fn decision_effect(q: &QuestionResult, scale: Scale) -> Option<Effect
 
 /// The effect a report shows for `q`: for failure rates the difference B − A with the
 /// monitor's repeated confidence interval, the interval the verdict rests on; for metrics the
-/// Hodges–Lehmann shift ratio B/A with its 95 % Moses interval, else the monitor's.
+/// pairs' geometric-mean ratio B/A with its 95 % t interval, else the monitor's.
 pub(super) fn effect(q: &QuestionResult) -> Option<Effect> {
     match (&q.question, &q.rate, &q.metric) {
-        (QuestionKind::Metric { .. }, _, Some(m)) => match &m.shift_ratio {
-            Some(hl) => Some(Effect {
+        (QuestionKind::Metric { .. }, _, Some(m)) => match &m.paired_ratio {
+            Some(p) => Some(Effect {
                 scale: Scale::Ratio,
-                estimate: hl.estimate,
+                estimate: p.estimate,
                 interval: Some(Interval {
-                    lower: hl.lower,
-                    upper: hl.upper,
+                    lower: p.lower,
+                    upper: p.upper,
                 }),
-                confidence: hl.achieved_confidence.min(hl.confidence).max(0.0),
+                confidence: p.confidence,
                 repeated: false,
             }),
             None => decision_effect(q, Scale::Ratio),
@@ -291,12 +291,18 @@ pub(super) fn sides(q: &QuestionResult) -> (String, String) {
 pub(super) fn details(q: &QuestionResult) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(r) = &q.rate {
-        out.push(format!("A failed {}, B {}", counts(r.a), counts(r.b)));
+        out.push(format!(
+            "A failed {} in {} failing boots, B {} in {}",
+            counts(r.a),
+            counts(r.boots_a),
+            counts(r.b),
+            counts(r.boots_b)
+        ));
         if let Some(e) = effect(q) {
             out.push(e.sentence());
         }
         out.push(format!(
-            "95% Wilson intervals of the rates: A [{}, {}], B [{}, {}]",
+            "95% Wilson intervals of the failing-boot rates: A [{}, {}], B [{}, {}]",
             percent(r.interval_a.lower),
             percent(r.interval_a.upper),
             percent(r.interval_b.lower),
@@ -306,7 +312,7 @@ pub(super) fn details(q: &QuestionResult) -> Vec<String> {
     if let Some(m) = &q.metric {
         let med = |xs: &[f64]| median(xs).map_or_else(|| "-".into(), |v| value(v, &m.unit));
         out.push(format!(
-            "median of the per-run values A {}, B {} ({} and {} runs)",
+            "median of the per-boot values A {}, B {} ({} and {} boots)",
             med(&m.values_a),
             med(&m.values_b),
             m.values_a.len(),
@@ -315,14 +321,21 @@ pub(super) fn details(q: &QuestionResult) -> Vec<String> {
         if let Some(e) = effect(q) {
             out.push(e.sentence());
         }
-        for qr in [&m.p50_ratio, &m.p99_ratio].into_iter().flatten() {
+        if let Some(p) = &m.paired_ratio {
+            out.push(format!("{} pairs of boots compared", p.pairs));
+        }
+        if m.contended_pairs > 0 {
+            let n = m.contended_pairs;
             out.push(format!(
-                "p{} ratio B/A x{}, {} bootstrap CI [{}, {}]",
-                param(qr.quantile * 100.0),
-                ratio(qr.estimate),
-                level(qr.confidence),
-                ratio(qr.lower),
-                ratio(qr.upper)
+                "{n} pair{} left out: the host was contended while {} ran",
+                plural(n as usize),
+                if n == 1 { "it" } else { "they" }
+            ));
+        }
+        if let Some(res) = m.quantisation {
+            out.push(format!(
+                "values come from histogram buckets {} wide, interpolated within the bucket",
+                percent(res)
             ));
         }
         // The verdict rests on the sequential interval; say so when it is not the one above.
@@ -340,7 +353,10 @@ pub(super) fn details(q: &QuestionResult) -> Vec<String> {
     }
     let p = match (&q.rate, &q.metric) {
         (Some(r), _) => Some(("Fisher's exact", q.p_value.unwrap_or(r.fisher_p))),
-        (None, Some(m)) => q.p_value.or(m.mann_whitney_p).map(|p| ("Mann-Whitney", p)),
+        (None, Some(m)) => q
+            .p_value
+            .or(m.paired_ratio.as_ref().map(|p| p.p_value))
+            .map(|p| ("paired t", p)),
         (None, None) => None,
     };
     if let Some((test, p)) = p {
@@ -357,11 +373,17 @@ pub(super) fn details(q: &QuestionResult) -> Vec<String> {
 }
 
 /// `24` when both sides ran as often, else `24/23`.
-pub(super) fn runs(q: &QuestionResult) -> String {
-    if q.runs_a == q.runs_b {
-        q.runs_a.to_string()
+/// Boots per side behind a question's verdict (A/B when they differ).
+pub(super) fn boots(q: &QuestionResult) -> String {
+    let (a, b) = match (&q.rate, &q.metric) {
+        (Some(r), _) => (r.boots_a.runs, r.boots_b.runs),
+        (None, Some(m)) => (m.values_a.len() as u64, m.values_b.len() as u64),
+        (None, None) => (0, 0),
+    };
+    if a == b {
+        a.to_string()
     } else {
-        format!("{}/{}", q.runs_a, q.runs_b)
+        format!("{a}/{b}")
     }
 }
 
@@ -413,7 +435,7 @@ pub(super) fn verdict_note(q: &QuestionResult, design: &DesignInfo) -> Option<St
     match &q.verdict {
         Verdict::NoDifference { margin } => {
             let m = match q.question {
-                QuestionKind::FailureRate => format!("±{} pp", param(margin * 100.0)),
+                QuestionKind::FailureRate => format!("+{} pp of boots", param(margin * 100.0)),
                 QuestionKind::Metric { .. } => format!("±{}%", param(margin * 100.0)),
             };
             Some(format!(
@@ -421,13 +443,29 @@ pub(super) fn verdict_note(q: &QuestionResult, design: &DesignInfo) -> Option<St
                 param(alpha_equivalence(q, design))
             ))
         }
-        Verdict::Inconclusive { more_runs: more } => Some(match more_runs(*more) {
-            Some(n) => format!("needs ~{n} more runs per side"),
-            None => "no estimate of the runs it needs".into(),
-        }),
+        Verdict::Inconclusive { more_runs: more } => {
+            let need = match more_runs(*more) {
+                Some(n) => format!("needs ~{n} more boots per side"),
+                None => "no estimate of the boots it needs".into(),
+            };
+            Some(match rate_bound(q) {
+                Some(b) => format!("so far at most +{} pp of boots; {need}", param(b * 100.0)),
+                None => need,
+            })
+        }
         Verdict::Regression | Verdict::Improvement => None,
         Verdict::BaselineCrashes { .. } => Some("B's failure rate not compared".into()),
     }
+}
+
+/// For a failure-rate question, the one-sided upper bound of its last look on how much more
+/// often B's boots fail than A's (what "no difference" rests on), when it is below 1.
+pub(super) fn rate_bound(q: &QuestionResult) -> Option<f64> {
+    if q.question != QuestionKind::FailureRate {
+        return None;
+    }
+    let upper = q.looks.last()?.equivalence_interval?.upper;
+    (upper < 1.0).then_some(upper.max(0.0))
 }
 
 /// Whether the kernel crashed on side B for this question's test and arch.
@@ -443,17 +481,18 @@ fn b_crashed(q: &QuestionResult, report: &CompareReport) -> bool {
 pub(super) fn verdict_sentence(q: &QuestionResult, report: &CompareReport) -> String {
     let design = &report.design;
     match &q.verdict {
-        Verdict::NoDifference { margin } => {
-            let what = match q.question {
-                QuestionKind::FailureRate => "a change",
-                QuestionKind::Metric { .. } => "a shift",
-            };
-            format!(
-                "no difference: {what} of more than {} ruled out at α={}",
+        Verdict::NoDifference { margin } => match q.question {
+            QuestionKind::FailureRate => format!(
+                "no difference: B's boots fail at most {} points more often than A's, at {}",
+                param(rate_bound(q).unwrap_or(*margin) * 100.0),
+                level(1.0 - alpha_equivalence(q, design))
+            ),
+            QuestionKind::Metric { .. } => format!(
+                "no difference: a shift of more than {} ruled out at α={}",
                 margin_phrase(&q.question, *margin),
                 param(alpha_equivalence(q, design))
-            )
-        }
+            ),
+        },
         Verdict::Regression | Verdict::Improvement => {
             let name = q.verdict.name();
             if !matches!(q.decision, Decision::Different { .. })
@@ -486,7 +525,7 @@ pub(super) fn verdict_sentence(q: &QuestionResult, report: &CompareReport) -> St
         }
         Verdict::Inconclusive { more_runs: more } => match more_runs(*more) {
             Some(n) => format!(
-                "inconclusive: the budget ran out first; about {n} more runs per side would likely settle it"
+                "inconclusive: the budget ran out first; about {n} more boots per side would likely settle it"
             ),
             None => "inconclusive: the budget ran out first, with no estimate of the runs it would need".into(),
         },
@@ -549,7 +588,7 @@ pub(super) fn margins(d: &DesignInfo) -> String {
 /// The budget and batching.
 pub(super) fn budget(d: &DesignInfo) -> String {
     format!(
-        "at most {} runs per side or {}, in batches of {} runs of {} each",
+        "at most {} boots per side or {}; each boot runs every test {} times for {}",
         d.max_runs_per_side,
         duration(d.budget_s as f64),
         d.batch_runs,
@@ -557,21 +596,22 @@ pub(super) fn budget(d: &DesignInfo) -> String {
     )
 }
 
-/// Runs per side used by the sequential design against the fixed-n design.
+/// Boots per side used by the sequential design, over every question, against the fixed-n
+/// design.
 pub(super) fn runs_saved(report: &CompareReport) -> String {
     let used = report.runs_per_side_used;
     let fixed = report.runs_per_side_fixed_n;
     if fixed == 0 {
-        return format!("{used} runs per side");
+        return format!("{used} boots/side for all questions");
     }
     let saved = 1.0 - used as f64 / fixed as f64;
     if saved > 0.0 {
         format!(
-            "{used} runs per side, against {fixed} for a fixed-n design ({:.0}% fewer)",
+            "{used} boots/side for all questions vs {fixed} fixed-n ({:.0}% fewer)",
             saved * 100.0
         )
     } else {
-        format!("{used} runs per side, against {fixed} for a fixed-n design")
+        format!("{used} boots/side for all questions vs {fixed} fixed-n")
     }
 }
 

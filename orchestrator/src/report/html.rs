@@ -142,7 +142,7 @@ fn header(out: &mut String, r: &CompareReport) {
     rows.push((
         "Cost",
         text(&format!(
-            "time to verdict {} (wall {}); {}; {} runs made, {} reused, {} infra errors",
+            "time to verdict {} (wall {}); {}; {} runs made, {} replayed, {} infra errors",
             figures::duration(r.time_to_verdict_s),
             figures::duration(r.wall_s),
             figures::runs_saved(r),
@@ -166,7 +166,7 @@ fn summary(out: &mut String, r: &CompareReport) {
     }
     out.push_str(
         "<table class=\"summary\">\n<tr><th>Test</th><th>Arch</th><th>Question</th>\
-         <th>Verdict</th><th>A</th><th>B</th><th>B vs A</th><th>Runs</th><th>Evidence</th></tr>\n",
+         <th>Verdict</th><th>A</th><th>B</th><th>B vs A</th><th>Boots</th><th>Evidence</th></tr>\n",
     );
     for q in &r.questions {
         let (a, b) = figures::sides(q);
@@ -194,7 +194,7 @@ fn summary(out: &mut String, r: &CompareReport) {
             text(&a),
             text(&b),
             text(&effect),
-            text(&figures::runs(q)),
+            text(&figures::boots(q)),
             attr(&full),
             text(&truncate(&full, 160))
         ));
@@ -202,9 +202,9 @@ fn summary(out: &mut String, r: &CompareReport) {
     out.push_str("</table>\n");
     out.push_str(
         "<p class=\"note\">B vs A: failure rates as B − A in percentage points with the repeated \
-         confidence interval the verdict rests on; metrics as the Hodges–Lehmann shift ratio \
-         B/A with its 95% interval. A and B: failures/runs, or the median of the per-run \
-         values.</p>\n",
+         confidence interval the verdict rests on; metrics as the geometric-mean ratio B/A of \
+         the pairs of boots with its 95% interval. A and B: failed runs/runs, or the median of \
+         the per-boot values. Boots: per side, the unit of every verdict.</p>\n",
     );
 }
 
@@ -296,12 +296,12 @@ fn metrics(out: &mut String, r: &CompareReport) -> Result<(), ReportError> {
             text(&figures::verdict_sentence(q, r))
         ));
         let Some(m) = &q.metric else {
-            out.push_str("<p class=\"note\">No per-run values were recorded.</p>\n");
+            out.push_str("<p class=\"note\">No per-boot values were recorded.</p>\n");
             continue;
         };
         let mut svgs = Vec::new();
         if let Some(s) = plots::strip(
-            &format!("{title}: per-run values"),
+            &format!("{title}: per-boot values"),
             &m.unit,
             &m.values_a,
             &m.values_b,
@@ -322,7 +322,7 @@ fn metrics(out: &mut String, r: &CompareReport) -> Result<(), ReportError> {
             svgs.push(s);
         }
         if svgs.is_empty() {
-            out.push_str("<p class=\"note\">No per-run values were recorded.</p>\n");
+            out.push_str("<p class=\"note\">No per-boot values were recorded.</p>\n");
         } else {
             out.push_str("<div class=\"plots\">\n");
             for s in svgs {

@@ -29,6 +29,6 @@ mod tests {
         let text = JsonExporter.render(&report).expect("renders");
         let back: CompareReport = serde_json::from_str(&text).expect("parses");
         assert_eq!(back, report);
-        assert!(text.contains("\"format_version\": 1"));
+        assert!(text.contains("\"format_version\": 2"));
     }
 }

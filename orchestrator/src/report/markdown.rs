@@ -131,7 +131,7 @@ fn summary(out: &mut String, r: &CompareReport) {
     }
     heading(out, "Summary", '-');
     let head = [
-        "Test", "Arch", "Question", "Verdict", "A", "B", "B vs A", "Runs",
+        "Test", "Arch", "Question", "Verdict", "A", "B", "B vs A", "Boots",
     ]
     .map(String::from);
     let rows: Vec<[String; 8]> = r
@@ -147,7 +147,7 @@ fn summary(out: &mut String, r: &CompareReport) {
                 cell(&a),
                 cell(&b),
                 figures::effect(q).map_or_else(|| "-".into(), |e| e.short()),
-                figures::runs(q),
+                figures::boots(q),
             ]
         })
         .collect();
@@ -174,8 +174,9 @@ fn summary(out: &mut String, r: &CompareReport) {
     out.push('\n');
     out.push_str(&wrap(
         "B vs A: failure rates as B - A in percentage points with the repeated confidence \
-         interval the verdict rests on; metrics as the Hodges-Lehmann shift ratio B/A with its \
-         95% interval. A and B: failures/runs, or the median of the per-run values.",
+         interval the verdict rests on; metrics as the geometric-mean ratio B/A of the pairs of \
+         boots with its 95% interval. A and B: failed runs/runs, or the median of the per-boot \
+         values. Boots: per side, the unit of every verdict.",
         "",
         "",
     ));
@@ -293,7 +294,7 @@ fn reproduce(out: &mut String, r: &CompareReport) {
         ));
     }
     items.push(format!(
-        "Time to verdict {} (wall {}); {}; {} runs made, {} reused from the store, {} infra \
+        "Time to verdict {} (wall {}); {}; {} runs made, {} replayed from before an interruption, {} infra \
          error{} (never counted against a kernel)",
         figures::duration(r.time_to_verdict_s),
         figures::duration(r.wall_s),
@@ -355,46 +356,52 @@ inconclusive).
   0.8; obrien-fleming spending, holm
 - No difference means a change beyond the margin is ruled out: 15 points
   (failure rates), 5% either way (metrics)
-- Budget: at most 24 runs per side or 30m 00s, in batches of 4 runs of 2.0s
-  each
+- Budget: at most 24 boots per side or 30m 00s; each boot runs every test 4
+  times for 2.0s
 
 Summary
 -------
 
-| Test              | Arch   | Question     | Verdict       | A       | B            | B vs A                 | Runs |
-|-------------------|--------|--------------|---------------|---------|--------------|------------------------|------|
-| futex_wake_race   | x86_64 | failure-rate | regression    | 0/24    | 3/24 (12.5%) | +12.5 pp [+1.8, +28.4] | 24   |
-| futex_wake_race   | x86_64 | wake_us_p99  | no difference | 80.5 us | 81.5 us      | x1.01 [0.98, 1.03]     | 24   |
-| wq_exclusive_wake | x86_64 | failure-rate | inconclusive  | 0/24    | 1/24 (4.2%)  | +4.2 pp [-5.0, +19.0]  | 24   |
+| Test              | Arch   | Question     | Verdict       | A       | B            | B vs A                 | Boots |
+|-------------------|--------|--------------|---------------|---------|--------------|------------------------|-------|
+| futex_wake_race   | x86_64 | failure-rate | regression    | 0/24    | 3/24 (12.5%) | +12.5 pp [+1.8, +28.4] | 8     |
+| futex_wake_race   | x86_64 | wake_us_p99  | no difference | 80.5 us | 81.5 us      | x1.01 [0.98, 1.03]     | 4     |
+| wq_exclusive_wake | x86_64 | failure-rate | inconclusive  | 0/24    | 1/24 (4.2%)  | +4.2 pp [-5.0, +19.0]  | 8     |
 
 B vs A: failure rates as B - A in percentage points with the repeated
-confidence interval the verdict rests on; metrics as the Hodges-Lehmann
-shift ratio B/A with its 95% interval. A and B: failures/runs, or the median
-of the per-run values.
+confidence interval the verdict rests on; metrics as the geometric-mean
+ratio B/A of the pairs of boots with its 95% interval. A and B: failed
+runs/runs, or the median of the per-boot values. Boots: per side, the unit
+of every verdict.
 
 Verdicts
 --------
 
 - futex_wake_race on x86_64, failure rate: regression: B fails more often
   than A, at α=0.05.
-  - A failed 0/24, B 3/24 (12.5%)
+  - A failed 0/24 in 0/8 failing boots, B 3/24 (12.5%) in 3/8 (37.5%)
   - B − A = +12.5 points, 95% repeated CI [+1.8, +28.4]
-  - 95% Wilson intervals of the rates: A [0.0%, 14.0%], B [4.0%, 31.0%]
+  - 95% Wilson intervals of the failing-boot rates: A [0.0%, 14.0%], B
+    [4.0%, 31.0%]
   - Fisher's exact p=0.23 (fixed-sample, descriptive only)
   - evidence on B: run 7: fail: futex_wait returned EAGAIN <after> a wake &
     a \u{FFFD}[31msignal
 - futex_wake_race on x86_64, wake_us_p99: no difference: a shift of more
   than 5% either way ruled out at α=0.05.
-  - median of the per-run values A 80.5 us, B 81.5 us (4 and 4 runs)
-  - shift ratio B/A x1.01, 95% CI [0.98, 1.03]
-  - p50 ratio B/A x1.01, 95% bootstrap CI [0.97, 1.05]
+  - median of the per-boot values A 80.5 us, B 81.5 us (4 and 4 boots)
+  - ratio B/A x1.01, 95% CI [0.98, 1.03]
+  - 4 pairs of boots compared
+  - 1 pair left out: the host was contended while it ran
+  - values come from histogram buckets 6.2% wide, interpolated within the
+    bucket
   - the verdict rests on the 90% repeated CI [0.98, 1.03]
-  - Mann-Whitney p=0.41 (fixed-sample, descriptive only)
+  - paired t p=0.41 (fixed-sample, descriptive only)
 - wq_exclusive_wake on x86_64, failure rate: inconclusive: the budget ran
-  out first; about 40 more runs per side would likely settle it.
-  - A failed 0/24, B 1/24 (4.2%)
+  out first; about 40 more boots per side would likely settle it.
+  - A failed 0/24 in 0/8 failing boots, B 1/24 (4.2%) in 1/8 (12.5%)
   - B − A = +4.2 points, 95% repeated CI [-5.0, +19.0]
-  - 95% Wilson intervals of the rates: A [0.0%, 14.0%], B [4.0%, 31.0%]
+  - 95% Wilson intervals of the failing-boot rates: A [0.0%, 14.0%], B
+    [4.0%, 31.0%]
   - Fisher's exact p=0.23 (fixed-sample, descriptive only)
 
 Kernel crashes
@@ -415,9 +422,9 @@ Reproduce
 - lab 0.1.0, session 7, started 2025-06-01T10:00:00Z
 - x86_64: A 3f2a9c01 (6.12.57-rt15), B 77be0d42 (6.12.57-rt15+); accelerator
   tcg (kvm cannot boot a stock kernel here)
-- Time to verdict 12m 30s (wall 13m 01s); 24 runs per side, against 60 for a
-  fixed-n design (60% fewer); 40 runs made, 8 reused from the store, 1 infra
-  error (never counted against a kernel)
+- Time to verdict 12m 30s (wall 13m 01s); 24 boots/side for all questions vs
+  60 fixed-n (60% fewer); 40 runs made, 8 replayed from before an
+  interruption, 1 infra error (never counted against a kernel)
 
 Command:
 

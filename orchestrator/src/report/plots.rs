@@ -1,6 +1,6 @@
 //! The plots of the HTML report, drawn with plotters into SVG strings and embedded inline.
 //!
-//! - a strip plot of the per-run values of a metric, A against B, with each side's median;
+//! - a strip plot of the per-boot values of a metric, A against B, with each side's median;
 //! - the pooled latency histograms of A and B overlaid, on log axes (latency buckets grow
 //!   geometrically, and an RT regression lives in the sparse tail buckets);
 //! - the failure rates per test and arch as bars with their 95 % Wilson interval whiskers.
@@ -106,7 +106,7 @@ fn jitter(i: usize) -> f64 {
     (((i as f64) + 1.0) * 0.618_033_988_749_895).fract() * 0.5 - 0.25
 }
 
-/// Strip plot of the per-run values of A and B, with each side's median as a bar; the rows
+/// Strip plot of the per-boot values of A and B, with each side's median as a bar; the rows
 /// are named `A` and `B` in the sides' colours. `None` when neither side has a value.
 pub(super) fn strip(
     title: &str,

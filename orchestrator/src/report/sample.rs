@@ -3,12 +3,11 @@
 
 use crate::arch::Arch;
 use crate::compare::model::{
-    Better, CompareReport, CrashFinding, DesignInfo, MetricDetail, Overall, QuestionKind,
-    QuestionResult, RateDetail, Side, SideInfo, SideKernel, Verdict, REPORT_FORMAT_VERSION,
+    Better, CompareReport, CrashFinding, DesignInfo, MetricDetail, Overall, PairedRatio,
+    QuestionKind, QuestionResult, RateDetail, Side, SideInfo, SideKernel, Verdict,
+    REPORT_FORMAT_VERSION,
 };
-use crate::stats::{
-    Counts, Decision, Direction, HodgesLehmann, Interval, MannWhitneyMethod, QuantileRatio,
-};
+use crate::stats::{Counts, Decision, Direction, Interval};
 
 fn question(
     test: &str,
@@ -40,6 +39,8 @@ fn rate(a: (u64, u64), b: (u64, u64)) -> Option<RateDetail> {
     Some(RateDetail {
         a: Counts::new(a.0, a.1),
         b: Counts::new(b.0, b.1),
+        boots_a: Counts::new(a.0 / 3, a.1.min(a.0 / 3)),
+        boots_b: Counts::new(b.0 / 3, b.1.min(b.0 / 3)),
         interval_a: Interval {
             lower: 0.0,
             upper: 0.14,
@@ -93,25 +94,16 @@ pub(crate) fn small_report() -> CompareReport {
         values_a: vec![80.0, 82.0, 79.0, 81.0],
         values_b: vec![81.0, 83.0, 80.0, 82.0],
         unit: "us".into(),
-        shift_ratio: Some(HodgesLehmann {
+        paired_ratio: Some(PairedRatio {
             estimate: 1.012,
             lower: 0.981,
             upper: 1.034,
             confidence: 0.95,
-            achieved_confidence: 0.95,
-            method: MannWhitneyMethod::Exact,
+            pairs: 4,
+            p_value: 0.41,
         }),
-        p50_ratio: Some(QuantileRatio {
-            quantile: 0.5,
-            estimate: 1.01,
-            lower: 0.97,
-            upper: 1.05,
-            confidence: 0.95,
-            resamples: 2000,
-            seed: 1,
-        }),
-        p99_ratio: None,
-        mann_whitney_p: Some(0.41),
+        contended_pairs: 1,
+        quantisation: Some(0.0625),
         histogram_a: vec![(50, 10), (100, 80), (200, 2)],
         histogram_b: vec![(50, 9), (100, 81), (200, 3)],
         histogram_name: Some("wake_us".into()),

@@ -116,7 +116,7 @@ impl TerminalExporter {
             return;
         }
         const HEAD: [&str; 8] = [
-            "TEST", "ARCH", "QUESTION", "VERDICT", "A", "B", "B VS A", "RUNS",
+            "TEST", "ARCH", "QUESTION", "VERDICT", "A", "B", "B VS A", "BOOTS",
         ];
         let rows: Vec<[String; 8]> = r.questions.iter().map(row).collect();
         let mut widths = HEAD.map(|h| h.chars().count());
@@ -159,7 +159,7 @@ impl TerminalExporter {
         out.push('\n');
         out.push_str(&self.paint(
             DIM,
-            "A, B: failures/runs, or the median of the per-run values.",
+            "A, B: failed runs/runs, or the median of the per-boot values; BOOTS: per side, the unit of every verdict.",
         ));
         out.push_str("\n\n");
     }
@@ -224,7 +224,7 @@ impl TerminalExporter {
             ));
         }
         out.push_str(&format!(
-            "Runs: {} made, {} reused from the store, {} infra error{} (never counted against a kernel)\n",
+            "Runs: {} made, {} replayed from before an interruption, {} infra error{} (never counted against a kernel)\n",
             r.runs_made,
             r.reused_runs,
             r.infra_errors,
@@ -259,7 +259,7 @@ fn row(q: &QuestionResult) -> [String; 8] {
         a,
         b,
         figures::effect(q).map_or_else(|| "-".into(), |e| e.short()),
-        figures::runs(q),
+        figures::boots(q),
     ]
 }
 
@@ -295,17 +295,17 @@ lab compare  session 7  started 2025-06-01T10:00:00Z  lab 0.1.0
   tests       futex_wake_race, wq_exclusive_wake
   error rates α=0.05 (difference, two-sided), α=0.05 (equivalence), power 0.8; obrien-fleming spending, holm
   margins     15 points (failure rates), 5% either way (metrics)
-  budget      at most 24 runs per side or 30m 00s, in batches of 4 runs of 2.0s each
+  budget      at most 24 boots per side or 30m 00s; each boot runs every test 4 times for 2.0s
 
-TEST               ARCH    QUESTION      VERDICT        A        B             B VS A                  RUNS
-futex_wake_race    x86_64  failure-rate  regression     0/24     3/24 (12.5%)  +12.5 pp [+1.8, +28.4]  24
+TEST               ARCH    QUESTION      VERDICT        A        B             B VS A                  BOOTS
+futex_wake_race    x86_64  failure-rate  regression     0/24     3/24 (12.5%)  +12.5 pp [+1.8, +28.4]  8
     B: run 7: fail: futex_wait returned EAGAIN <after> a wake & a \u{FFFD}[31msignal
-futex_wake_race    x86_64  wake_us_p99   no difference  80.5 us  81.5 us       x1.01 [0.98, 1.03]      24
+futex_wake_race    x86_64  wake_us_p99   no difference  80.5 us  81.5 us       x1.01 [0.98, 1.03]      4
     ±5% ruled out at α=0.05
-wq_exclusive_wake  x86_64  failure-rate  inconclusive   0/24     1/24 (4.2%)   +4.2 pp [-5.0, +19.0]   24
-    needs ~40 more runs per side
+wq_exclusive_wake  x86_64  failure-rate  inconclusive   0/24     1/24 (4.2%)   +4.2 pp [-5.0, +19.0]   8
+    needs ~40 more boots per side
 B VS A: failure rates as B - A in points [the verdict's repeated CI]; metrics as the ratio B/A [95% CI].
-A, B: failures/runs, or the median of the per-run values.
+A, B: failed runs/runs, or the median of the per-boot values; BOOTS: per side, the unit of every verdict.
 
 Kernel crashes (1)
   B  x86_64  futex_wake_race  BUG: sleeping function called from invalid context  (2 runs)
@@ -313,8 +313,8 @@ Kernel crashes (1)
      first seen in /cache/lab/runs/0007-b-x86_64-3
 
 Overall: REGRESSION (1 regression, 0 improvements, 1 no difference, 1 inconclusive)
-Time to verdict 12m 30s (wall 13m 01s); 24 runs per side, against 60 for a fixed-n design (60% fewer)
-Runs: 40 made, 8 reused from the store, 1 infra error (never counted against a kernel)
+Time to verdict 12m 30s (wall 13m 01s); 24 boots/side for all questions vs 60 fixed-n (60% fewer)
+Runs: 40 made, 8 replayed from before an interruption, 1 infra error (never counted against a kernel)
 Run directories: 2 under /cache/lab/runs; `lab results show 7` re-renders this report
 ";
         assert_eq!(text, expected, "\n{text}");

@@ -12,7 +12,7 @@
 //!   p99) of B over A, seeded.
 //! - [`multiple`]: Holm and Benjamini–Hochberg adjustments.
 //! - [`sequential`]: the adaptive stopping rule the compare loop drives batch by
-//!   batch ([`RateMonitor`], [`MetricMonitor`]), and the fixed-n sample size it is
+//!   batch ([`RateMonitor`], [`PairedMetricMonitor`]), and the fixed-n sample size it is
 //!   measured against.
 //! - [`boundary`]: the group-sequential error-spending boundaries behind it.
 //! - [`special`]: the special functions all of the above rest on.
@@ -50,7 +50,8 @@ pub use rank::{
     MannWhitneyMethod,
 };
 pub use sequential::{
-    fixed_n_metric, fixed_n_rate, Decision, Design, FixedN, LookReport, MetricMonitor, RateMonitor,
+    fixed_n_metric, fixed_n_rate, Decision, Design, FixedN, LookReport, PairedMetricMonitor,
+    RateMonitor,
 };
 
 /// Which way B differs from A.

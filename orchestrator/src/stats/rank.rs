@@ -299,23 +299,6 @@ pub(crate) fn median_difference(a: &[f64], b: &[f64]) -> f64 {
     }
 }
 
-/// Moses interval bounds from sorted samples at normal critical value `z`: the order
-/// statistics D_(k) and D_(mn+1−k) of the differences with
-/// k = ⌊mn/2 + ½ − z σ_U⌋, the continuity-corrected normal solution of
-/// P(U ≤ k − 1) ≤ α/2 (Hollander & Wolfe §4.3, large-sample approximation).
-/// `None` when k < 1: the samples are too small for that confidence.
-pub(crate) fn moses_bounds_normal(a: &[f64], b: &[f64], z: f64) -> Option<(f64, f64)> {
-    let (_, tie_term) = u_statistic(a, b);
-    let sigma = u_sigma(b.len(), a.len(), tie_term);
-    let total = (a.len() * b.len()) as u64;
-    let k = ((total as f64) / 2.0 + 0.5 - z * sigma).floor();
-    if k.is_nan() || k < 1.0 {
-        return None;
-    }
-    let k = k as u64;
-    Some((kth_difference(a, b, k), kth_difference(a, b, total + 1 - k)))
-}
-
 /// Hodges–Lehmann estimate of the location shift B − A with the Moses confidence
 /// interval.
 ///

@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::boundary::BoundaryCache;
-use super::sequential::{Decision, Design, MetricMonitor, RateMonitor};
+use super::sequential::{Decision, Design, PairedMetricMonitor, RateMonitor};
 use super::{Counts, Direction};
 
 /// A standard normal draw by the Box–Muller transform (Box & Muller 1958).
@@ -48,8 +48,9 @@ fn run_rates(
     }
 }
 
-/// Runs one metric comparison on log-normal samples: log A ~ N(ln 100, σ²),
-/// log B ~ N(ln 100 + ln ratio, σ²).
+/// Runs one paired metric comparison on log-normal boot summaries: per pair,
+/// log A ~ N(ln 100 + h, σ²), log B ~ N(ln 100 + h + ln ratio, σ²), with a shared
+/// host effect h ~ N(0, 1) that the pairing must cancel. `batch` pairs per look.
 fn run_metric(
     design: &Design,
     cache: &BoundaryCache,
@@ -57,18 +58,21 @@ fn run_metric(
     batch: usize,
     rng: &mut StdRng,
 ) -> (Decision, u64) {
-    let mut m = MetricMonitor::with_cache(design.clone(), cache).expect("valid design");
+    let mut m = PairedMetricMonitor::with_cache(design.clone(), cache).expect("valid design");
     let mu = 100.0_f64.ln();
     loop {
-        let a: Vec<f64> = (0..batch)
-            .map(|_| (mu + sigma * std_normal(rng)).exp())
+        let pairs: Vec<(f64, f64)> = (0..batch)
+            .map(|_| {
+                let h = std_normal(rng);
+                (
+                    (mu + h + sigma * std_normal(rng)).exp(),
+                    (mu + h + ratio.ln() + sigma * std_normal(rng)).exp(),
+                )
+            })
             .collect();
-        let b: Vec<f64> = (0..batch)
-            .map(|_| (mu + ratio.ln() + sigma * std_normal(rng)).exp())
-            .collect();
-        let d = m.observe(&a, &b).expect("valid batch");
+        let d = m.observe(&pairs).expect("valid batch");
         if d.is_final() {
-            return (d, m.runs().0 as u64);
+            return (d, m.pairs() as u64);
         }
     }
 }
@@ -185,8 +189,8 @@ fn real_differences_are_detected() {
         t.mean_runs() < 150.0,
         "adaptive stopping should end early: {t:?}"
     );
-    // B 10 % slower at σ = 0.2 on the log scale: fixed-n needs 73 runs per side
-    // for 80 % power; the budget is 100.
+    // B 10 % slower at σ = 0.2 per boot on the log scale (pairs' sd 0.28): fixed-n
+    // needs 72 pairs for 80 % power; the budget is 100.
     let design = Design::new(0.05, 100);
     let t = simulate_metric(&design, (1.10, 0.2), 10, 200, 5);
     assert!(t.higher >= 160 && t.lower == 0, "{t:?}");
@@ -197,8 +201,8 @@ fn real_differences_are_detected() {
 
 #[test]
 fn differences_inside_the_margin_end_equivalent() {
-    // 1 % slower with a 5 % margin, σ = 0.1: equivalence needs ~120 runs, the
-    // budget is 400.
+    // 1 % slower with a 5 % margin, σ = 0.1 per boot: equivalence needs ~120 pairs,
+    // the budget is 400.
     let design = Design::new(0.05, 400);
     let t = simulate_metric(&design, (1.01, 0.1), 20, 100, 7);
     assert!(t.equivalent >= 90, "{t:?}");

@@ -340,9 +340,67 @@ pub fn inverse_incomplete_beta(a: f64, b: f64, p: f64) -> f64 {
     0.5 * (lo + hi)
 }
 
+/// Upper tail of Student's t with `df` degrees of freedom: P(T > t).
+///
+/// Through the incomplete beta (Abramowitz & Stegun 26.7.1 with 26.5.27):
+/// P(|T| > t) = I_{df/(df + t²)}(df/2, 1/2).
+pub fn student_t_sf(t: f64, df: f64) -> f64 {
+    if t.is_nan() || df.is_nan() || df <= 0.0 {
+        return f64::NAN;
+    }
+    let tail = 0.5 * incomplete_beta(df / 2.0, 0.5, df / (df + t * t));
+    if t >= 0.0 {
+        tail
+    } else {
+        1.0 - tail
+    }
+}
+
+/// The t with P(T > t) = `upper` for Student's t with `df` degrees of freedom, for
+/// `upper` in (0, 1): the inverse of [`student_t_sf`], through the inverse incomplete
+/// beta.
+pub fn student_t_upper_quantile(upper: f64, df: f64) -> f64 {
+    if !(upper > 0.0 && upper < 1.0) || df.is_nan() || df <= 0.0 {
+        return f64::NAN;
+    }
+    if upper > 0.5 {
+        return -student_t_upper_quantile(1.0 - upper, df);
+    }
+    if upper == 0.5 {
+        return 0.0;
+    }
+    let x = inverse_incomplete_beta(df / 2.0, 0.5, 2.0 * upper);
+    (df * (1.0 - x) / x).sqrt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn student_t_reference_values() {
+        // Critical values from any t table (e.g. NIST/SEMATECH e-Handbook, table 1.3.6.7.2).
+        for (upper, df, t) in [
+            (0.025, 1.0, 12.706),
+            (0.025, 5.0, 2.571),
+            (0.005, 10.0, 3.169),
+            (0.05, 30.0, 1.697),
+            (0.0005, 3.0, 12.924),
+            (0.1, 2.0, 1.886),
+        ] {
+            let got = student_t_upper_quantile(upper, df);
+            assert!(
+                (got - t).abs() < 1e-3,
+                "t({upper}, {df}) = {got}, table {t}"
+            );
+            assert!((student_t_sf(got, df) - upper).abs() < 1e-9);
+        }
+        assert!((student_t_sf(0.0, 4.0) - 0.5).abs() < 1e-12);
+        assert!((student_t_sf(-2.776, 4.0) - 0.975).abs() < 1e-4);
+        assert!((student_t_upper_quantile(0.975, 4.0) + 2.776).abs() < 1e-3);
+        // Many degrees of freedom: the normal.
+        assert!((student_t_upper_quantile(0.025, 1e6) - 1.95996).abs() < 1e-4);
+    }
 
     fn close(a: f64, b: f64, rel: f64) -> bool {
         (a - b).abs() <= rel * b.abs().max(1e-300)

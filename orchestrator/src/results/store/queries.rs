@@ -222,6 +222,58 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Every outcome a session recorded, with the arch, side and batch of its run, in batch
+    /// order: what a resumed comparison replays, look by look.
+    pub fn session_outcomes(
+        &self,
+        session: i64,
+    ) -> Result<Vec<(Arch, String, u32, TestOutcome)>, StoreError> {
+        let err = |source| StoreError::ReadOutcomes {
+            path: self.path.clone(),
+            test: format!("(session {session})"),
+            source,
+        };
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT o.id, r.arch, r.side, r.batch, o.json
+                 FROM runs r JOIN outcomes o ON o.run_id = r.id
+                 WHERE r.session_id = ?1 AND r.side IS NOT NULL AND r.batch IS NOT NULL
+                 ORDER BY r.batch, o.id",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![session], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        let mut out = Vec::new();
+        for (outcome_id, arch, side, batch, json) in rows {
+            let outcome: TestOutcome =
+                serde_json::from_str(&json).map_err(|source| StoreError::DecodeOutcome {
+                    path: self.path.clone(),
+                    outcome_id,
+                    source,
+                })?;
+            // A row of an arch this build does not know is not this session's to replay.
+            let Ok(arch) = arch.parse::<Arch>() else {
+                continue;
+            };
+            out.push((arch, side, u32::try_from(batch).unwrap_or(0), outcome));
+        }
+        Ok(out)
+    }
+}
+
 /// `LIMIT` takes an i64; -1 means none.
 fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(-1)
