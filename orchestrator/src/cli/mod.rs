@@ -165,7 +165,7 @@ pub struct CompareArgs {
     /// Equivalence margin for metrics (relative, e.g. 0.10 for 10 %).
     #[arg(long, value_name = "RATIO")]
     pub metric_margin: Option<f64>,
-    /// Cap on runs per test and side (the design's maximum); default: from the budget.
+    /// Cap on boots per side (one per batch; the design's horizon); default: from the budget.
     #[arg(long, value_name = "N")]
     pub max_runs: Option<u64>,
     #[command(flatten)]
