@@ -375,9 +375,9 @@ impl SessionProgress {
                 test,
                 question,
                 verdict,
-                runs_per_side,
+                boots_per_side,
             } => crate::errln!(
-                "lab: {arch} {test} {question}: {verdict} after {runs_per_side} runs per side"
+                "lab: {arch} {test} {question}: {verdict} after {boots_per_side} boots per side"
             ),
             Event::BudgetSpent { elapsed_s } => crate::errln!(
                 "lab: budget spent at {elapsed_s:.0}s; the open questions are inconclusive"

@@ -123,7 +123,7 @@ pub enum Event {
         test: String,
         question: String,
         verdict: String,
-        runs_per_side: u64,
+        boots_per_side: u64,
     },
     BudgetSpent {
         elapsed_s: f64,
@@ -289,7 +289,10 @@ pub async fn compare(
                         test: q.test.clone(),
                         question: q.question.label(),
                         verdict: q.verdict.name().to_owned(),
-                        runs_per_side: q.runs_a.min(q.runs_b),
+                        boots_per_side: {
+                            let (a, b) = q.boots();
+                            a.min(b)
+                        },
                     });
                 }
             }
@@ -356,20 +359,16 @@ pub async fn compare(
     } else {
         Overall::NoRegression
     };
-    // Runs saved: over the questions the sequential design decided, the runs per side it
-    // took against the fixed-n design with the same error rates for each.
-    let decided: Vec<&model::QuestionResult> = questions
+    // Boots used against the fixed-n design, over every question: the inconclusive ones cost
+    // their boots too.
+    let runs_used: u64 = questions
         .iter()
-        .filter(|q| {
-            matches!(
-                q.decision,
-                crate::stats::Decision::Different { .. }
-                    | crate::stats::Decision::Equivalent { .. }
-            )
+        .map(|q| {
+            let (a, b) = q.boots();
+            a.min(b)
         })
-        .collect();
-    let runs_used: u64 = decided.iter().map(|q| q.runs_a.min(q.runs_b)).sum();
-    let fixed_n: u64 = decided
+        .sum();
+    let fixed_n: u64 = questions
         .iter()
         .map(|q| q.fixed_n.as_ref().map_or(0, |f| f.per_side))
         .sum();

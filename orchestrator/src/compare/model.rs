@@ -157,6 +157,17 @@ pub struct QuestionResult {
 
 /// A failure-rate question's figures. The boot is the unit: a boot fails when any of its
 /// runs of the test fails, and the verdict compares the sides' failing boots.
+impl QuestionResult {
+    /// Boots behind the question on (A, B): the unit of its verdict.
+    pub fn boots(&self) -> (u64, u64) {
+        match (&self.rate, &self.metric) {
+            (Some(r), _) => (r.boots_a.runs, r.boots_b.runs),
+            (None, Some(m)) => (m.values_a.len() as u64, m.values_b.len() as u64),
+            (None, None) => (0, 0),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct RateDetail {
     /// Runs and failed runs (descriptive: runs in one boot are not independent).

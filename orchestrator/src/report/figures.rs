@@ -375,11 +375,7 @@ pub(super) fn details(q: &QuestionResult) -> Vec<String> {
 /// `24` when both sides ran as often, else `24/23`.
 /// Boots per side behind a question's verdict (A/B when they differ).
 pub(super) fn boots(q: &QuestionResult) -> String {
-    let (a, b) = match (&q.rate, &q.metric) {
-        (Some(r), _) => (r.boots_a.runs, r.boots_b.runs),
-        (None, Some(m)) => (m.values_a.len() as u64, m.values_b.len() as u64),
-        (None, None) => (0, 0),
-    };
+    let (a, b) = q.boots();
     if a == b {
         a.to_string()
     } else {
@@ -449,7 +445,7 @@ pub(super) fn verdict_note(q: &QuestionResult, design: &DesignInfo) -> Option<St
                 None => "no estimate of the boots it needs".into(),
             };
             Some(match rate_bound(q) {
-                Some(b) => format!("so far at most +{} pp of boots; {need}", param(b * 100.0)),
+                Some(b) => format!("so far at most +{:.1} pp of boots; {need}", b * 100.0),
                 None => need,
             })
         }
@@ -483,8 +479,8 @@ pub(super) fn verdict_sentence(q: &QuestionResult, report: &CompareReport) -> St
     match &q.verdict {
         Verdict::NoDifference { margin } => match q.question {
             QuestionKind::FailureRate => format!(
-                "no difference: B's boots fail at most {} points more often than A's, at {}",
-                param(rate_bound(q).unwrap_or(*margin) * 100.0),
+                "no difference: B's boots fail at most {:.1} points more often than A's, at {}",
+                rate_bound(q).unwrap_or(*margin) * 100.0,
                 level(1.0 - alpha_equivalence(q, design))
             ),
             QuestionKind::Metric { .. } => format!(

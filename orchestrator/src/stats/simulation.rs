@@ -247,7 +247,12 @@ fn a_short_budget_ends_inconclusive() {
         } = d
         {
             assert_eq!(runs, 100);
-            assert!(more_runs_estimate >= 100, "{more_runs_estimate}");
+            // From the observed rates, which scatter around 10 % and 11 %: a draw that
+            // looks far apart needs few more, one that looks equal needs thousands.
+            assert!(
+                (1..u64::MAX).contains(&more_runs_estimate),
+                "{more_runs_estimate}"
+            );
             inconclusive += 1;
         }
     }
