@@ -61,6 +61,7 @@ fn question(
             equivalence: 96,
             per_side: 120,
         }),
+        secondary_to: None,
     }
 }
 

@@ -24,16 +24,22 @@
 //! For every test and arch: its failure rate, and each metric it reports whose name ends
 //! with one of the configured suffixes (`_p50`, `_p99`, `_per_s`).
 //!
-//! # Multiplicity: Holm by alpha recycling
+//! # Multiplicity: a graph of primary and secondary questions
 //!
-//! Every question starts with α/m (m questions). When one is decided "different", its α
-//! is shared equally among the questions not yet rejected, whose monitors are rebuilt at
-//! the larger α and replayed over the same batches (same look times). This is the
-//! graphical Holm procedure for group-sequential designs of Maurer & Bretz, "Multiple
-//! testing in group sequential trials using graphical approaches", Statistics in
-//! Biopharmaceutical Research 5 (2013) 311–320, §3: with error-spending boundaries and
-//! recycling to the full boundary of the new level, it controls the family-wise error
-//! rate strongly at α, for any number of looks.
+//! A test may declare a primary metric (`[compare.primary]`); its other metrics are then
+//! secondary. The primary questions (every failure rate, every declared primary metric,
+//! and every metric of a test that declares none) share α equally from the start; the
+//! secondary ones start at 0 and are reported, not decided, until α reaches them. When a
+//! question is decided "different", its α is passed on along a fixed graph: a primary
+//! metric's to its test's secondary metrics (gatekeeping), every other question's equally
+//! to the other primaries (and a secondary's also to its siblings), and the graph is
+//! updated by Algorithm 1 of Bretz, Maurer, Brannath & Posch, "A graphical approach to
+//! sequentially rejective multiple test procedures", Statistics in Medicine 28 (2009)
+//! 586–604. The monitors that gain α are rebuilt at the larger α and replayed over the same
+//! batches (same look times), as Maurer & Bretz, "Multiple testing in group sequential
+//! trials using graphical approaches", Statistics in Biopharmaceutical Research 5 (2013)
+//! 311–320, §3, show keeps the family-wise error rate at α for any number of looks. With no
+//! primary declared this is Holm's procedure.
 //!
 //! "No difference" (equivalence) is claimed per question at α_eq. The overall claim "no
 //! regression anywhere" holds only if every question is equivalent; as an intersection–union
@@ -77,6 +83,9 @@ pub struct Params {
     pub spending: Spending,
     /// Metric name suffixes to compare.
     pub metric_suffixes: Vec<String>,
+    /// Per test, its primary metric; the test's other metrics are secondary (see the
+    /// module docs). Tests not named have every metric primary.
+    pub primary: BTreeMap<String, String>,
 }
 
 /// One arch's share of a batch: one boot of each side, run side by side.
@@ -143,6 +152,14 @@ impl Monitor {
         }
     }
 
+    /// The α the monitor was built at.
+    fn alpha(&self) -> f64 {
+        match self {
+            Monitor::Rate(m) => m.design().alpha,
+            Monitor::Metric(m) => m.design().alpha,
+        }
+    }
+
     fn looks(&self) -> Vec<stats::LookReport> {
         match self {
             Monitor::Rate(m) => m.looks().to_vec(),
@@ -165,6 +182,8 @@ struct Question {
     /// Monitor error, e.g. a metric with a zero value; the question is dropped from the
     /// family then, and says why.
     error: Option<String>,
+    /// For a secondary metric: the index of its test's primary metric question.
+    primary: Option<usize>,
 }
 
 impl Question {
@@ -196,6 +215,9 @@ pub struct Analysis {
     batches: usize,
     /// Whether the question set is fixed (after the first batch).
     frozen: bool,
+    /// The multiplicity graph: `graph[j][k]` is the share of j's α that k gets when j is
+    /// rejected. Rows of rejected questions are cleared.
+    graph: Vec<Vec<f64>>,
 }
 
 impl Analysis {
@@ -209,6 +231,7 @@ impl Analysis {
             cache: BoundaryCache::default(),
             batches: 0,
             frozen: false,
+            graph: Vec::new(),
         }
     }
 
@@ -228,25 +251,44 @@ impl Analysis {
     /// defined yet).
     pub fn is_open(&self, arch: Arch, test: &str) -> bool {
         !self.frozen
-            || self
-                .questions
-                .iter()
-                .any(|q| q.arch == arch && q.test == test && q.is_open())
+            || (0..self.questions.len()).any(|i| {
+                let q = &self.questions[i];
+                q.arch == arch && q.test == test && self.open(i)
+            })
+    }
+
+    /// Whether question `i` may still change: open itself, or a secondary without α whose
+    /// primary is still open (α may yet reach it).
+    fn open(&self, i: usize) -> bool {
+        let q = &self.questions[i];
+        match q.primary {
+            Some(p) if q.alpha == 0.0 && q.monitor.is_none() => self.open(p),
+            _ => q.is_open(),
+        }
+    }
+
+    /// A secondary question that α has not reached: reported, not tested.
+    fn gated(&self, q: &Question) -> bool {
+        q.primary.is_some() && q.monitor.is_none() && q.alpha == 0.0
     }
 
     /// Whether every open question has had its last look (all its runs per side).
     pub fn horizon_reached(&self) -> bool {
         self.frozen
-            && self.questions.iter().filter(|q| q.is_open()).all(|q| {
-                q.monitor
-                    .as_ref()
-                    .and_then(|m| {
-                        m.looks()
-                            .last()
-                            .map(|l| l.information_fraction >= 1.0 - 1e-9)
-                    })
-                    .unwrap_or(false)
-            })
+            && self
+                .questions
+                .iter()
+                .filter(|q| q.is_open() && !self.gated(q))
+                .all(|q| {
+                    q.monitor
+                        .as_ref()
+                        .and_then(|m| {
+                            m.looks()
+                                .last()
+                                .map(|l| l.information_fraction >= 1.0 - 1e-9)
+                        })
+                        .unwrap_or(false)
+                })
     }
 
     /// Number of batches (looks) fed so far.
@@ -280,10 +322,8 @@ impl Analysis {
             self.define_questions(batch);
             self.frozen = true;
         }
-        let m = self.questions.len().max(1) as f64;
         for q in &mut self.questions {
-            if q.monitor.is_none() && q.error.is_none() {
-                q.alpha = self.params.alpha / m;
+            if q.monitor.is_none() && q.error.is_none() && q.alpha > 0.0 {
                 match new_monitor(&self.params, &q.kind, q.alpha, &self.cache) {
                     Ok(mon) => q.monitor = Some(mon),
                     Err(e) => q.error = Some(e.to_string()),
@@ -321,7 +361,7 @@ impl Analysis {
 
     /// Whether every question is decided.
     pub fn all_decided(&self) -> bool {
-        self.frozen && self.questions.iter().all(|q| !q.is_open())
+        self.frozen && (0..self.questions.len()).all(|i| !self.open(i))
     }
 
     /// The budget ran out: every open question becomes inconclusive.
@@ -335,8 +375,8 @@ impl Analysis {
         }
     }
 
-    /// Holm by alpha recycling: while some question was rejected and still holds α, hand
-    /// its α to the questions not rejected, and replay those at their new level.
+    /// Passes the α of rejected questions on along the graph (Bretz et al. 2009, Algorithm
+    /// 1), and replays the questions that gained α at their new level.
     fn recycle(&mut self) {
         loop {
             let donors: Vec<usize> = (0..self.questions.len())
@@ -345,51 +385,119 @@ impl Analysis {
             if donors.is_empty() {
                 return;
             }
-            let receivers: Vec<usize> = (0..self.questions.len())
-                .filter(|&i| !self.questions[i].rejected() && self.questions[i].error.is_none())
-                .collect();
-            let freed: f64 = donors.iter().map(|&i| self.questions[i].alpha).sum();
-            for &i in &donors {
-                // The rejected question keeps its verdict; its α is passed on.
-                self.questions[i].alpha = 0.0;
-            }
-            if receivers.is_empty() {
-                return;
-            }
-            let share = freed / receivers.len() as f64;
-            for &i in &receivers {
-                let q = &mut self.questions[i];
-                q.alpha += share;
-                let mut mon = match new_monitor(&self.params, &q.kind, q.alpha, &self.cache) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        q.error = Some(e.to_string());
-                        continue;
-                    }
-                };
-                let mut decision = Decision::Continue;
-                for d in &q.batches {
-                    match mon.observe(d) {
-                        Ok(dec) => {
-                            decision = dec;
-                            if decision.is_final() {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            q.error = Some(e.to_string());
-                            break;
-                        }
+            let mut gained = std::collections::BTreeSet::new();
+            for j in donors {
+                let aj = std::mem::take(&mut self.questions[j].alpha);
+                let n = self.questions.len();
+                let alive: Vec<usize> = (0..n)
+                    .filter(|&l| l != j && !self.questions[l].rejected())
+                    .collect();
+                for &l in &alive {
+                    let share = aj * self.graph[j][l];
+                    if share > 0.0 && self.questions[l].error.is_none() {
+                        self.questions[l].alpha += share;
+                        gained.insert(l);
                     }
                 }
-                // A question the budget had already closed stays closed.
-                if matches!(q.decision, Decision::Inconclusive { .. }) && !decision.is_final() {
-                    decision = mon.conclude();
+                let old = self.graph.clone();
+                for &l in &alive {
+                    for &k in &alive {
+                        if l == k {
+                            continue;
+                        }
+                        let denom = 1.0 - old[l][j] * old[j][l];
+                        self.graph[l][k] = if denom > 1e-12 {
+                            (old[l][k] + old[l][j] * old[j][k]) / denom
+                        } else {
+                            0.0
+                        };
+                    }
                 }
-                q.decision = decision;
-                q.monitor = Some(mon);
+                for k in 0..n {
+                    self.graph[j][k] = 0.0;
+                    self.graph[k][j] = 0.0;
+                }
+            }
+            for i in gained {
+                self.replay(i);
             }
         }
+    }
+
+    /// Rebuilds question `i`'s monitor at its α and feeds it every batch so far.
+    fn replay(&mut self, i: usize) {
+        let q = &mut self.questions[i];
+        let mut mon = match new_monitor(&self.params, &q.kind, q.alpha, &self.cache) {
+            Ok(m) => m,
+            Err(e) => {
+                q.error = Some(e.to_string());
+                return;
+            }
+        };
+        let mut decision = Decision::Continue;
+        for d in &q.batches {
+            match mon.observe(d) {
+                Ok(dec) => {
+                    decision = dec;
+                    if decision.is_final() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    q.error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        // A question the budget had already closed stays closed.
+        if matches!(q.decision, Decision::Inconclusive { .. }) && !decision.is_final() {
+            decision = mon.conclude();
+        }
+        q.decision = decision;
+        q.monitor = Some(mon);
+    }
+
+    /// Fixes the initial α of every question and the graph, once the questions are known.
+    fn build_graph(&mut self) {
+        let n = self.questions.len();
+        let secondaries_of = |p: usize, qs: &[Question]| -> Vec<usize> {
+            (0..qs.len())
+                .filter(|&k| qs[k].primary == Some(p))
+                .collect()
+        };
+        let primaries: Vec<usize> = (0..n)
+            .filter(|&i| self.questions[i].primary.is_none())
+            .collect();
+        let mut graph = vec![vec![0.0; n]; n];
+        let spread = |row: &mut Vec<f64>, to: &[usize]| {
+            for &k in to {
+                row[k] = 1.0 / to.len() as f64;
+            }
+        };
+        for j in 0..n {
+            let q = &self.questions[j];
+            let to: Vec<usize> = match q.primary {
+                None => {
+                    let own = secondaries_of(j, &self.questions);
+                    if own.is_empty() {
+                        primaries.iter().copied().filter(|&k| k != j).collect()
+                    } else {
+                        own
+                    }
+                }
+                Some(p) => secondaries_of(p, &self.questions)
+                    .into_iter()
+                    .filter(|&k| k != j)
+                    .chain(primaries.iter().copied().filter(|&k| k != p))
+                    .collect(),
+            };
+            spread(&mut graph[j], &to);
+        }
+        let share = self.params.alpha / primaries.len().max(1) as f64;
+        for &i in &primaries {
+            self.questions[i].alpha = share;
+        }
+        self.graph = graph;
     }
 
     fn define_questions(&mut self, batch: &[BootPair]) {
@@ -405,6 +513,7 @@ impl Analysis {
                     decision: Decision::Continue,
                     crashed: (false, false),
                     error: None,
+                    primary: None,
                 });
                 let mut names: Vec<String> = a
                     .iter()
@@ -416,8 +525,21 @@ impl Analysis {
                     .collect();
                 names.sort();
                 names.dedup();
+                // The declared primary goes first, so that its secondaries can point at it.
+                let declared = self
+                    .params
+                    .primary
+                    .get(test)
+                    .filter(|p| names.contains(p))
+                    .cloned();
+                if let Some(p) = &declared {
+                    names.retain(|n| n != p);
+                    names.insert(0, p.clone());
+                }
+                let first = self.questions.len();
                 for name in names {
                     let (better, _) = metric_meta(&name);
+                    let primary = declared.as_ref().filter(|p| **p != name).map(|_| first);
                     self.questions.push(Question {
                         test: test.clone(),
                         arch: *arch,
@@ -428,10 +550,12 @@ impl Analysis {
                         decision: Decision::Continue,
                         crashed: (false, false),
                         error: None,
+                        primary,
                     });
                 }
             }
         }
+        self.build_graph();
     }
 
     fn note_crash(&mut self, side: Side, o: &TestOutcome) {
@@ -547,10 +671,14 @@ impl Analysis {
             p_adjusted: None,
             alpha: if q.rejected() && q.alpha == 0.0 {
                 // Report the level it was rejected at, before its α was passed on.
-                self.params.alpha / self.questions.len().max(1) as f64
+                q.monitor.as_ref().map_or(0.0, Monitor::alpha)
             } else {
                 q.alpha
             },
+            secondary_to: q
+                .primary
+                .map(|p| self.questions[p].kind.label())
+                .filter(|_| self.gated(q)),
             evidence_a: evidence(&ca),
             evidence_b: evidence(&cb),
             looks: q.monitor.as_ref().map(Monitor::looks).unwrap_or_default(),
@@ -905,6 +1033,7 @@ mod tests {
             max_runs_per_side: max,
             spending: Spending::Pocock,
             metric_suffixes: vec!["_p50".into(), "_per_s".into()],
+            primary: BTreeMap::new(),
         }
     }
 
@@ -1149,6 +1278,97 @@ mod tests {
             equivalent > 0,
             "the A/A runs never reached a no-difference verdict"
         );
+    }
+
+    /// A declared primary metric holds the test's α; the secondary waits, reported but not
+    /// tested, and gets the primary's α once the primary is found different.
+    #[test]
+    fn a_secondary_metric_is_tested_only_once_its_primary_differs() {
+        let m = |test: &str, p50: f64, rate: f64| {
+            let mut o = outcome(test, Arch::X86_64, false, Some(("lat_us_p50", p50)));
+            if let Some(r) = o.result.as_mut() {
+                r.metrics.insert("ops_per_s".into(), rate);
+            }
+            o
+        };
+        let mut p = params(12);
+        p.primary.insert("t_metric".into(), "lat_us_p50".into());
+        let mut an = Analysis::new(p, vec!["t_metric".into()]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let mut side = |shift: f64| -> Vec<TestOutcome> {
+            (0..3)
+                .map(|_| {
+                    let noise: f64 = rng.random::<f64>() * 0.02;
+                    m("t_metric", 100.0 * shift * (1.0 + noise), 1000.0 / shift)
+                })
+                .collect()
+        };
+        let first = pair(Arch::X86_64, side(1.0), side(1.0));
+        an.add_batch(&[first]);
+        let r = an.results();
+        let q = |r: &[QuestionResult], name: &str| {
+            r.iter()
+                .find(|q| q.question.label() == name)
+                .cloned()
+                .expect("question")
+        };
+        // Failure rate and the primary share α; the secondary has none yet.
+        assert!((q(&r, "failure-rate").alpha - 0.025).abs() < 1e-12);
+        assert!((q(&r, "lat_us_p50").alpha - 0.025).abs() < 1e-12);
+        let ops = q(&r, "ops_per_s");
+        assert_eq!(ops.alpha, 0.0);
+        assert_eq!(ops.secondary_to.as_deref(), Some("lat_us_p50"));
+        assert!(
+            !an.all_decided(),
+            "the primary is open, so the secondary may still be tested"
+        );
+        // B twice as slow: the primary is rejected, and its α reaches the secondary.
+        for _ in 0..11 {
+            let b = side(2.0);
+            let a = side(1.0);
+            if an.add_batch(&[pair(Arch::X86_64, a, b)]) {
+                break;
+            }
+        }
+        let r = an.results();
+        assert_eq!(q(&r, "lat_us_p50").verdict, Verdict::Regression);
+        let ops = q(&r, "ops_per_s");
+        assert!(ops.secondary_to.is_none(), "{ops:?}");
+        assert_eq!(
+            ops.verdict,
+            Verdict::Regression,
+            "throughput halved: {ops:?}"
+        );
+        assert!(ops.alpha > 0.0);
+    }
+
+    /// When the primary ends without a difference, the secondary is never tested, and the
+    /// comparison does not wait for it.
+    #[test]
+    fn a_secondary_behind_a_primary_without_difference_closes_untested() {
+        let mut p = params(6);
+        p.primary.insert("t_metric".into(), "lat_us_p50".into());
+        let mut an = Analysis::new(p, vec!["t_metric".into()]);
+        for i in 0..6 {
+            let o = |v: f64| {
+                let mut o = outcome("t_metric", Arch::X86_64, false, Some(("lat_us_p50", v)));
+                if let Some(r) = o.result.as_mut() {
+                    r.metrics.insert("ops_per_s".into(), 1000.0 * v);
+                }
+                o
+            };
+            let x = 100.0 + f64::from(i % 3);
+            an.add_batch(&[pair(Arch::X86_64, vec![o(x)], vec![o(x * 1.001)])]);
+        }
+        an.conclude();
+        assert!(an.all_decided());
+        let r = an.results();
+        let ops = r
+            .iter()
+            .find(|q| q.question.label() == "ops_per_s")
+            .expect("secondary");
+        assert!(matches!(ops.verdict, Verdict::Inconclusive { .. }));
+        assert_eq!(ops.secondary_to.as_deref(), Some("lat_us_p50"));
     }
 
     #[test]

@@ -153,6 +153,10 @@ pub struct QuestionResult {
     pub looks: Vec<LookReport>,
     /// The fixed-n design with the same error rates, for the runs-saved figure.
     pub fixed_n: Option<FixedN>,
+    /// A secondary metric that no α reached: the primary metric it waits behind. It is
+    /// reported, not tested.
+    #[serde(default)]
+    pub secondary_to: Option<String>,
 }
 
 /// A failure-rate question's figures. The boot is the unit: a boot fails when any of its

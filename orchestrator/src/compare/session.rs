@@ -331,6 +331,7 @@ pub async fn run(
             max_runs_per_side: req.max_runs.unwrap_or(2),
             spending: Spending::Pocock,
             metric_suffixes: c.metrics.clone(),
+            primary: c.primary.clone(),
         },
         max_runs: req.max_runs,
         stop_on_regression: req.stop_on_regression,

@@ -74,6 +74,7 @@ struct CompareSection {
     margin_metric: Option<f64>,
     batch_runs: Option<u32>,
     metrics: Option<Vec<String>>,
+    primary: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `[compare]`, resolved.
@@ -89,6 +90,8 @@ pub struct CompareSettings {
     pub batch_runs: u32,
     /// Suffixes of the metric names compared (`_p50`, `_p99`, `_per_s`).
     pub metrics: Vec<String>,
+    /// Per test, its primary metric (`[compare.primary]`).
+    pub primary: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -512,6 +515,12 @@ impl Settings {
                     )
                 })?,
             metrics: pick!(compare.metrics, "compare.metrics"),
+            primary: user
+                .compare
+                .primary
+                .clone()
+                .or_else(|| defaults.compare.primary.clone())
+                .unwrap_or_default(),
         };
 
         let target = match user.target.clone() {

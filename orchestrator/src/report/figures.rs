@@ -439,6 +439,10 @@ pub(super) fn verdict_note(q: &QuestionResult, design: &DesignInfo) -> Option<St
                 param(alpha_equivalence(q, design))
             ))
         }
+        Verdict::Inconclusive { .. } if q.secondary_to.is_some() => Some(format!(
+            "not tested: secondary to {}, tested only once that differs",
+            q.secondary_to.as_deref().unwrap_or("?")
+        )),
         Verdict::Inconclusive { more_runs: more } => {
             let need = match more_runs(*more) {
                 Some(n) => format!("needs ~{n} more boots per side"),
@@ -519,6 +523,11 @@ pub(super) fn verdict_sentence(q: &QuestionResult, report: &CompareReport) -> St
             };
             format!("{name}: {how}, at α={}", param(alpha_difference(q)))
         }
+        Verdict::Inconclusive { .. } if q.secondary_to.is_some() => format!(
+            "not tested: a secondary metric of {}, tested only once its primary {} differs (gatekeeping); reported, not decided",
+            q.test,
+            q.secondary_to.as_deref().unwrap_or("?")
+        ),
         Verdict::Inconclusive { more_runs: more } => match more_runs(*more) {
             Some(n) => format!(
                 "inconclusive: the budget ran out first; about {n} more boots per side would likely settle it"

@@ -32,6 +32,7 @@ fn question(
         evidence_b: None,
         looks: Vec::new(),
         fixed_n: None,
+        secondary_to: None,
     }
 }
 

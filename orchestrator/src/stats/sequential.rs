@@ -929,7 +929,9 @@ mod tests {
         let mut m = RateMonitor::new(Design::new(0.1, 39)).expect("valid");
         let mut last = Decision::Continue;
         for _ in 0..13 {
-            last = m.observe(Counts::new(3, 0), Counts::new(3, 0)).expect("valid");
+            last = m
+                .observe(Counts::new(3, 0), Counts::new(3, 0))
+                .expect("valid");
             if last.is_final() {
                 break;
             }
@@ -946,8 +948,8 @@ mod tests {
             units_to_settle(Counts::new(20, 0), Counts::new(20, 0), 2.5, 2.0, 0.1),
             "the answer depends on the rates, not on the units so far"
         );
-        let n = units_to_settle(Counts::new(10, 0), Counts::new(10, 0), 2.5, 2.0, 0.1)
-            .expect("finite");
+        let n =
+            units_to_settle(Counts::new(10, 0), Counts::new(10, 0), 2.5, 2.0, 0.1).expect("finite");
         assert!((35.0..80.0).contains(&n), "{n}");
     }
 
