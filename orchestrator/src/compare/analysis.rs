@@ -102,8 +102,7 @@ pub struct BootPair {
 /// The data of one question in one batch.
 #[derive(Debug, Clone)]
 enum BatchData {
-    /// Each side's boot: (1, 1) when one of its runs failed, (1, 0) when none did, (0, 0)
-    /// when it had no counted run.
+    /// Each side's boot: its counted runs and failed runs.
     Rate { boots: (Counts, Counts) },
     /// Each side's boot value, and whether the host was contended.
     Metric {
@@ -136,7 +135,9 @@ enum Monitor {
 impl Monitor {
     fn observe(&mut self, d: &BatchData) -> Result<Decision, stats::StatsError> {
         match (self, d) {
-            (Monitor::Rate(m), BatchData::Rate { boots, .. }) => m.observe(boots.0, boots.1),
+            (Monitor::Rate(m), BatchData::Rate { boots }) => {
+                m.observe_clusters(&[boots.0], &[boots.1])
+            }
             (Monitor::Metric(m), d @ BatchData::Metric { .. }) => match d.pair() {
                 Some(p) => m.observe(&[p]),
                 None => Ok(Decision::Continue),
@@ -697,10 +698,17 @@ impl Analysis {
                 };
                 let (na, nb) = (fails(&ca), fails(&cb));
                 let (mut ba, mut bb) = (Counts::default(), Counts::default());
+                // Boots with a counted run, and those with a failed one.
+                let add = |t: Counts, boot: Counts| {
+                    Counts::new(
+                        t.runs + u64::from(boot.runs > 0),
+                        t.failures + u64::from(boot.failures > 0),
+                    )
+                };
                 for d in &q.batches {
-                    if let BatchData::Rate { boots, .. } = d {
-                        ba = Counts::new(ba.runs + boots.0.runs, ba.failures + boots.0.failures);
-                        bb = Counts::new(bb.runs + boots.1.runs, bb.failures + boots.1.failures);
+                    if let BatchData::Rate { boots } = d {
+                        ba = add(ba, boots.0);
+                        bb = add(bb, boots.1);
                     }
                 }
                 let w = |c: Counts| {
@@ -868,10 +876,8 @@ fn batch_data(test: &str, kind: &QuestionKind, pair: &BootPair) -> BatchData {
                     runs.iter().filter(|o| o.kind.is_kernel_failure()).count() as u64,
                 )
             };
-            let boot = |c: Counts| Counts::new(u64::from(c.runs > 0), u64::from(c.failures > 0));
-            let (ra, rb) = (runs(&pair.a), runs(&pair.b));
             BatchData::Rate {
-                boots: (boot(ra), boot(rb)),
+                boots: (runs(&pair.a), runs(&pair.b)),
             }
         }
         QuestionKind::Metric { name, .. } => BatchData::Metric {

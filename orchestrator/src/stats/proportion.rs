@@ -46,8 +46,14 @@ pub struct FisherTest {
 /// the single proportion", method 3:
 /// (2np̂ + z² ± z√(z² + 4np̂q̂)) / (2(n + z²)).
 pub(crate) fn wilson_bounds(x: u64, n: u64, z: f64) -> (f64, f64) {
-    let n = n as f64;
-    let x = x as f64;
+    wilson_bounds_real(x as f64, n as f64, z)
+}
+
+/// [`wilson_bounds`] for effective (design-effect-scaled, so fractional) counts.
+pub(crate) fn wilson_bounds_real(x: f64, n: f64, z: f64) -> (f64, f64) {
+    if n <= 0.0 {
+        return (0.0, 1.0);
+    }
     let z2 = z * z;
     let denom = n + z2;
     let centre = (x + z2 / 2.0) / denom;
@@ -73,10 +79,20 @@ pub(crate) fn wilson_bounds(x: u64, n: u64, z: f64) -> (f64, f64) {
 /// (l₁, u₁) for p₁ = rate(B) and (l₂, u₂) for p₂ = rate(A), and δ̂ = p₁ − p₂,
 /// L = δ̂ − √((p₁ − l₁)² + (u₂ − p₂)²), U = δ̂ + √((u₁ − p₁)² + (p₂ − l₂)²).
 pub(crate) fn newcombe_bounds(a: Counts, b: Counts, z: f64) -> (f64, f64) {
-    let p1 = b.rate();
-    let p2 = a.rate();
-    let (l1, u1) = wilson_bounds(b.failures, b.runs, z);
-    let (l2, u2) = wilson_bounds(a.failures, a.runs, z);
+    newcombe_bounds_real(
+        (a.runs as f64, a.failures as f64),
+        (b.runs as f64, b.failures as f64),
+        z,
+    )
+}
+
+/// [`newcombe_bounds`] for effective (runs, failures), which may be fractional.
+pub(crate) fn newcombe_bounds_real(a: (f64, f64), b: (f64, f64), z: f64) -> (f64, f64) {
+    let rate = |(n, x): (f64, f64)| if n > 0.0 { x / n } else { 0.0 };
+    let p1 = rate(b);
+    let p2 = rate(a);
+    let (l1, u1) = wilson_bounds_real(b.1, b.0, z);
+    let (l2, u2) = wilson_bounds_real(a.1, a.0, z);
     let d = p1 - p2;
     let lower = d - ((p1 - l1).powi(2) + (u2 - p2).powi(2)).sqrt();
     let upper = d + ((u1 - p1).powi(2) + (p2 - l2).powi(2)).sqrt();

@@ -90,7 +90,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::boundary::{BoundaryCache, BoundaryTracker, Spending};
-use super::proportion::newcombe_bounds;
+use super::proportion::{newcombe_bounds, newcombe_bounds_real};
 use super::special::{normal_quantile, normal_sf, student_t_upper_quantile};
 use super::{check_open_unit, Counts, Direction, Interval, StatsError};
 
@@ -408,7 +408,10 @@ impl Looks {
             needed: ev.needed,
             margin_working,
         });
+        // Neither answer comes from an interval of zero width: every pair tied at the same
+        // ratio (quantised values) has no spread behind it.
         let different = match ev.interval {
+            Some((lo, hi)) if hi - lo <= DEGENERATE_WIDTH => None,
             Some((lo, _)) if c.is_finite() && lo > 0.0 => Some(Direction::BHigher),
             Some((_, hi)) if c.is_finite() && hi < 0.0 => Some(Direction::BLower),
             _ => None,
@@ -492,12 +495,25 @@ impl Looks {
     }
 }
 
-/// Sequential comparison of failure rates for one test on one arch.
+/// Sequential comparison of failure rates for one test on one arch, from clusters of runs
+/// (one cluster per boot).
+///
+/// - **Different** rests on the runs' failure rates, with each side's counts divided by its
+///   design effect before Newcombe's interval: the method of Rao & Scott, "A simple method
+///   for the analysis of clustered binary data", Biometrics 48 (1992) 577–585. The design
+///   effect is the ratio of the cluster-robust (ratio-estimator) variance of the side's rate
+///   to the binomial one, at least 1: failures bunched in a few boots count for a few
+///   boots, failures spread over every boot count run by run.
+/// - **No difference** rests on the failing boots: B's boots fail at most `margin` more
+///   often than A's, one-sided. With no failure on a side its design effect cannot be
+///   estimated, and a per-run bound would assume runs independent exactly where a race
+///   that needs a lucky boot would hide; the boot-level bound assumes nothing about runs.
 #[derive(Debug, Clone)]
 pub struct RateMonitor {
     looks: Looks,
-    a: Counts,
-    b: Counts,
+    /// Per side, every cluster so far: (runs, failures).
+    a: Vec<Counts>,
+    b: Vec<Counts>,
 }
 
 impl RateMonitor {
@@ -516,17 +532,38 @@ impl RateMonitor {
         design.validate("a failure-rate monitor", 1.0)?;
         Ok(Self {
             looks: Looks::new(design, Equivalence::UpperOnly, cache),
-            a: Counts::default(),
-            b: Counts::default(),
+            a: Vec::new(),
+            b: Vec::new(),
         })
     }
 
-    /// Records one batch (units and failing units per side) and decides.
+    /// Records one batch of independent runs (each run its own cluster) and decides.
     pub fn observe(&mut self, a: Counts, b: Counts) -> Result<Decision, StatsError> {
-        const WHAT: &str = "a failure-rate batch";
-        self.looks.check_open()?;
+        let singles = |c: Counts| -> Vec<Counts> {
+            (0..c.runs)
+                .map(|i| Counts::new(1, u64::from(i < c.failures)))
+                .collect()
+        };
         for (side, c) in [('A', a), ('B', b)] {
             if c.failures > c.runs {
+                return Err(StatsError::FailuresExceedRuns {
+                    what: "a failure-rate batch",
+                    side,
+                    runs: c.runs,
+                    failures: c.failures,
+                });
+            }
+        }
+        self.observe_clusters(&singles(a), &singles(b))
+    }
+
+    /// Records one batch of clusters per side (each one boot's runs and failures; a
+    /// cluster without runs is ignored) and decides.
+    pub fn observe_clusters(&mut self, a: &[Counts], b: &[Counts]) -> Result<Decision, StatsError> {
+        const WHAT: &str = "a failure-rate batch";
+        self.looks.check_open()?;
+        for (side, cs) in [('A', a), ('B', b)] {
+            if let Some(c) = cs.iter().find(|c| c.failures > c.runs) {
                 return Err(StatsError::FailuresExceedRuns {
                     what: WHAT,
                     side,
@@ -535,35 +572,37 @@ impl RateMonitor {
                 });
             }
         }
-        self.a = Counts::new(self.a.runs + a.runs, self.a.failures + a.failures);
-        self.b = Counts::new(self.b.runs + b.runs, self.b.failures + b.failures);
-        let (ta, tb) = (self.a, self.b);
+        self.a.extend(a.iter().filter(|c| c.runs > 0));
+        self.b.extend(b.iter().filter(|c| c.runs > 0));
+        let (ua, ub) = (units(&self.a), units(&self.b));
+        let (ea, eb) = (effective(&self.a), effective(&self.b));
         let margin = self.looks.design.margin;
         Ok(self.looks.look(
-            ta.runs,
-            tb.runs,
+            ua.runs,
+            ub.runs,
             margin,
             |c, e| {
-                let bounds = |z: f64| z.is_finite().then(|| newcombe_bounds(ta, tb, z));
                 // Per-run variance of p̂_B − p̂_A with a half-failure added to each
                 // side so that 0 failures do not claim zero spread.
-                let smooth = |x: Counts| (x.failures as f64 + 0.5) / (x.runs as f64 + 1.0);
-                let (pa, pb) = (smooth(ta), smooth(tb));
+                let smooth = |x: (f64, f64)| (x.1 + 0.5) / (x.0 + 1.0);
+                let (pa, pb) = (smooth(ea), smooth(eb));
                 Evidence {
-                    estimate: tb.rate() - ta.rate(),
-                    interval: bounds(c),
-                    equivalence_interval: bounds(e),
+                    estimate: eb.1 / eb.0 - ea.1 / ea.0,
+                    interval: c
+                        .is_finite()
+                        .then(|| newcombe_bounds_real(ea, eb, c)),
+                    equivalence_interval: e.is_finite().then(|| newcombe_bounds(ua, ub, e)),
                     unit_variance: pa * (1.0 - pa) + pb * (1.0 - pb),
-                    needed: units_to_settle(ta, tb, c, e, margin),
+                    needed: units_to_settle(ua, ub, c, e, margin),
                 }
             },
             |x| x,
         ))
     }
 
-    /// Totals so far: (A, B).
+    /// Units (clusters) and failing units so far: (A, B).
     pub fn totals(&self) -> (Counts, Counts) {
-        (self.a, self.b)
+        (units(&self.a), units(&self.b))
     }
 
     /// Every look so far, in order.
@@ -580,6 +619,40 @@ impl RateMonitor {
     pub fn conclude(&mut self) -> Decision {
         self.looks.conclude()
     }
+}
+
+/// Clusters and failing clusters.
+fn units(cs: &[Counts]) -> Counts {
+    Counts::new(
+        cs.len() as u64,
+        cs.iter().filter(|c| c.failures > 0).count() as u64,
+    )
+}
+
+/// Rao–Scott effective (runs, failures) of one side: its totals over the design effect
+/// d = max(1, v_cluster / v_binomial), with the ratio estimator's variance
+/// v_cluster = m/(m−1) · Σ(xᵢ − p̂ nᵢ)² / n² over its m clusters. With fewer than two
+/// clusters, or a rate of 0 or 1, d is 1: there is no spread between boots to see.
+fn effective(cs: &[Counts]) -> (f64, f64) {
+    let n: f64 = cs.iter().map(|c| c.runs as f64).sum();
+    let x: f64 = cs.iter().map(|c| c.failures as f64).sum();
+    if n == 0.0 {
+        return (0.0, 0.0);
+    }
+    let p = x / n;
+    let m = cs.len() as f64;
+    let deff = if m >= 2.0 && p > 0.0 && p < 1.0 {
+        let ss: f64 = cs
+            .iter()
+            .map(|c| (c.failures as f64 - p * c.runs as f64).powi(2))
+            .sum();
+        let v_cluster = m / (m - 1.0) * ss / (n * n);
+        let v_binomial = p * (1.0 - p) / n;
+        (v_cluster / v_binomial).max(1.0)
+    } else {
+        1.0
+    };
+    (n / deff, x / deff)
 }
 
 /// Units per side at which the same observed rates would settle a failure-rate question:
