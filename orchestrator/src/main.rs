@@ -46,6 +46,7 @@ async fn dispatch(cli: Cli) -> Result<Outcome, LabError> {
         Command::Selftest(args) => commands::selftest::run(&ctx, args).await,
         Command::Cache(cmd) => commands::cache::run(&ctx, cmd),
         Command::Compare(args) => commands::compare::run(&ctx, args).await,
+        Command::Calibrate(args) => commands::calibrate::run(&ctx, args).await,
         Command::Results(cmd) => commands::results::run(&ctx, cmd),
         Command::Bisect(args) => commands::bisect::run(&ctx, args).await,
         Command::BisectStep(args) => Ok(commands::bisect::step(&ctx, args).await),

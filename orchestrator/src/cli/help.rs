@@ -39,9 +39,20 @@ Examples:
           --knob futex_amp_spurious_wake_us=200 --tests futex_errno
   lab compare base base --budget 5m                        an A/A check of the lab itself
   lab compare base sched-wait-abort-exclusive-wait --html report.html --markdown cover.md
+  lab compare futex-race-amplifiers futex-race-amplifiers --knob-b futex_amp_wake_delay_us=10 \\
+          --tests futex_pingpong                           a latency positive control
 
-Verdicts per test, arch and metric: regression, improvement, no difference (within the stated margin), inconclusive (with the runs it would likely need). A kernel crash on either side is a regression at once.
+The boot is the unit: failure rates count boots (a difference weighs runs by Rao-Scott's design effect), metrics compare the A and B boots of each batch as pairs.
+Verdicts per test, arch and metric: regression, improvement, no difference (within the stated margin), inconclusive (with the boots it would likely need). A kernel crash on B only is a regression at once; one on A is \"baseline crashes\".
 Exit codes: 0 no regression; 1 a regression; 2 bad input; 3 infrastructure failure before any verdict.";
+
+pub const CALIBRATE_EXAMPLES: &str = "Examples:
+  lab calibrate                                 base against itself, every arch, the suite
+  lab calibrate --arch x86_64 --tests futex_pingpong --budget 5m
+  lab calibrate --session 26                    from a stored comparison's runs
+
+Per test, metric and arch: the spread between boots and within a boot (log scale), the share between boots (ICC), the runs per boot that buy the most per second, and the pairs of boots a fixed design would need to show a shift of the metric margin, or no shift beyond it. Kept in the cache as calibration/ARCH-KEY.json; `lab compare` on the same kernel says what it predicts.
+Exit codes: 0 done; 2 bad input; 3 infrastructure failure.";
 
 pub const BISECT_EXAMPLES: &str = "Examples:
   lab bisect --kernel kernels/mytree.toml --good v6.12 --bad HEAD --test futex_errno --arch x86_64

@@ -51,6 +51,10 @@ pub enum Command {
     /// statistics with stated error rates, and reports.
     #[command(after_help = COMPARE_EXAMPLES)]
     Compare(CompareArgs),
+    /// How much does each metric vary between boots and within a boot? An A/A comparison (or
+    /// a stored one), kept in the cache for `lab compare` to plan with.
+    #[command(after_help = CALIBRATE_EXAMPLES)]
+    Calibrate(CalibrateArgs),
     /// List, show and export what the results store holds.
     #[command(subcommand, after_help = RESULTS_EXAMPLES)]
     Results(ResultsCommand),
@@ -201,6 +205,26 @@ pub struct CompareArgs {
     pub json: JsonArg,
     #[command(flatten)]
     pub reports: CompareReportFiles,
+}
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// The kernel to compare with itself: `base`, patch sets, a kernel definition, or
+    /// `key:PREFIX`.
+    #[arg(default_value = "base")]
+    pub kernel: String,
+    #[command(flatten)]
+    pub arch: ArchesArg,
+    #[command(flatten)]
+    pub tests: TestsArg,
+    /// Wall-time budget of the A/A comparison; default: `[compare] budget`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub budget: Option<Duration>,
+    /// Calibrate from this stored comparison session's runs instead of running one.
+    #[arg(long, value_name = "ID")]
+    pub session: Option<i64>,
+    #[command(flatten)]
+    pub seed: SeedArg,
 }
 
 /// `lab results ...`

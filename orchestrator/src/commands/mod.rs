@@ -4,6 +4,7 @@
 pub mod bisect;
 pub mod build;
 pub mod cache;
+pub mod calibrate;
 pub mod compare;
 pub mod gate;
 pub mod progress;

@@ -296,11 +296,26 @@ impl SessionProgress {
             ),
             _ if self.quiet => {}
             SessionEvent::Accel { arch, reason } => crate::errln!("lab: {arch}: {reason}"),
+            SessionEvent::Calibration {
+                arch,
+                session,
+                created_at,
+                predictions,
+            } => {
+                crate::errln!(
+                    "lab: {arch}: calibrated by session {session} ({created_at}); a fixed design would need, in pairs of boots:"
+                );
+                for (test, metric, diff, equiv) in predictions {
+                    crate::errln!(
+                        "lab:   {test} {metric}: ~{diff} to show a shift of the margin, ~{equiv} to rule one out"
+                    );
+                }
+            }
             SessionEvent::Resuming {
                 session,
                 created_at,
             } => crate::errln!(
-                "lab: resuming comparison {session} (started {created_at}); its finished runs are reused"
+                "lab: resuming comparison {session} (started {created_at}); its batches are replayed into its own design"
             ),
             SessionEvent::Started(start) => {
                 started(&start);

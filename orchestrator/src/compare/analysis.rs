@@ -8,9 +8,10 @@
 //! test a few times. Runs in one boot share its state (memory layout, timer phase, host
 //! load) and are not independent, so no question counts runs:
 //!
-//! - a failure-rate question counts boots: a boot fails when any of its runs of the test
-//!   failed (fail, kernel-crash or hang; infra-errors do not count). "No difference" means
-//!   B's boots fail at most `margin` more often than A's, one-sided;
+//! - a failure-rate question (fail, kernel-crash or hang; infra-errors do not count) gives
+//!   the monitor each boot as a cluster of runs: "different" on the runs with the Rao–Scott
+//!   design effect, "no difference" on failing boots, one-sided: B's boots fail at most
+//!   `margin` more often than A's (see [`RateMonitor`]);
 //! - a metric question takes one value per boot (the quantile of the boot's merged
 //!   histogram for `*_p50`/`*_p99`, interpolated within its bucket, else the geometric
 //!   mean of its runs' values) and compares the two boots of each batch as a pair, so
@@ -470,13 +471,7 @@ impl Analysis {
             .filter(|&i| self.questions[i].primary.is_none())
             .collect();
         let mut graph = vec![vec![0.0; n]; n];
-        let spread = |row: &mut Vec<f64>, to: &[usize]| {
-            for &k in to {
-                row[k] = 1.0 / to.len() as f64;
-            }
-        };
-        for j in 0..n {
-            let q = &self.questions[j];
+        for (j, (q, row)) in self.questions.iter().zip(graph.iter_mut()).enumerate() {
             let to: Vec<usize> = match q.primary {
                 None => {
                     let own = secondaries_of(j, &self.questions);
@@ -492,7 +487,9 @@ impl Analysis {
                     .chain(primaries.iter().copied().filter(|&k| k != p))
                     .collect(),
             };
-            spread(&mut graph[j], &to);
+            for &k in &to {
+                row[k] = 1.0 / to.len() as f64;
+            }
         }
         let share = self.params.alpha / primaries.len().max(1) as f64;
         for &i in &primaries {
@@ -892,7 +889,7 @@ fn batch_data(test: &str, kind: &QuestionKind, pair: &BootPair) -> BatchData {
 /// keeps the histogram behind it, that quantile of the boot's runs' merged histogram, in the
 /// metric's unit; otherwise the geometric mean of the runs' values. `None` when no counted
 /// run reported it.
-fn boot_value(test: &str, name: &str, outcomes: &[TestOutcome]) -> Option<f64> {
+pub(crate) fn boot_value(test: &str, name: &str, outcomes: &[TestOutcome]) -> Option<f64> {
     let runs: Vec<&TestOutcome> = counted(outcomes, test).collect();
     if let (Some(hist), Some(q)) = (histogram_for(name), quantile_of(name)) {
         let mut merged = Histogram::default();

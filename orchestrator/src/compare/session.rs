@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::analysis::Params;
+use super::calibration::{predicted_pairs, Calibration};
 use super::model::{CompareReport, Overall};
 use super::{ArchPlan, ComparePlan, Event};
 use crate::arch::Arch;
@@ -225,6 +226,14 @@ pub enum SessionEvent {
     },
     /// The accelerator chosen for `arch`, and why.
     Accel { arch: Arch, reason: String },
+    /// A stored calibration of A's kernel on this arch, and what it predicts: per metric,
+    /// (test, metric, pairs to show a difference of the margin, pairs to show none).
+    Calibration {
+        arch: Arch,
+        session: i64,
+        created_at: String,
+        predictions: Vec<(String, String, u64, u64)>,
+    },
     /// The guests at once that were asked for do not fit the host; why, and how many will run.
     JobsLowered(String),
     /// An unfinished session with the same key is picked up; its batches are replayed.
@@ -284,6 +293,24 @@ pub async fn run(
             arch: *arch,
             reason: reason.clone(),
         });
+        if let Some(cal) = Calibration::load(&s.cache_dir, *arch, &a.manifest.key) {
+            let alpha_q = req.alpha / (tests.len() * 2).max(1) as f64;
+            let predictions = cal
+                .metrics
+                .iter()
+                .filter(|m| tests.contains(&m.test))
+                .map(|m| {
+                    let (d, e) = predicted_pairs(m, req.margin_metric, alpha_q, req.alpha, 0.8);
+                    (m.test.clone(), m.metric.clone(), d, e)
+                })
+                .collect();
+            on(SessionEvent::Calibration {
+                arch: *arch,
+                session: cal.session,
+                created_at: cal.created_at.clone(),
+                predictions,
+            });
+        }
         arch_plans.push(ArchPlan {
             arch: *arch,
             a,

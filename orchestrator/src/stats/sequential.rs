@@ -588,9 +588,7 @@ impl RateMonitor {
                 let (pa, pb) = (smooth(ea), smooth(eb));
                 Evidence {
                     estimate: eb.1 / eb.0 - ea.1 / ea.0,
-                    interval: c
-                        .is_finite()
-                        .then(|| newcombe_bounds_real(ea, eb, c)),
+                    interval: c.is_finite().then(|| newcombe_bounds_real(ea, eb, c)),
                     equivalence_interval: e.is_finite().then(|| newcombe_bounds(ua, ub, e)),
                     unit_variance: pa * (1.0 - pa) + pb * (1.0 - pb),
                     needed: units_to_settle(ua, ub, c, e, margin),
