@@ -609,6 +609,15 @@ pub(super) fn runs_saved(report: &CompareReport) -> String {
     if fixed == 0 {
         return format!("{used} boots/side for all questions");
     }
+    // With questions left open the design did not settle them, so it saved nothing there:
+    // no percentage, which would flatter it.
+    let open = report
+        .questions
+        .iter()
+        .any(|q| matches!(q.verdict, Verdict::Inconclusive { .. }));
+    if open {
+        return format!("{used} boots/side used; a fixed-n design settles all with {fixed}");
+    }
     let saved = 1.0 - used as f64 / fixed as f64;
     if saved > 0.0 {
         format!(

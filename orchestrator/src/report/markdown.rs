@@ -422,8 +422,8 @@ Reproduce
 - lab 0.1.0, session 7, started 2025-06-01T10:00:00Z
 - x86_64: A 3f2a9c01 (6.12.57-rt15), B 77be0d42 (6.12.57-rt15+); accelerator
   tcg (kvm cannot boot a stock kernel here)
-- Time to verdict 12m 30s (wall 13m 01s); 24 boots/side for all questions vs
-  60 fixed-n (60% fewer); 40 runs made, 8 replayed from before an
+- Time to verdict 12m 30s (wall 13m 01s); 24 boots/side used; a fixed-n
+  design settles all with 60; 40 runs made, 8 replayed from before an
   interruption, 1 infra error (never counted against a kernel)
 
 Command:

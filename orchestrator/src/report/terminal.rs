@@ -313,7 +313,7 @@ Kernel crashes (1)
      first seen in /cache/lab/runs/0007-b-x86_64-3
 
 Overall: REGRESSION (1 regression, 0 improvements, 1 no difference, 1 inconclusive)
-Time to verdict 12m 30s (wall 13m 01s); 24 boots/side for all questions vs 60 fixed-n (60% fewer)
+Time to verdict 12m 30s (wall 13m 01s); 24 boots/side used; a fixed-n design settles all with 60
 Runs: 40 made, 8 replayed from before an interruption, 1 infra error (never counted against a kernel)
 Run directories: 2 under /cache/lab/runs; `lab results show 7` re-renders this report
 ";
