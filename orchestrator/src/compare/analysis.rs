@@ -859,7 +859,17 @@ fn new_monitor(
     let d = design(params, kind, alpha);
     Ok(match kind {
         QuestionKind::FailureRate => Monitor::Rate(RateMonitor::with_cache(d, cache)?),
-        QuestionKind::Metric { .. } => Monitor::Metric(PairedMetricMonitor::with_cache(d, cache)?),
+        QuestionKind::Metric { name, .. } => {
+            // Values read from the suite's histograms are rounded to a bucket (1/16 of an
+            // octave, up to 6.25 %) where interpolation has few samples to go on, as in a
+            // tail quantile.
+            let resolution = if histogram_for(name).is_some() {
+                HISTOGRAM_RESOLUTION
+            } else {
+                0.0
+            };
+            Monitor::Metric(PairedMetricMonitor::with_cache(d, cache)?.with_resolution(resolution))
+        }
     })
 }
 
@@ -912,6 +922,9 @@ pub(crate) fn boot_value(test: &str, name: &str, outcomes: &[TestOutcome]) -> Op
         .collect();
     (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
 }
+
+/// Relative width of the guest suite's histogram buckets: 16 per power of two.
+const HISTOGRAM_RESOLUTION: f64 = 1.0 / 16.0;
 
 /// The quantile a metric name asks for: `_p50` → 0.5.
 fn quantile_of(name: &str) -> Option<f64> {

@@ -704,6 +704,10 @@ pub struct PairedMetricMonitor {
     looks: Looks,
     /// ln(B / A) of every pair so far.
     log_ratios: Vec<f64>,
+    /// Relative resolution of the values (a histogram's bucket width over its bound): their
+    /// rounding puts a floor under the pairs' variance, 2·res²/12, so that values that tie
+    /// at a few levels cannot pass for a measured agreement.
+    resolution: f64,
 }
 
 impl PairedMetricMonitor {
@@ -723,7 +727,14 @@ impl PairedMetricMonitor {
         Ok(Self {
             looks: Looks::new(design, Equivalence::TwoSided, cache),
             log_ratios: Vec::new(),
+            resolution: 0.0,
         })
+    }
+
+    /// Sets the values' relative resolution (0 for exact values); see the field.
+    pub fn with_resolution(mut self, resolution: f64) -> Self {
+        self.resolution = resolution.max(0.0);
+        self
     }
 
     /// Records one batch's pairs `(a, b)` (all values positive; none when a side of the
@@ -758,7 +769,9 @@ impl PairedMetricMonitor {
         }
         let d = &self.log_ratios;
         let mean = d.iter().sum::<f64>() / n as f64;
-        let var = variance(d);
+        // Each value is rounded by up to one bucket: a uniform error of variance res²/12, on
+        // both values of a pair.
+        let var = variance(d).max(2.0 * self.resolution * self.resolution / 12.0);
         let se = (var / n as f64).sqrt();
         let df = (n - 1) as f64;
         let margin = self.looks.design.margin.ln_1p();
@@ -1022,6 +1035,38 @@ mod tests {
         let n =
             units_to_settle(Counts::new(10, 0), Counts::new(10, 0), 2.5, 2.0, 0.1).expect("finite");
         assert!((35.0..80.0).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn near_ties_of_rounded_values_are_no_evidence_of_agreement() {
+        // Seen for real: a few pairs of p99 values read from 1/16-octave histograms, ratios
+        // all about 0.92, made "no difference" [0.915, 0.925]. Rounded values cannot agree
+        // more closely than their rounding.
+        let pairs = [
+            (100.0, 91.9),
+            (200.0, 184.0),
+            (150.0, 138.15),
+            (120.0, 110.4),
+            (180.0, 165.42),
+            (90.0, 82.8),
+        ];
+        let design = Design::new(0.10, 6);
+        let width = |m: &PairedMetricMonitor| {
+            let iv = m.looks()[0].equivalence_interval.expect("bounded");
+            iv.upper / iv.lower
+        };
+        let mut plain = PairedMetricMonitor::new(design.clone()).expect("valid");
+        plain.observe(&pairs).expect("valid");
+        assert!(width(&plain) < 1.01, "without the floor the interval is a sliver");
+        let mut rounded = PairedMetricMonitor::new(design)
+            .expect("valid")
+            .with_resolution(1.0 / 16.0);
+        let d = rounded.observe(&pairs).expect("valid");
+        assert!(width(&rounded) > 1.03, "the rounding's own spread is in the interval");
+        assert!(
+            !matches!(d, Decision::Equivalent { .. }),
+            "equivalence from rounded near-ties: {d:?}"
+        );
     }
 
     #[test]
