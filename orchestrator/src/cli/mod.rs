@@ -375,6 +375,9 @@ pub struct GateArgs {
     pub b4_lines: bool,
     #[command(flatten)]
     pub knobs: KnobArgs,
+    /// Tests of the runtime comparison (default: what the series exercises, else the suite).
+    #[command(flatten)]
+    pub tests: TestsArg,
     /// Print the report as JSON on stdout.
     #[command(flatten)]
     pub json: JsonArg,

@@ -37,6 +37,7 @@ pub async fn run(ctx: &Context, args: &GateArgs) -> Result<Outcome, LabError> {
         budget: args.budget,
         runtime: !args.no_runtime,
         knobs: args.knobs.pairs(),
+        tests: (!args.tests.tests.is_empty()).then(|| args.tests.tests.clone()),
         seed: SeedArg::default().or_now(),
         reproduce: std::env::args().collect::<Vec<_>>().join(" "),
     };

@@ -33,6 +33,9 @@ pub struct GateRequest {
     /// Compare the tip with base once the per-patch checks pass (and bisect a regression).
     pub runtime: bool,
     pub knobs: Vec<(String, String)>,
+    /// The tests of the runtime comparison; `None`: what the series exercises, else the
+    /// suite (as `lab compare`).
+    pub tests: Option<Vec<String>>,
     /// The runtime comparison's seed.
     pub seed: u64,
     /// The command line that repeats this gate, for the report.
@@ -161,6 +164,7 @@ async fn runtime_check(
     compare.arches = req.arches.clone();
     compare.budget = req.budget;
     compare.knobs = req.knobs.clone();
+    compare.tests = req.tests.clone();
     compare.stop_on_regression = true;
     tracing::debug!(series = %series.path.display(), "comparing the tip with base");
     let on_session = |e| on(GateEvent::Compare(e));
