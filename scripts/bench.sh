@@ -143,3 +143,6 @@ echo "  the second table: true ε (good commits failing) and κ (spread of the d
 echo "  q = 0.3, 64 commits; conf-wrong = ended confident on a wrong commit):"
 cargo test -q --release -p lab --lib bisect::simulation -- --nocapture --test-threads=1 2>&1 |
   grep -E '^ +(p|ε|0\.[0-9]+|0) |worst|right' || true
+echo "  compare simulations through the whole analysis path (boot effects, drift, quantised ties):"
+cargo test -q --release -p lab --lib compare::simulation::compare_error_rates_table -- --ignored --nocapture --test-threads=1 2>&1 |
+  grep -E '^  ' || true

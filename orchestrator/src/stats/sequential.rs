@@ -1057,12 +1057,18 @@ mod tests {
         };
         let mut plain = PairedMetricMonitor::new(design.clone()).expect("valid");
         plain.observe(&pairs).expect("valid");
-        assert!(width(&plain) < 1.01, "without the floor the interval is a sliver");
+        assert!(
+            width(&plain) < 1.01,
+            "without the floor the interval is a sliver"
+        );
         let mut rounded = PairedMetricMonitor::new(design)
             .expect("valid")
             .with_resolution(1.0 / 16.0);
         let d = rounded.observe(&pairs).expect("valid");
-        assert!(width(&rounded) > 1.03, "the rounding's own spread is in the interval");
+        assert!(
+            width(&rounded) > 1.03,
+            "the rounding's own spread is in the interval"
+        );
         assert!(
             !matches!(d, Decision::Equivalent { .. }),
             "equivalence from rounded near-ties: {d:?}"
