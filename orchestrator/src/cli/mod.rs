@@ -163,7 +163,8 @@ pub struct CompareArgs {
     /// Family-wise probability of a false "different" across all questions.
     #[arg(long, value_name = "P")]
     pub alpha: Option<f64>,
-    /// Equivalence margin for failure rates (absolute, e.g. 0.15).
+    /// "No difference" margin for failure rates: B's boots fail at most this much more
+    /// often than A's (absolute, one-sided, e.g. 0.1).
     #[arg(long, value_name = "DIFF")]
     pub margin: Option<f64>,
     /// Equivalence margin for metrics (relative, e.g. 0.10 for 10 %).

@@ -706,7 +706,8 @@ pub struct PairedMetricMonitor {
     log_ratios: Vec<f64>,
     /// Relative resolution of the values (a histogram's bucket width over its bound): their
     /// rounding puts a floor under the pairs' variance, 2·res²/12, so that values that tie
-    /// at a few levels cannot pass for a measured agreement.
+    /// at a few levels cannot pass for a measured agreement, and widens every interval by
+    /// one bucket each way, for rounding that is the same in every boot.
     resolution: f64,
 }
 
@@ -782,10 +783,14 @@ impl PairedMetricMonitor {
             |c, e| {
                 // The normal critical value of the spending boundary, as the t quantile
                 // with the same tail probability.
+                // Rounding can also be systematic (every boot of a side in the same bucket):
+                // the interval is widened by one bucket each way, so that no answer rests
+                // on a difference, or an agreement, finer than the values can show.
+                let slack = self.resolution.ln_1p();
                 let bounds = |z: f64| {
                     z.is_finite().then(|| {
                         let t = student_t_upper_quantile(normal_sf(z), df);
-                        (mean - t * se, mean + t * se)
+                        (mean - t * se - slack, mean + t * se + slack)
                     })
                 };
                 Evidence {
