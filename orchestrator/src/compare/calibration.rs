@@ -25,9 +25,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
 use crate::results::TestOutcome;
+use crate::stats::sample_variance;
 use crate::stats::special::normal_quantile;
 
-use super::analysis::boot_value;
+use super::analysis::counted;
+use super::boot_value::boot_value;
 
 /// Calibration of one metric of one test on one arch.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -180,10 +182,7 @@ fn one_metric(
         let mut means = Vec::new();
         let mut values = Vec::new();
         for b in group {
-            let logs: Vec<f64> = b
-                .outcomes
-                .iter()
-                .filter(|o| o.test == test && o.kind != crate::results::OutcomeKind::InfraError)
+            let logs: Vec<f64> = counted(&b.outcomes, test)
                 .filter_map(|o| o.result.as_ref()?.metrics.get(name).copied())
                 .filter(|v| v.is_finite() && *v > 0.0)
                 .map(f64::ln)
@@ -202,11 +201,11 @@ fn one_metric(
         }
         boots += means.len() as u64;
         if means.len() >= 2 {
-            means_var_sum += variance(&means) * (means.len() - 1) as f64;
+            means_var_sum += sample_variance(&means) * (means.len() - 1) as f64;
             means_df += (means.len() - 1) as f64;
         }
         if values.len() >= 2 {
-            boot_var_sum += variance(&values) * (values.len() - 1) as f64;
+            boot_var_sum += sample_variance(&values) * (values.len() - 1) as f64;
         }
     }
     if means_df < 1.0 {
@@ -245,12 +244,6 @@ fn one_metric(
         var_pair: 2.0 * var_boot_value,
         best_runs_per_boot: best,
     })
-}
-
-fn variance(xs: &[f64]) -> f64 {
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
 }
 
 /// Groups a session's stored outcomes into boots per (arch, side), in batch order.

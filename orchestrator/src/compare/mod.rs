@@ -24,6 +24,7 @@
 //! other times, under other host loads, outside this design's interleaving and error budget.
 
 pub mod analysis;
+mod boot_value;
 pub mod calibration;
 pub mod contention;
 pub mod model;

@@ -54,6 +54,16 @@ pub use sequential::{
     RateMonitor,
 };
 
+/// Unbiased sample variance; 0 below two samples.
+pub(crate) fn sample_variance(xs: &[f64]) -> f64 {
+    if xs.len() < 2 {
+        return 0.0;
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+}
+
 /// Which way B differs from A.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

@@ -92,7 +92,7 @@ use serde::{Deserialize, Serialize};
 use super::boundary::{BoundaryCache, BoundaryTracker, Spending};
 use super::proportion::{newcombe_bounds, newcombe_bounds_real};
 use super::special::{normal_quantile, normal_sf, student_t_upper_quantile};
-use super::{check_open_unit, Counts, Direction, Interval, StatsError};
+use super::{check_open_unit, sample_variance, Counts, Direction, Interval, StatsError};
 
 /// Parameters of one sequential comparison, stated up front and never changed.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -772,7 +772,7 @@ impl PairedMetricMonitor {
         let mean = d.iter().sum::<f64>() / n as f64;
         // Each value is rounded by up to one bucket: a uniform error of variance res²/12, on
         // both values of a pair.
-        let var = variance(d).max(2.0 * self.resolution * self.resolution / 12.0);
+        let var = sample_variance(d).max(2.0 * self.resolution * self.resolution / 12.0);
         let se = (var / n as f64).sqrt();
         let df = (n - 1) as f64;
         let margin = self.looks.design.margin.ln_1p();
@@ -824,16 +824,6 @@ impl PairedMetricMonitor {
     pub fn conclude(&mut self) -> Decision {
         self.looks.conclude()
     }
-}
-
-/// Unbiased sample variance; 0 below two samples.
-fn variance(xs: &[f64]) -> f64 {
-    if xs.len() < 2 {
-        return 0.0;
-    }
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
 }
 
 /// Fixed-n runs per side for failure rates around `baseline_rate` (A's expected
