@@ -662,7 +662,7 @@ fn json_round_trips_the_model() {
         serde_json::to_value(&back).expect("to value"),
     );
     same_json(&want, &got, "$");
-    assert!(json.contains("\"format_version\": 1"));
+    assert!(json.contains("\"format_version\": 2"));
 }
 
 fn same_json(want: &serde_json::Value, got: &serde_json::Value, at: &str) {
@@ -734,11 +734,11 @@ fn markdown_states_margins_and_intervals() {
     let report = realistic_report();
     let md = render(&report, ReportFormat::Markdown).expect("markdown renders");
     for needle in [
-        "no difference: a change of more than 15 points ruled out at α=0.05",
+        "no difference: B's boots fail at most 15.0 points more often than A's, at 95%",
         "no difference: a shift of more than 5% either way ruled out at α=0.05",
         "B − A = +12.5 points, 95% repeated CI [+3.1, +26.2]",
-        "shift ratio B/A x1.18, 95% CI [1.09, 1.27]",
-        "about 64 more runs per side",
+        "ratio B/A x1.18, 95% CI [1.09, 1.27]",
+        "about 64 more boots per side",
         "improvement: B fails less often than A, at α=0.05",
         "round_trips_per_s is higher on B than on A (higher is better)",
         // The excerpt as an indented code block, the trace markers intact.
@@ -772,7 +772,7 @@ fn terminal_fits_120_columns() {
     assert!(text.contains("0/48          6/48 (12.5%)"), "{text}");
     assert!(text.contains("x1.18 [1.09, 1.27]"));
     assert!(text.contains("c0ffee12 bug-sleeping:rt_spin_lock|futex_wake|do_futex"));
-    assert!(text.contains("88 runs per side, against 240 for a fixed-n design (63% fewer)"));
+    assert!(text.contains("88 boots/side used; a fixed-n design settles all with 240"));
     let colored = render(&report, ReportFormat::Terminal { color: true }).expect("renders");
     assert!(colored.contains("\x1b[31mregression"));
 }
@@ -798,7 +798,7 @@ fn html_is_self_contained_with_a_plot_per_question() {
     // One rate chart; per metric question a strip plot; two of them have histograms.
     assert_eq!(html.matches("<svg ").count(), 1 + 3 + 2);
     assert!(html.contains("aria-label=\"Failure rate per test and arch"));
-    assert!(html.contains("aria-label=\"futex_wake_race · x86_64 · wake_us_p99: per-run values\""));
+    assert!(html.contains("aria-label=\"futex_wake_race · x86_64 · wake_us_p99: per-boot values\""));
     assert!(html.contains("aria-label=\"futex_wake_race · x86_64: wake_us histogram\""));
     assert!(html.contains("<text"), "plot text is SVG text");
     assert!(html.contains("<pre>[   41.203117] BUG: sleeping function"));
