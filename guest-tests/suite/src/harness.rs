@@ -319,6 +319,12 @@ fn emit(shared: &Shared, mut r: TestResult) -> ! {
     }
     r.duration_ms = shared.elapsed_ms();
     r.seed = shared.seed;
+    r.start_mono_ns = shared.start_ns;
+    r.end_mono_ns = sys::now_ns();
+    if r.samples == 0 {
+        // Unless the test said otherwise, its metrics rest on its largest histogram.
+        r.samples = r.histograms.values().map(|h| h.count).max().unwrap_or(0);
+    }
     // Every timing in the result is only as fine as this.
     r.counters
         .insert("clock_res_ns".into(), sys::clock_res_ns());

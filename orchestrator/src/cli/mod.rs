@@ -145,6 +145,22 @@ pub enum CacheCommand {
     },
 }
 
+/// A spending function, as `--metric-spending` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SpendingArg {
+    Pocock,
+    ObrienFleming,
+}
+
+impl From<SpendingArg> for crate::stats::Spending {
+    fn from(s: SpendingArg) -> Self {
+        match s {
+            SpendingArg::Pocock => crate::stats::Spending::Pocock,
+            SpendingArg::ObrienFleming => crate::stats::Spending::OBrienFleming,
+        }
+    }
+}
+
 /// Arguments of `lab compare`.
 #[derive(Debug, Args, Clone)]
 pub struct CompareArgs {
@@ -173,6 +189,15 @@ pub struct CompareArgs {
     /// Cap on boots per side (one per batch; the design's horizon); default: from the budget.
     #[arg(long, value_name = "N")]
     pub max_runs: Option<u64>,
+    /// Runs of each test in one boot; default: what A's calibration (`lab calibrate`)
+    /// found best for the primary metrics, else `[compare] batch-runs`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub runs_per_boot: Option<u32>,
+    /// Error spending of the metric questions: `pocock` stops early on large shifts;
+    /// `obrien-fleming` keeps nearly all of α for the last look, for latency questions the
+    /// budget will end. Failure rates always use Pocock.
+    #[arg(long, value_name = "FUNCTION", default_value = "pocock")]
+    pub metric_spending: SpendingArg,
     #[command(flatten)]
     pub duration: DurationArg,
     #[command(flatten)]

@@ -79,6 +79,8 @@ fn request(s: &Settings, args: &CompareArgs) -> Result<CompareRequest, LabError>
         return Err(LabError::usage("--max-runs", "must be at least 2"));
     }
     req.max_runs = args.max_runs;
+    req.runs_per_boot = args.runs_per_boot;
+    req.metric_spending = args.metric_spending.into();
     req.knobs = args.knobs.pairs();
     req.knobs_a = args.knobs_a.iter().map(|k| k.pair()).collect();
     req.knobs_b = args.knobs_b.iter().map(|k| k.pair()).collect();

@@ -311,6 +311,9 @@ impl SessionProgress {
                     );
                 }
             }
+            SessionEvent::RunsPerBoot { runs, why } => crate::errln!(
+                "lab: {runs} runs of each test per boot, from the calibration ({why}; --runs-per-boot overrides)"
+            ),
             SessionEvent::Resuming {
                 session,
                 created_at,

@@ -194,14 +194,15 @@ fn print_table(outcomes: &[&TestOutcome]) {
             .push(o);
     }
     crate::outln!(
-        "{:<22} {:<7} {:>4} {:>4} {:>5} {:>4} {:>5}  evidence",
+        "{:<22} {:<7} {:>4} {:>4} {:>5} {:>4} {:>5} {:>9}  evidence",
         "test",
         "arch",
         "pass",
         "fail",
         "crash",
         "hang",
-        "infra"
+        "infra",
+        "samples"
     );
     for ((test, arch), os) in &rows {
         let count = |k: OutcomeKind| os.iter().filter(|o| o.kind == k).count();
@@ -212,8 +213,14 @@ fn print_table(outcomes: &[&TestOutcome]) {
             .map(|o| o.summary.clone())
             .unwrap_or_default();
         let evidence: String = evidence.chars().take(110).collect();
+        // What the runs' metrics rest on: the measured operations, summed over the runs.
+        let samples: u64 = os
+            .iter()
+            .filter_map(|o| o.result.as_ref())
+            .map(|r| r.samples)
+            .sum();
         crate::outln!(
-            "{:<22} {:<7} {:>4} {:>4} {:>5} {:>4} {:>5}  {}",
+            "{:<22} {:<7} {:>4} {:>4} {:>5} {:>4} {:>5} {:>9}  {}",
             test,
             arch,
             count(OutcomeKind::Pass),
@@ -221,6 +228,7 @@ fn print_table(outcomes: &[&TestOutcome]) {
             count(OutcomeKind::KernelCrash),
             count(OutcomeKind::Hang),
             count(OutcomeKind::InfraError),
+            samples,
             evidence
         );
     }

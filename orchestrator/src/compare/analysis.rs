@@ -66,7 +66,7 @@ use crate::stats::{
     Counts, Decision, Design, Direction, PairedMetricMonitor, RateMonitor, Spending,
 };
 
-use super::boot_value::{boot_value, bucket_resolution, histogram_for, HISTOGRAM_RESOLUTION};
+use super::boot_value::{boot_resolution, boot_value, histogram_for};
 use super::model::{
     metric_meta, Better, CrashFinding, MetricDetail, PairedRatio, QuestionKind, QuestionResult,
     RateDetail, Side, Verdict,
@@ -82,7 +82,12 @@ pub struct Params {
     pub margin_metric: f64,
     /// The horizon: boots (batches) per side.
     pub max_runs_per_side: u64,
+    /// The error spending of failure-rate questions.
     pub spending: Spending,
+    /// The error spending of metric questions: Pocock stops early on large shifts;
+    /// O'Brien–Fleming keeps nearly all of α for the last look, for metric questions that
+    /// the budget, not an early stop, will end.
+    pub metric_spending: Spending,
     /// Metric name suffixes to compare.
     pub metric_suffixes: Vec<String>,
     /// Per test, its primary metric; the test's other metrics are secondary (see the
@@ -111,6 +116,8 @@ enum BatchData {
         a: Option<f64>,
         b: Option<f64>,
         contended: bool,
+        /// The values' relative resolution (0: not rounded); see `boot_resolution`.
+        resolution: f64,
     },
 }
 
@@ -122,6 +129,7 @@ impl BatchData {
                 a: Some(a),
                 b: Some(b),
                 contended: false,
+                ..
             } => Some((*a, *b)),
             _ => None,
         }
@@ -140,8 +148,11 @@ impl Monitor {
             (Monitor::Rate(m), BatchData::Rate { boots }) => {
                 m.observe_clusters(&[boots.0], &[boots.1])
             }
-            (Monitor::Metric(m), d @ BatchData::Metric { .. }) => match d.pair() {
-                Some(p) => m.observe(&[p]),
+            (Monitor::Metric(m), d @ BatchData::Metric { resolution, .. }) => match d.pair() {
+                Some(p) => {
+                    m.note_resolution(*resolution);
+                    m.observe(&[p])
+                }
                 None => Ok(Decision::Continue),
             },
             _ => Ok(Decision::Continue),
@@ -736,8 +747,16 @@ impl Analysis {
                 let mut values_b = Vec::new();
                 let mut log_ratios = Vec::new();
                 let mut contended_pairs = 0;
+                let mut resolution: f64 = 0.0;
                 for d in &q.batches {
-                    if let BatchData::Metric { a, b, contended } = d {
+                    if let BatchData::Metric {
+                        a,
+                        b,
+                        contended,
+                        resolution: r,
+                    } = d
+                    {
+                        resolution = resolution.max(*r);
                         values_a.extend(*a);
                         values_b.extend(*b);
                         match d.pair() {
@@ -751,30 +770,26 @@ impl Analysis {
                 }
                 let (_, unit) = metric_meta(name);
                 let hist_name = histogram_for(name);
+                // For the report's plot, 16 buckets an octave are plenty: the suite's
+                // 128 would draw a thousand bars.
                 let hist = |os: &[&TestOutcome]| -> Vec<(u64, u64)> {
-                    let mut acc: BTreeMap<u64, u64> = BTreeMap::new();
+                    let mut acc = lab_proto::Histogram::default();
                     for o in os {
                         if let Some(h) = hist_name
                             .as_ref()
                             .and_then(|h| o.result.as_ref()?.histograms.get(h))
                         {
-                            for (ub, n) in &h.buckets {
-                                *acc.entry(*ub).or_default() += n;
-                            }
+                            acc.merge(h);
                         }
                     }
-                    acc.into_iter().collect()
+                    acc.coarsen(lab_proto::LEGACY_SUB_BITS);
+                    acc.buckets
                 };
                 let paired = paired_ratio(&log_ratios, 0.95);
                 let sd = sample_sd(&log_ratios).unwrap_or(0.1);
                 r.fixed_n = fixed_n_metric(&design, sd.max(1e-3)).ok();
                 r.p_value = paired.as_ref().map(|p| p.p_value);
-                let quantisation = hist_name.as_ref().and_then(|_| {
-                    let mut all: Vec<f64> = values_a.iter().chain(&values_b).copied().collect();
-                    all.sort_by(f64::total_cmp);
-                    let mid = *all.get(all.len() / 2)?;
-                    bucket_resolution(mid, unit)
-                });
+                let quantisation = (resolution > 0.0).then_some(resolution);
                 r.metric = Some(MetricDetail {
                     paired_ratio: paired,
                     contended_pairs,
@@ -850,7 +865,10 @@ fn design(params: &Params, kind: &QuestionKind, alpha: f64) -> Design {
             QuestionKind::Metric { .. } => params.margin_metric,
         },
         max_runs_per_side: params.max_runs_per_side.max(2),
-        spending: params.spending,
+        spending: match kind {
+            QuestionKind::FailureRate => params.spending,
+            QuestionKind::Metric { .. } => params.metric_spending,
+        },
     }
 }
 
@@ -863,17 +881,10 @@ fn new_monitor(
     let d = design(params, kind, alpha);
     Ok(match kind {
         QuestionKind::FailureRate => Monitor::Rate(RateMonitor::with_cache(d, cache)?),
-        QuestionKind::Metric { name, .. } => {
-            // Values read from the suite's histograms are rounded to a bucket (1/16 of an
-            // octave, up to 6.25 %) where interpolation has few samples to go on, as in a
-            // tail quantile.
-            let resolution = if histogram_for(name).is_some() {
-                HISTOGRAM_RESOLUTION
-            } else {
-                0.0
-            };
-            Monitor::Metric(PairedMetricMonitor::with_cache(d, cache)?.with_resolution(resolution))
-        }
+        // Values read from the suite's histograms are rounded to a bucket (1/128 of an
+        // octave, 1/16 for older guests) where interpolation has few samples to go on, as
+        // in a tail quantile: the monitor learns the resolution from the batches.
+        QuestionKind::Metric { .. } => Monitor::Metric(PairedMetricMonitor::with_cache(d, cache)?),
     })
 }
 
@@ -895,6 +906,8 @@ fn batch_data(test: &str, kind: &QuestionKind, pair: &BootPair) -> BatchData {
             a: boot_value(test, name, &pair.a),
             b: boot_value(test, name, &pair.b),
             contended: pair.contended,
+            resolution: boot_resolution(test, name, &pair.a)
+                .max(boot_resolution(test, name, &pair.b)),
         },
     }
 }
@@ -945,6 +958,7 @@ mod tests {
             margin_metric: 0.10,
             max_runs_per_side: max,
             spending: Spending::Pocock,
+            metric_spending: Spending::Pocock,
             metric_suffixes: vec!["_p50".into(), "_per_s".into()],
             primary: BTreeMap::new(),
         }

@@ -1,8 +1,8 @@
 //! One boot's value of a metric, as every compare question and the calibration read it:
 //! the quantile of the boot's merged histogram, interpolated within its bucket, or the
-//! geometric mean of its runs' values; and the suite histogram's resolution.
+//! geometric mean of its runs' values; and how finely the histograms resolve it.
 
-use lab_proto::Histogram;
+use lab_proto::{Histogram, LEGACY_SUB_BITS};
 
 use super::analysis::counted;
 use super::model::metric_meta;
@@ -36,8 +36,24 @@ pub(crate) fn boot_value(test: &str, name: &str, outcomes: &[TestOutcome]) -> Op
     (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
 }
 
-/// Relative width of the guest suite's histogram buckets: 16 per power of two.
-pub(crate) const HISTOGRAM_RESOLUTION: f64 = 1.0 / 16.0;
+/// The relative resolution of a boot's value of `name`: for a metric read from the suite's
+/// histograms, the coarsest bucket width over bound among its runs' histograms (1/128 as the
+/// suite writes them today, 1/16 for results of older guests, and for runs that kept no
+/// histogram); 0 for other metrics, which are not rounded.
+pub(crate) fn boot_resolution(test: &str, name: &str, outcomes: &[TestOutcome]) -> f64 {
+    let Some(hist) = histogram_for(name) else {
+        return 0.0;
+    };
+    counted(outcomes, test)
+        .filter_map(|o| o.result.as_ref())
+        .filter(|r| r.metrics.contains_key(name) || r.histograms.contains_key(&hist))
+        .map(|r| {
+            r.histograms
+                .get(&hist)
+                .map_or((-f64::from(LEGACY_SUB_BITS)).exp2(), Histogram::resolution)
+        })
+        .fold(0.0, f64::max)
+}
 
 /// The quantile a metric name asks for: `_p50` → 0.5.
 fn quantile_of(name: &str) -> Option<f64> {
@@ -55,28 +71,8 @@ fn ns_per(unit: &str) -> f64 {
     }
 }
 
-/// The width of the suite histogram's bucket holding `bound`: 16 linear sub-buckets per
-/// power of two (`lab_proto::Histogram`), so 1 below 16.
-fn bucket_width(bound: u64) -> u64 {
-    if bound < 16 {
-        1
-    } else {
-        1 << (63 - bound.leading_zeros() - 4)
-    }
-}
-
-/// The relative resolution of a histogram value `v` in `unit`: its bucket's width over its
-/// bound.
-pub(crate) fn bucket_resolution(v: f64, unit: &str) -> Option<f64> {
-    let ns = (v * ns_per(unit)).round();
-    (ns >= 1.0).then(|| {
-        let b = ns as u64;
-        bucket_width(b) as f64 / b as f64
-    })
-}
-
 /// The value at quantile `q` of a histogram, interpolated linearly within its bucket (the
-/// bucket bound alone would tie every value of a bucket, up to 6 % apart), clamped to the
+/// bucket bound alone would tie every value of a bucket), clamped to the
 /// observed min and max.
 fn interpolated_quantile(h: &Histogram, q: f64) -> Option<f64> {
     if h.count == 0 {
@@ -88,7 +84,7 @@ fn interpolated_quantile(h: &Histogram, q: f64) -> Option<f64> {
         let c = c as f64;
         if seen + c >= rank {
             let within = if c > 0.0 { (rank - seen) / c } else { 0.0 };
-            let v = bound as f64 + within * bucket_width(bound) as f64;
+            let v = bound as f64 + within * h.bucket_width(bound) as f64;
             return Some(v.clamp(h.min as f64, h.max as f64));
         }
         seen += c;

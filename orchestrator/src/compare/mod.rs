@@ -108,7 +108,7 @@ pub enum Event {
     LoadUnknown,
     Outcome {
         side: Side,
-        outcome: TestOutcome,
+        outcome: Box<TestOutcome>,
     },
     Horizon {
         max_boots_per_side: u64,
@@ -433,10 +433,15 @@ pub async fn compare(
             budget_s: plan.budget.as_secs(),
             batch_runs: plan.batch_runs,
             test_duration_ms: plan.duration.as_millis() as u64,
-            spending: format!("{:?}", plan.params.spending),
-            multiplicity:
-                "Holm by alpha recycling (Maurer & Bretz 2013) across tests x arches x metrics"
-                    .into(),
+            spending: format!(
+                "{} (failure rates), {} (metrics)",
+                spending_name(plan.params.spending),
+                spending_name(plan.params.metric_spending)
+            ),
+            multiplicity: "a graph over tests x arches x metrics: failure rates and primary \
+                           metrics share α, secondaries wait for their primary (Bretz et al. \
+                           2009; Maurer & Bretz 2013 for the sequential tests)"
+                .into(),
         },
         questions,
         crashes,
@@ -491,6 +496,14 @@ struct LoopState {
 }
 
 /// The pairs of one batch, per arch: A's boot and B's.
+/// How the report names a spending function.
+fn spending_name(s: crate::stats::Spending) -> &'static str {
+    match s {
+        crate::stats::Spending::OBrienFleming => "O'Brien-Fleming",
+        crate::stats::Spending::Pocock => "Pocock",
+    }
+}
+
 fn boot_pairs(plan: &ComparePlan, outcomes: &mut BatchOutcomes, contended: bool) -> Vec<BootPair> {
     plan.arches
         .iter()
@@ -583,7 +596,10 @@ async fn run_batch(
     let mut out: BatchOutcomes = BTreeMap::new();
     let forward = async {
         while let Some((side, o)) = rx.recv().await {
-            on(Event::Outcome { side, outcome: o });
+            on(Event::Outcome {
+                side,
+                outcome: Box::new(o),
+            });
         }
     };
     let collect = async {

@@ -10,7 +10,7 @@
 //! the verb that called it decides what reaches the terminal. Checking the numbers a person
 //! typed (alpha, margins) is the verb's job too, where the flag's name is known.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,6 +136,11 @@ pub struct CompareRequest {
     pub seed: u64,
     /// The command line that repeats this comparison, seed included, for the report.
     pub reproduce: String,
+    /// The error spending of the metric questions (failure rates keep Pocock).
+    pub metric_spending: Spending,
+    /// Runs of each test per boot; `None`: from A's calibration where every arch has one,
+    /// else `[compare] batch-runs`.
+    pub runs_per_boot: Option<u32>,
 }
 
 impl CompareRequest {
@@ -168,6 +173,8 @@ impl CompareRequest {
             stop_on_regression: false,
             seed,
             reproduce,
+            metric_spending: Spending::Pocock,
+            runs_per_boot: None,
         }
     }
 }
@@ -234,6 +241,8 @@ pub enum SessionEvent {
         created_at: String,
         predictions: Vec<(String, String, u64, u64)>,
     },
+    /// Runs per boot were taken from the calibration: how many, and whose advice.
+    RunsPerBoot { runs: u32, why: String },
     /// The guests at once that were asked for do not fit the host; why, and how many will run.
     JobsLowered(String),
     /// An unfinished session with the same key is picked up; its batches are replayed.
@@ -279,6 +288,9 @@ pub async fn run(
         .join("runs")
         .join(format!("{stamp}-{}-compare", std::process::id()));
     let mut arch_plans = Vec::new();
+    // Per arch, the calibration's best runs per boot for the compared tests' primary
+    // metrics (every metric of a test without one).
+    let mut advice: Vec<Option<(u32, String)>> = Vec::new();
     for ((arch, a), b) in req.arches.iter().zip(a_arts).zip(b_arts) {
         let image = crate::guest::image::for_tests(s, *arch, &tests).await?;
         let probe = run::probe_spec(
@@ -310,6 +322,9 @@ pub async fn run(
                 created_at: cal.created_at.clone(),
                 predictions,
             });
+            advice.push(runs_per_boot_advice(&cal, &tests, &c.primary));
+        } else {
+            advice.push(None);
         }
         arch_plans.push(ArchPlan {
             arch: *arch,
@@ -333,6 +348,24 @@ pub async fn run(
     if let (Some(n), Some(_)) = (note, req.jobs) {
         on(SessionEvent::JobsLowered(n));
     }
+    let batch_runs = match (req.runs_per_boot, advice.iter().all(Option::is_some)) {
+        (Some(n), _) => n,
+        (None, true) if !advice.is_empty() => {
+            // The largest advice of any arch: the calibration's boot cost leans low (its
+            // run records start once the guest is up), which pushes its advice down.
+            let (runs, why) = advice
+                .into_iter()
+                .flatten()
+                .max_by_key(|(n, _)| *n)
+                .unwrap_or((c.batch_runs, String::new()));
+            on(SessionEvent::RunsPerBoot {
+                runs,
+                why: format!("{why}; [compare] batch-runs says {}", c.batch_runs),
+            });
+            runs
+        }
+        _ => c.batch_runs,
+    };
     let plan = ComparePlan {
         a_spec: req.a.name.clone(),
         b_spec: req.b.name.clone(),
@@ -347,7 +380,7 @@ pub async fn run(
         memory_mib: s.vm_memory_mib,
         boot_timeout: s.boot_timeout,
         jobs,
-        batch_runs: c.batch_runs,
+        batch_runs,
         budget: req.budget,
         params: Params {
             alpha: req.alpha,
@@ -357,6 +390,7 @@ pub async fn run(
             margin_metric: req.margin_metric,
             max_runs_per_side: req.max_runs.unwrap_or(2),
             spending: Spending::Pocock,
+            metric_spending: req.metric_spending,
             metric_suffixes: c.metrics.clone(),
             primary: c.primary.clone(),
         },
@@ -561,7 +595,45 @@ fn session_key(plan: &ComparePlan) -> String {
         plan.params.margin_metric,
         plan.batch_runs
     ));
+    // Keys of Pocock-only designs stay as they were, so their sessions still resume.
+    if plan.params.metric_spending != Spending::Pocock {
+        h.update(format!(
+            "|metric-spending={:?}",
+            plan.params.metric_spending
+        ));
+    }
     hex::encode(h.finalize())[..24].to_owned()
+}
+
+/// The runs per boot a calibration advises for `tests`: the largest best value among their
+/// primary metrics (all their metrics where `primary` names none), clamped to 1-8, with the
+/// metric that asked for it. `None` when it calibrated none of them.
+fn runs_per_boot_advice(
+    cal: &Calibration,
+    tests: &[String],
+    primary: &BTreeMap<String, String>,
+) -> Option<(u32, String)> {
+    cal.metrics
+        .iter()
+        .filter(|m| tests.contains(&m.test))
+        .filter(|m| primary.get(&m.test).is_none_or(|p| *p == m.metric))
+        .map(|m| {
+            let n = m.best_runs_per_boot.clamp(1, 8) as u32;
+            (
+                n,
+                format!(
+                    "{} calibrated by session {}: {} {} is measured best with {n} runs per boot \
+                     (between-boot sd {:.1} %, within {:.1} %)",
+                    cal.arch,
+                    cal.session,
+                    m.test,
+                    m.metric,
+                    m.sd_between_boots * 100.0,
+                    m.sd_within_boot * 100.0
+                ),
+            )
+        })
+        .max_by_key(|(n, _)| *n)
 }
 
 #[cfg(test)]

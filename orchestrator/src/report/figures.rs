@@ -572,7 +572,7 @@ fn plural(n: usize) -> &'static str {
 /// The design's error rates: `α=0.05 (difference, two-sided), α=0.05 (equivalence), power 0.8`.
 pub(super) fn error_rates(d: &DesignInfo) -> String {
     format!(
-        "α={} (difference, two-sided), α={} (equivalence), power {}; {} spending, {}",
+        "α={} (difference, two-sided), α={} (equivalence), power {}; spending: {}; {}",
         param(d.alpha),
         param(d.alpha_equivalence),
         param(d.power),

@@ -353,7 +353,7 @@ inconclusive).
   (debian-6.12+futex-lockless-wakeup-revert)
 - Arches: x86_64
 - Error rates: α=0.05 (difference, two-sided), α=0.05 (equivalence), power
-  0.8; obrien-fleming spending, holm
+  0.8; spending: obrien-fleming; holm
 - No difference means a change beyond the margin is ruled out: 15 points
   (failure rates), 5% either way (metrics)
 - Budget: at most 24 boots per side or 30m 00s; each boot runs every test 4

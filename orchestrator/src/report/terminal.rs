@@ -293,7 +293,7 @@ lab compare  session 7  started 2025-06-01T10:00:00Z  lab 0.1.0
   B  futex-lockless-wakeup-revert  debian-6.12+futex-lockless-wakeup-revert
   arches      x86_64
   tests       futex_wake_race, wq_exclusive_wake
-  error rates α=0.05 (difference, two-sided), α=0.05 (equivalence), power 0.8; obrien-fleming spending, holm
+  error rates α=0.05 (difference, two-sided), α=0.05 (equivalence), power 0.8; spending: obrien-fleming; holm
   margins     15 points (failure rates), 5% either way (metrics)
   budget      at most 24 boots per side or 30m 00s; each boot runs every test 4 times for 2.0s
 

@@ -734,8 +734,16 @@ impl PairedMetricMonitor {
 
     /// Sets the values' relative resolution (0 for exact values); see the field.
     pub fn with_resolution(mut self, resolution: f64) -> Self {
-        self.resolution = resolution.max(0.0);
+        self.note_resolution(resolution);
         self
+    }
+
+    /// Raises the values' relative resolution to `resolution` if it is coarser: the data
+    /// say how finely they were measured, and the coarsest so far rules.
+    pub fn note_resolution(&mut self, resolution: f64) {
+        if resolution.is_finite() {
+            self.resolution = self.resolution.max(resolution);
+        }
     }
 
     /// Records one batch's pairs `(a, b)` (all values positive; none when a side of the

@@ -310,6 +310,7 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
     }
 
     let mut r = ctx.result();
+    r.samples = posted;
     r.metrics.insert(
         "longest_all_asleep_with_tokens_ms".into(),
         monitor.longest_ns as f64 / 1e6,

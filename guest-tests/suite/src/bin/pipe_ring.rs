@@ -184,6 +184,7 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
     let mut r = ctx.result();
     let hops_per_s = hops_by_end as f64 / (elapsed.max(1) as f64 / 1e9);
     r.metrics.insert("hops_per_s".into(), hops_per_s);
+    r.samples = hops_by_end;
     counts.add("hops", st.hops.load(SeqCst));
     counts.add("tokens", TOKENS.into());
     counts.add("tokens_back", parked as u64);
