@@ -691,6 +691,58 @@ mod tests {
     }
 
     #[test]
+    fn runs_per_boot_follow_the_calibrated_primaries() {
+        let m =
+            |test: &str, metric: &str, best: u64| super::super::calibration::MetricCalibration {
+                test: test.into(),
+                metric: metric.into(),
+                boots: 12,
+                runs_per_boot: 3.0,
+                sd_between_boots: 0.2,
+                sd_within_boot: 0.05,
+                icc: 0.9,
+                var_pair: 0.08,
+                best_runs_per_boot: best,
+            };
+        let cal = Calibration {
+            arch: Arch::X86_64,
+            kernel_key: "k".into(),
+            session: 26,
+            created_at: "now".into(),
+            boot_s: 2.0,
+            run_s: 3.0,
+            metrics: vec![
+                m("futex_pingpong", "wake_ns_p50", 2),
+                m("futex_pingpong", "round_trips_per_s", 6),
+                m("pipe_fanout", "round_ms_p50", 1),
+                m("pipe_ring", "hops_per_s", 30),
+            ],
+        };
+        let primary: BTreeMap<String, String> =
+            [("futex_pingpong".to_owned(), "wake_ns_p50".to_owned())].into();
+        let tests = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // A secondary metric's advice does not count; the primary's does.
+        let (n, why) =
+            runs_per_boot_advice(&cal, &tests(&["futex_pingpong"]), &primary).expect("advice");
+        assert_eq!(n, 2);
+        assert!(
+            why.contains("wake_ns_p50") && why.contains("session 26"),
+            "{why}"
+        );
+        // The largest of the tests compared, clamped to 8.
+        let all = tests(&["futex_pingpong", "pipe_fanout", "pipe_ring"]);
+        assert_eq!(
+            runs_per_boot_advice(&cal, &all, &primary).map(|a| a.0),
+            Some(8)
+        );
+        // Nothing calibrated for these tests: no advice.
+        assert_eq!(
+            runs_per_boot_advice(&cal, &tests(&["futex_errno"]), &primary),
+            None
+        );
+    }
+
+    #[test]
     fn sides_without_patch_sets_run_the_suite() {
         let s = settings();
         let (tests, from) = default_tests(&s, &[&SideSpec::Kernel("k".into())]);
