@@ -41,6 +41,15 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Value parser for `--knob NAME=VALUE`.
+/// A test name from `--tests`: shell characters and option-looking words are refused here,
+/// before anything runs (exit 2).
+pub fn parse_test_name(s: &str) -> Result<String, String> {
+    let name = s.trim();
+    crate::config::names::check_test(name)
+        .map(|()| name.to_owned())
+        .map_err(|e| e.why)
+}
+
 pub fn parse_knob(s: &str) -> Result<Knob, String> {
     s.parse::<Knob>().map_err(|e| e.to_string())
 }
@@ -141,7 +150,8 @@ pub struct TestsArg {
         long = "tests",
         alias = "test",
         value_delimiter = ',',
-        value_name = "NAME[,NAME...]"
+        value_name = "NAME[,NAME...]",
+        value_parser = parse_test_name
     )]
     pub tests: Vec<String>,
 }

@@ -78,12 +78,16 @@ impl NamedSide {
         if is_def {
             return named(SideSpec::Kernel(spec.to_owned()));
         }
-        named(SideSpec::Patches(
-            spec.split(',')
-                .map(|p| p.trim().to_owned())
-                .filter(|p| !p.is_empty() && p != "base")
-                .collect(),
-        ))
+        let sets: Vec<String> = spec
+            .split(',')
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty() && p != "base")
+            .collect();
+        for set in &sets {
+            crate::kernel::patch::check_set_name(set)
+                .map_err(|e| LabError::usage("A/B", e.to_string()))?;
+        }
+        named(SideSpec::Patches(sets))
     }
 
     /// The lab's kernel as it is.

@@ -354,7 +354,7 @@ fn contended_batches_decide_no_metric() {
 #[test]
 #[ignore = "the larger run behind `make bench`'s table; run in release"]
 fn compare_error_rates_table() {
-    println!("  compare simulations (2 tests x failure rate + p50, 3 runs a boot, 24 batches, Pocock, alpha 0.05;");
+    println!("  compare simulations (2 tests x failure rate + p50, 3 runs a boot, 24 batches, alpha 0.05;");
     println!("  margins: 10 % on the metric, 15 points of failing boots; 600 comparisons a cell):");
     check(600, 11, true);
 }

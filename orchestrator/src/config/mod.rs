@@ -10,6 +10,8 @@ use serde::Deserialize;
 
 use crate::arch::Arch;
 
+pub mod names;
+
 /// The documented defaults, key by key. Also shipped as the repository's `lab.toml`.
 pub const DEFAULT_LAB_TOML: &str = include_str!("default-lab.toml");
 
@@ -470,6 +472,12 @@ impl Settings {
         let margin_metric: f64 = pick!(compare.margin_metric, "compare.margin-metric");
         let batch_runs: u32 = pick!(compare.batch_runs, "compare.batch-runs");
         let cmp_tests: Vec<String> = pick!(compare.tests, "compare.tests");
+        let suite: Vec<String> = pick!(tests.suite, "tests.suite");
+        for (key, names) in [("compare.tests", &cmp_tests), ("tests.suite", &suite)] {
+            for t in names {
+                names::check_test(t).map_err(|e| bad(key, t, &e.why))?;
+            }
+        }
         let compare = CompareSettings {
             tests: cmp_tests,
             duration: parse_duration(&cmp_dur)
@@ -555,7 +563,7 @@ impl Settings {
             vm_memory_mib,
             boot_timeout,
             accel,
-            suite: pick!(tests.suite, "tests.suite"),
+            suite,
             test_duration,
             guest_source,
             compare,

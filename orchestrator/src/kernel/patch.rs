@@ -18,6 +18,8 @@ pub enum PatchError {
         dir: PathBuf,
         patches_dir: PathBuf,
     },
+    #[error("patch set {name:?}: {why}")]
+    BadName { name: String, why: String },
     #[error("cannot read {path}")]
     Read {
         path: PathBuf,
@@ -104,9 +106,23 @@ pub struct PatchSet {
     pub patches: Vec<Patch>,
 }
 
+/// Checks a patch set as the user named it: a name (no `/`, not a `.patch` or `.mbox` file)
+/// must be a plain folder name; a path is only ever used as a path, never in a shell.
+pub fn check_set_name(name: &str) -> Result<(), PatchError> {
+    let is_path = name.contains('/') || name.ends_with(".patch") || name.ends_with(".mbox");
+    if is_path {
+        return Ok(());
+    }
+    crate::config::names::check_patch_set(name).map_err(|e| PatchError::BadName {
+        name: name.to_owned(),
+        why: e.why,
+    })
+}
+
 /// Resolves a patch-set name as `lab` accepts it: a folder under `patches_dir`, or a path to
 /// a folder, a `.patch` file or an mbox.
 pub fn load_set(name: &str, patches_dir: &Path, root: &Path) -> Result<PatchSet, PatchError> {
+    check_set_name(name)?;
     let candidates = [patches_dir.join(name), root.join(name), PathBuf::from(name)];
     let path = candidates
         .iter()

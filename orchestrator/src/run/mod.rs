@@ -399,7 +399,12 @@ pub async fn run_test(
         deadline_scale: scale,
         knobs: plan.knobs.clone(),
     };
-    let command = format!("/lab/bin/{test} {}", params.to_args().join(" "));
+    // The guest's shell sees every word quoted; the names were checked where they came in.
+    let command = std::iter::once(format!("/lab/bin/{test}"))
+        .chain(params.to_args())
+        .map(|w| crate::config::names::shell_quote(&w))
+        .collect::<Vec<_>>()
+        .join(" ");
     tracing::info!(arch = %plan.arch, test, iteration, "run: starting the test");
     tracing::debug!(%command, "run: guest command");
     let reports_before = guest.vm.reports().len();

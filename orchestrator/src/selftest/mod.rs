@@ -87,6 +87,22 @@ pub fn load_all(patches_dir: &Path) -> Result<Vec<(String, Expect)>, SelftestErr
                 why: format!("knobs: {err}"),
             });
         }
+        // Test names reach the guest's shell too.
+        let named = ex
+            .must_fail
+            .iter()
+            .chain(&ex.must_pass)
+            .chain(&ex.compare)
+            .chain(&ex.exercises);
+        if let Some(err) = named
+            .filter_map(|t| crate::config::names::check_test(t).err())
+            .next()
+        {
+            return Err(SelftestError::Invalid {
+                path,
+                why: err.to_string(),
+            });
+        }
         if ex.role != Role::KnownBad && !ex.must_fail.is_empty() {
             return Err(SelftestError::Invalid {
                 path,

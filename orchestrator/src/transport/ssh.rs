@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::config::names::shell_quote;
 use base64::Engine as _;
 
 #[derive(Debug, thiserror::Error)]
@@ -319,7 +320,8 @@ impl SshSession {
         mode: u32,
         timeout: Duration,
     ) -> Result<(), TransportError> {
-        let cmd = format!("cat > '{path}' && chmod {mode:o} '{path}'");
+        let p = shell_quote(path);
+        let cmd = format!("cat > {p} && chmod {mode:o} {p}");
         let out = self.exec(&cmd, Some(data), timeout, |_, _| {}).await?;
         if out.status != 0 {
             return Err(TransportError::Remote {
@@ -335,14 +337,13 @@ impl SshSession {
 
     /// Reads `path` from the target.
     pub async fn download(&self, path: &str, timeout: Duration) -> Result<Vec<u8>, TransportError> {
-        let out = self
-            .exec(&format!("cat '{path}'"), None, timeout, |_, _| {})
-            .await?;
+        let cmd = format!("cat {}", shell_quote(path));
+        let out = self.exec(&cmd, None, timeout, |_, _| {}).await?;
         if out.status != 0 {
             return Err(TransportError::Remote {
                 addr: self.target.addr(),
                 step: "download",
-                command: format!("cat '{path}'"),
+                command: cmd,
                 status: out.status,
                 stderr: out.stderr.trim().to_owned(),
             });
