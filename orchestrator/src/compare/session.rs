@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::analysis::Params;
-use super::calibration::{predicted_pairs, Calibration};
+use super::calibration::{predicted_pairs, Calibration, MetricCalibration};
 use super::model::{CompareReport, Overall};
 use super::{ArchPlan, ComparePlan, Event};
 use crate::arch::Arch;
@@ -292,9 +292,8 @@ pub async fn run(
         .join("runs")
         .join(format!("{stamp}-{}-compare", std::process::id()));
     let mut arch_plans = Vec::new();
-    // Per arch, the calibration's best runs per boot for the compared tests' primary
-    // metrics (every metric of a test without one).
-    let mut advice: Vec<Option<(u32, String)>> = Vec::new();
+    // Per arch, A's calibration, if it has one.
+    let mut calibrations: Vec<Option<Calibration>> = Vec::new();
     for ((arch, a), b) in req.arches.iter().zip(a_arts).zip(b_arts) {
         let image = crate::guest::image::for_tests(s, *arch, &tests).await?;
         let probe = run::probe_spec(
@@ -326,9 +325,9 @@ pub async fn run(
                 created_at: cal.created_at.clone(),
                 predictions,
             });
-            advice.push(runs_per_boot_advice(&cal, &tests, &c.primary));
+            calibrations.push(Some(cal));
         } else {
-            advice.push(None);
+            calibrations.push(None);
         }
         arch_plans.push(ArchPlan {
             arch: *arch,
@@ -352,23 +351,21 @@ pub async fn run(
     if let (Some(n), Some(_)) = (note, req.jobs) {
         on(SessionEvent::JobsLowered(n));
     }
-    let batch_runs = match (req.runs_per_boot, advice.iter().all(Option::is_some)) {
-        (Some(n), _) => n,
-        (None, true) if !advice.is_empty() => {
-            // The largest advice of any arch: the calibration's boot cost leans low (its
-            // run records start once the guest is up), which pushes its advice down.
-            let (runs, why) = advice
-                .into_iter()
-                .flatten()
-                .max_by_key(|(n, _)| *n)
-                .unwrap_or((c.batch_runs, String::new()));
-            on(SessionEvent::RunsPerBoot {
-                runs,
-                why: format!("{why}; [compare] batch-runs says {}", c.batch_runs),
-            });
-            runs
+    let batch_runs = match req.runs_per_boot {
+        Some(n) => n,
+        None => {
+            let cals: Option<Vec<Calibration>> = calibrations.into_iter().collect();
+            match cals.and_then(|cals| runs_per_boot_advice(&cals, &tests, &c.primary)) {
+                Some((runs, why)) => {
+                    on(SessionEvent::RunsPerBoot {
+                        runs,
+                        why: format!("{why}; [compare] batch-runs says {}", c.batch_runs),
+                    });
+                    runs
+                }
+                None => c.batch_runs,
+            }
         }
-        _ => c.batch_runs,
     };
     let plan = ComparePlan {
         a_spec: req.a.name.clone(),
@@ -609,35 +606,70 @@ fn session_key(plan: &ComparePlan) -> String {
     hex::encode(h.finalize())[..24].to_owned()
 }
 
-/// The runs per boot a calibration advises for `tests`: the largest best value among their
-/// primary metrics (all their metrics where `primary` names none), clamped to 1-8, with the
-/// metric that asked for it. `None` when it calibrated none of them.
+/// The runs per boot that calibrations (one per arch) advise for `tests`: the number, 1 to 8,
+/// whose worst relative efficiency over the compared primary metrics (every metric of a test
+/// without one) is highest, with a sentence saying so. A metric's information per second
+/// with r runs in a boot is 1 / ((σ²_between + σ²_within / r) · (boot + r · runs of all
+/// tests)); its relative efficiency is that over its best. `None` without a calibrated
+/// metric of these tests on every arch.
 fn runs_per_boot_advice(
-    cal: &Calibration,
+    cals: &[Calibration],
     tests: &[String],
     primary: &BTreeMap<String, String>,
 ) -> Option<(u32, String)> {
-    cal.metrics
+    const MAX_RUNS: u32 = 8;
+    let per_arch: Vec<Vec<(Arch, &MetricCalibration, f64, f64)>> = cals
         .iter()
-        .filter(|m| tests.contains(&m.test))
-        .filter(|m| primary.get(&m.test).is_none_or(|p| *p == m.metric))
-        .map(|m| {
-            let n = m.best_runs_per_boot.clamp(1, 8) as u32;
-            (
-                n,
-                format!(
-                    "{} calibrated by session {}: {} {} is measured best with {n} runs per boot \
-                     (between-boot sd {:.1} %, within {:.1} %)",
-                    cal.arch,
-                    cal.session,
-                    m.test,
-                    m.metric,
-                    m.sd_between_boots * 100.0,
-                    m.sd_within_boot * 100.0
-                ),
-            )
+        .map(|cal| {
+            let all_runs_s = cal.run_s * tests.len() as f64;
+            cal.metrics
+                .iter()
+                .filter(|m| tests.contains(&m.test))
+                .filter(|m| primary.get(&m.test).is_none_or(|p| *p == m.metric))
+                .filter(|m| m.sd_between_boots > 0.0 || m.sd_within_boot > 0.0)
+                .map(|m| (cal.arch, m, cal.boot_s.max(0.0), all_runs_s.max(1e-6)))
+                .collect()
         })
-        .max_by_key(|(n, _)| *n)
+        .collect();
+    if per_arch.is_empty() || per_arch.iter().any(Vec::is_empty) {
+        return None;
+    }
+    let metrics: Vec<_> = per_arch.into_iter().flatten().collect();
+    let info = |m: &MetricCalibration, boot: f64, runs: f64, r: u32| {
+        let r = f64::from(r);
+        let var = m.sd_between_boots.powi(2) + m.sd_within_boot.powi(2) / r;
+        1.0 / (var * (boot + r * runs))
+    };
+    let efficiency = |r: u32| {
+        metrics
+            .iter()
+            .map(|&(arch, m, boot, runs)| {
+                let best = (1..=MAX_RUNS)
+                    .map(|k| info(m, boot, runs, k))
+                    .fold(0.0, f64::max);
+                (info(m, boot, runs, r) / best, arch, m)
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+    };
+    let (runs, (worst, arch, m)) = (1..=MAX_RUNS)
+        .filter_map(|r| efficiency(r).map(|e| (r, e)))
+        // The highest worst case; of equals, the fewest runs.
+        .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0).then(b.0.cmp(&a.0)))?;
+    let sessions: Vec<String> = cals
+        .iter()
+        .map(|c| format!("{} by session {}", c.arch, c.session))
+        .collect();
+    Some((
+        runs,
+        format!(
+            "calibrated {}: with {runs} runs per boot every compared metric keeps at least \
+             {:.0} % of its best information per second (the least: {arch} {} {})",
+            sessions.join(", "),
+            worst * 100.0,
+            m.test,
+            m.metric
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -695,53 +727,73 @@ mod tests {
     }
 
     #[test]
-    fn runs_per_boot_follow_the_calibrated_primaries() {
-        let m =
-            |test: &str, metric: &str, best: u64| super::super::calibration::MetricCalibration {
-                test: test.into(),
-                metric: metric.into(),
-                boots: 12,
-                runs_per_boot: 3.0,
-                sd_between_boots: 0.2,
-                sd_within_boot: 0.05,
-                icc: 0.9,
-                var_pair: 0.08,
-                best_runs_per_boot: best,
-            };
-        let cal = Calibration {
-            arch: Arch::X86_64,
+    fn runs_per_boot_balance_the_calibrated_primaries() {
+        let m = |test: &str, metric: &str, between: f64, within: f64| MetricCalibration {
+            test: test.into(),
+            metric: metric.into(),
+            boots: 12,
+            runs_per_boot: 3.0,
+            sd_between_boots: between,
+            sd_within_boot: within,
+            icc: 0.5,
+            var_pair: 0.08,
+            best_runs_per_boot: 1,
+        };
+        let cal = |arch, metrics| Calibration {
+            arch,
             kernel_key: "k".into(),
             session: 26,
             created_at: "now".into(),
-            boot_s: 2.0,
-            run_s: 3.0,
-            metrics: vec![
-                m("futex_pingpong", "wake_ns_p50", 2),
-                m("futex_pingpong", "round_trips_per_s", 6),
-                m("pipe_fanout", "round_ms_p50", 1),
-                m("pipe_ring", "hops_per_s", 30),
-            ],
+            boot_s: 4.0,
+            run_s: 0.5,
+            metrics,
         };
         let primary: BTreeMap<String, String> =
             [("futex_pingpong".to_owned(), "wake_ns_p50".to_owned())].into();
         let tests = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        // A secondary metric's advice does not count; the primary's does.
-        let (n, why) =
-            runs_per_boot_advice(&cal, &tests(&["futex_pingpong"]), &primary).expect("advice");
-        assert_eq!(n, 2);
-        assert!(
-            why.contains("wake_ns_p50") && why.contains("session 26"),
-            "{why}"
+        // All between boots: one run a boot is best. All within: as many as allowed.
+        let between = cal(
+            Arch::X86_64,
+            vec![m("futex_pingpong", "wake_ns_p50", 0.2, 0.0)],
         );
-        // The largest of the tests compared, clamped to 8.
-        let all = tests(&["futex_pingpong", "pipe_fanout", "pipe_ring"]);
+        let within = cal(
+            Arch::X86_64,
+            vec![m("futex_pingpong", "wake_ns_p50", 0.0, 0.2)],
+        );
+        let one = tests(&["futex_pingpong"]);
         assert_eq!(
-            runs_per_boot_advice(&cal, &all, &primary).map(|a| a.0),
+            runs_per_boot_advice(&[between.clone()], &one, &primary).map(|a| a.0),
+            Some(1)
+        );
+        assert_eq!(
+            runs_per_boot_advice(&[within.clone()], &one, &primary).map(|a| a.0),
             Some(8)
         );
-        // Nothing calibrated for these tests: no advice.
+        // A secondary metric does not count: only the primary's spread does.
+        let mut with_secondary = between.clone();
+        with_secondary
+            .metrics
+            .push(m("futex_pingpong", "round_trips_per_s", 0.0, 0.5));
         assert_eq!(
-            runs_per_boot_advice(&cal, &tests(&["futex_errno"]), &primary),
+            runs_per_boot_advice(&[with_secondary], &one, &primary).map(|a| a.0),
+            Some(1)
+        );
+        // Both arches at once: a compromise whose worst efficiency beats either extreme,
+        // and the sentence names the metric that loses most.
+        let other_arch = cal(
+            Arch::Arm64,
+            vec![m("futex_pingpong", "wake_ns_p50", 0.0, 0.2)],
+        );
+        let (n, why) =
+            runs_per_boot_advice(&[between, other_arch], &one, &primary).expect("advice");
+        assert!((2..=7).contains(&n), "{n}: {why}");
+        assert!(
+            why.contains("x86_64 by session 26") && why.contains("wake_ns_p50"),
+            "{why}"
+        );
+        // An arch without a calibrated metric of these tests: no advice.
+        assert_eq!(
+            runs_per_boot_advice(&[within], &tests(&["futex_errno"]), &primary),
             None
         );
     }
