@@ -762,11 +762,11 @@ mod tests {
         );
         let one = tests(&["futex_pingpong"]);
         assert_eq!(
-            runs_per_boot_advice(&[between.clone()], &one, &primary).map(|a| a.0),
+            runs_per_boot_advice(std::slice::from_ref(&between), &one, &primary).map(|a| a.0),
             Some(1)
         );
         assert_eq!(
-            runs_per_boot_advice(&[within.clone()], &one, &primary).map(|a| a.0),
+            runs_per_boot_advice(std::slice::from_ref(&within), &one, &primary).map(|a| a.0),
             Some(8)
         );
         // A secondary metric does not count: only the primary's spread does.
