@@ -131,8 +131,13 @@ pub enum CacheCommand {
         /// A key or a unique prefix of at least 6 characters.
         key: String,
     },
-    /// Remove cached kernels.
+    /// Remove cached kernels, or with --runs the run folders (boot logs and keys; the
+    /// reports and the results store stay).
     Prune {
+        /// Prune the run folders under runs/ instead of kernels. Folders of sessions still
+        /// open (a comparison the same command would resume, or one running) are kept.
+        #[arg(long)]
+        runs: bool,
         /// Keep the newest N entries.
         #[arg(long, value_name = "N")]
         keep: Option<usize>,

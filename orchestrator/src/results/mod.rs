@@ -10,6 +10,7 @@
 
 pub mod crash;
 pub mod manifest;
+pub mod run_dirs;
 pub mod store;
 
 use serde::{Deserialize, Serialize};

@@ -125,6 +125,28 @@ impl Store {
         )
     }
 
+    /// The directories of the runs of every unfinished session: an interrupted comparison or
+    /// bisection that the same command would resume, or one that is running now.
+    pub fn open_session_run_dirs(&self) -> Result<Vec<String>, StoreError> {
+        let err = |source| StoreError::ReadSessions {
+            path: self.path.clone(),
+            source,
+        };
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT DISTINCT r.dir FROM runs r JOIN sessions s ON r.session_id = s.id \
+                 WHERE s.finished_at IS NULL",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+
     /// The runs of a session, oldest first.
     pub fn session_runs(&self, session: i64) -> Result<Vec<RunRow>, StoreError> {
         self.query_runs(
