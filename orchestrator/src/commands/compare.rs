@@ -173,7 +173,7 @@ mod tests {
         .expect("valid");
         assert_eq!(req.alpha, 0.01);
         assert_eq!(req.margin_rate, s.compare.margin_rate);
-        assert_eq!(req.tests, Some(vec!["a".into(), " b".into()]));
+        assert_eq!(req.tests, Some(vec!["a".into(), "b".into()]));
         assert_eq!(req.seed, 9);
         assert!(!req.reproduce.contains("--seed 9"), "{}", req.reproduce);
         assert_eq!(req.a, NamedSide::base());

@@ -312,7 +312,8 @@ impl SessionProgress {
                 }
             }
             SessionEvent::RunsPerBoot { runs, why } => crate::errln!(
-                "lab: {runs} runs of each test per boot, from the calibration ({why}; --runs-per-boot overrides)"
+                "lab: {runs} run{} of each test per boot, from the calibration ({why}; --runs-per-boot overrides)",
+                if runs == 1 { "" } else { "s" }
             ),
             SessionEvent::Resuming {
                 session,

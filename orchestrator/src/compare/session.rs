@@ -662,7 +662,7 @@ fn runs_per_boot_advice(
     Some((
         runs,
         format!(
-            "calibrated {}: with {runs} runs per boot every compared metric keeps at least \
+            "calibrated {}: with {runs} per boot every compared metric keeps at least \
              {:.0} % of its best information per second (the least: {arch} {} {})",
             sessions.join(", "),
             worst * 100.0,
