@@ -41,12 +41,6 @@ impl PairedMetricMonitor {
         })
     }
 
-    /// Sets the values' relative resolution (0 for exact values); see the field.
-    pub fn with_resolution(mut self, resolution: f64) -> Self {
-        self.note_resolution(resolution);
-        self
-    }
-
     /// Raises the values' relative resolution to `resolution` if it is coarser: the data
     /// say how finely they were measured, and the coarsest so far rules.
     pub fn note_resolution(&mut self, resolution: f64) {

@@ -737,9 +737,8 @@ mod tests {
             width(&plain) < 1.01,
             "without the floor the interval is a sliver"
         );
-        let mut rounded = PairedMetricMonitor::new(design)
-            .expect("valid")
-            .with_resolution(1.0 / 16.0);
+        let mut rounded = PairedMetricMonitor::new(design).expect("valid");
+        rounded.note_resolution(1.0 / 16.0);
         let d = rounded.observe(&pairs).expect("valid");
         assert!(
             width(&rounded) > 1.03,
