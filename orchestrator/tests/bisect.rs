@@ -133,20 +133,44 @@ fn a_crash_bisection_adopts_the_bad_end_s_warning_and_names_the_bad_epoll_commit
     let results =
         PathBuf::from(bad_end["run_dir"].as_str().expect("run dir")).join("results.jsonl");
     let text = std::fs::read_to_string(&results).expect("the bad end's results.jsonl");
-    let warned = text
+    let outcomes: Vec<serde_json::Value> = text
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("an outcome"))
+        .map(|l| serde_json::from_str(l).expect("an outcome"))
+        .collect();
+    let crashed: Vec<&serde_json::Value> = outcomes
+        .iter()
         .filter(|o| o["kind"] == "kernel-crash")
-        .all(|o| {
-            o["crashes"][0]["kind"] == "warning"
-                && o["summary"]
-                    .as_str()
-                    .is_some_and(|s| s.contains(&format!("[{id}] warning:do_epoll_ctl|")))
-        });
+        .collect();
     assert!(
-        warned && text.contains("kernel-crash"),
-        "every bad-end run crashed with the adopted WARNING:\n{text}"
+        !crashed.is_empty(),
+        "the bad end's runs crashed; they were: {:?}",
+        outcomes.iter().map(|o| &o["kind"]).collect::<Vec<_>>()
     );
+    // The first crash of the first crashed run is the one adopted; every crashed run there
+    // shows it (a load-induced stall or lockup may come with it, as the classifier allows).
+    let first = &crashed[0];
+    assert_eq!(
+        first["crashes"][0]["kind"], "warning",
+        "the adopted crash is the first run's first report: {}",
+        first["summary"]
+    );
+    assert!(
+        first["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains(&format!("[{id}] warning:do_epoll_ctl|"))),
+        "the first crashed run's summary names the adopted id {id}: {}",
+        first["summary"]
+    );
+    for (i, o) in crashed.iter().enumerate() {
+        let reports = o["crashes"].as_array().expect("crash reports");
+        let kinds: Vec<&serde_json::Value> = reports.iter().map(|c| &c["kind"]).collect();
+        assert!(
+            reports.iter().any(|c| c["kind"] == "warning"
+                && c["fingerprint"]["frames"][0] == "do_epoll_ctl"),
+            "crashed run {i} at the bad end shows the adopted WARNING among its reports {kinds:?}: {}",
+            o["summary"]
+        );
+    }
 }
 
 #[test]

@@ -547,6 +547,28 @@ pub async fn run_test(
     (outcome, usable)
 }
 
+/// A run folder holds one run's outcomes. When the folder was used before (a bisection step
+/// or batch begun, interrupted and begun again), the earlier attempt's `results.jsonl` is
+/// renamed `results.earlier-N.jsonl` rather than appended to: its runs stay on disk, and the
+/// file beside this run's manifest describes this run only.
+fn set_aside_earlier_results(path: &Path) {
+    if !path.exists() {
+        return;
+    }
+    let Some(dir) = path.parent() else { return };
+    let aside = (1..)
+        .map(|n| dir.join(format!("results.earlier-{n}.jsonl")))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| dir.join("results.earlier.jsonl"));
+    match std::fs::rename(path, &aside) {
+        Ok(()) => tracing::warn!(
+            earlier = %aside.display(),
+            "the run folder was used before; its earlier outcomes were set aside"
+        ),
+        Err(e) => tracing::warn!(path = %path.display(), "set aside earlier outcomes: {e}"),
+    }
+}
+
 /// Runs the whole plan: boots as many guests as needed, runs every test iteration, tears
 /// everything down. Outcomes are appended to `results.jsonl` as they come.
 pub async fn run(
@@ -568,6 +590,7 @@ pub async fn run(
     let mut boots = Vec::new();
     let mut boot_no = 0;
     let results_path = plan.dir.join("results.jsonl");
+    set_aside_earlier_results(&results_path);
     let record = |o: &TestOutcome, outcomes: &mut Vec<TestOutcome>| {
         if let Ok(line) = serde_json::to_string(o) {
             use std::io::Write;
@@ -831,6 +854,24 @@ pub fn clamp_jobs(asked: usize, cpus_per_vm: u32, mem_per_vm: u32) -> (usize, Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reused_run_folder_sets_the_earlier_outcomes_aside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let results = dir.path().join("results.jsonl");
+        set_aside_earlier_results(&results);
+        assert!(!results.exists(), "nothing to set aside in a new folder");
+        for n in 1..=2 {
+            std::fs::write(&results, format!("attempt {n}\n")).expect("write");
+            set_aside_earlier_results(&results);
+            assert!(!results.exists());
+            let aside = dir.path().join(format!("results.earlier-{n}.jsonl"));
+            assert_eq!(
+                std::fs::read_to_string(aside).expect("kept"),
+                format!("attempt {n}\n")
+            );
+        }
+    }
 
     #[test]
     fn jobs_never_exceed_memory_or_cores() {
