@@ -104,6 +104,27 @@ fn variant_rebuild_is_incremental_and_going_back_is_a_cache_hit() {
         "a one-file patch recompiled {compiled} files: the O= tree is not being reused"
     );
 
+    // The O= tree is a direct child of the work tree, so kbuild names sources and headers
+    // relative to it: the compile command of the file just rebuilt holds no absolute source
+    // path, and ccache hits from any other work tree (a git bisection's) with the same files.
+    let cmd = newest_cmd_file("kernel/futex/.waitwake.o.cmd");
+    let text = std::fs::read_to_string(&cmd).expect("read the .cmd file");
+    let src = cmd
+        .ancestors()
+        .find(|p| p.join("Makefile").is_file() && p.join("kernel").is_dir())
+        .expect("the work tree above the O= tree")
+        .to_owned();
+    assert!(
+        text.contains(" ../kernel/futex/waitwake.c") && text.contains("-I../include"),
+        "kbuild compiled with relative paths ({}):\n{text}",
+        cmd.display()
+    );
+    assert!(
+        !text.contains(&format!("{}/", src.display())),
+        "no absolute work-tree path in the compile command ({}):\n{text}",
+        cmd.display()
+    );
+
     let log = std::path::Path::new(base["log"].as_str().expect("log")).to_owned();
     let again = run(lab(&toml).args(["build", "--arch", "x86_64", "--json"]));
     assert_eq!(again.code, 0);
@@ -313,6 +334,33 @@ fn sigint_during_make_leaves_no_process_behind() {
 }
 
 /// Processes under `root` (children and their children) whose command is make.
+/// The newest `rel` (a kbuild `.cmd` file) in any x86_64 O= tree of the cache's work trees.
+fn newest_cmd_file(rel: &str) -> std::path::PathBuf {
+    let work = common::cache_dir().join("work");
+    let mut found: Vec<(std::time::SystemTime, std::path::PathBuf)> = std::fs::read_dir(&work)
+        .expect("the cache's work trees")
+        .filter_map(Result::ok)
+        .flat_map(|family| {
+            std::fs::read_dir(family.path().join("src"))
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".lab-obj-x86_64-")
+        })
+        .map(|e| e.path().join(rel))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| panic!("no {rel} in an O= tree under {}", work.display()))
+}
+
 fn descendants(root: i32) -> Vec<i32> {
     let mut all = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else {

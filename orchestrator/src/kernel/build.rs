@@ -322,7 +322,7 @@ pub async fn build(
     let final_config = match std::fs::read_to_string(&plan.config_memo) {
         Ok(c) => c,
         Err(_) => {
-            let c = make_config(req, &plan, &work.src, cache_dir, report).await?;
+            let c = make_config(req, &plan, &work.src, report).await?;
             write_file(&plan.config_memo, c.as_bytes())?;
             c
         }
@@ -340,13 +340,9 @@ pub async fn build(
         });
     }
 
-    let obj = cache_dir.join("build").join(format!(
-        "{}-{}-{}",
-        plan.source.id.family,
-        req.arch,
-        &config_sha[..12]
-    ));
+    let obj = object_tree(&work.src, &format!("{}-{}", req.arch, &config_sha[..12]));
     std::fs::create_dir_all(&obj).map_err(io("cannot create", &obj))?;
+    remove_legacy_object_trees(cache_dir);
     tracing::info!(arch = %req.arch, obj = %obj.display(), jobs = req.jobs, "build: running make");
     let dot_config = obj.join(".config");
     if std::fs::read_to_string(&dot_config).ok().as_deref() != Some(final_config.as_str()) {
@@ -451,18 +447,44 @@ fn write_file(path: &Path, data: &[u8]) -> Result<(), BuildError> {
     Ok(crate::io_error::write_atomic(path, data)?)
 }
 
+/// The `O=` folder `name` of the work tree `src`: a direct child of the source tree, so that
+/// kbuild names every source and include path relative to it (`srctree := ..`, `objtree :=
+/// .`). The compiler's command lines and preprocessed output are then the same in every work
+/// tree, whatever its place on disk, and ccache hits across source families: a git
+/// bisection's kernels reuse the tarball's objects for every file they share. (With the
+/// folder elsewhere, kbuild passes absolute `-I`/source paths and every family compiles cold.)
+/// Dot-named: the kernel's `.gitignore` (`.*`) and `git clean` leave it alone.
+pub fn object_tree(src: &Path, name: &str) -> PathBuf {
+    src.join(format!("{OBJECT_TREE_PREFIX}{name}"))
+}
+
+/// Before object trees moved into the work trees, they were `<cache>/build/*`: nothing reads
+/// them any more, so the first build that runs make removes them.
+fn remove_legacy_object_trees(cache_dir: &Path) {
+    let legacy = cache_dir.join("build");
+    if legacy.is_dir() {
+        match std::fs::remove_dir_all(&legacy) {
+            Ok(()) => tracing::info!(
+                dir = %legacy.display(),
+                "removed the object trees of an older lab (they now live in the work trees)"
+            ),
+            Err(e) => tracing::debug!(dir = %legacy.display(), "remove old object trees: {e}"),
+        }
+    }
+}
+
+/// How [`object_tree`] folders begin.
+pub const OBJECT_TREE_PREFIX: &str = ".lab-obj-";
+
 /// Makes the final .config in a scratch `O=` tree: `make <base>`, merge the fragments,
 /// `make olddefconfig`, then verify every requested option.
 async fn make_config(
     req: &BuildRequest,
     plan: &Plan,
     src: &Path,
-    cache_dir: &Path,
     report: &(dyn Fn(BuildEvent) + Send + Sync),
 ) -> Result<String, BuildError> {
-    let scratch = cache_dir
-        .join("build")
-        .join(format!("{}-{}-kconfig", plan.source.id.family, req.arch));
+    let scratch = object_tree(src, &format!("{}-kconfig", req.arch));
     std::fs::create_dir_all(&scratch).map_err(io("cannot create", &scratch))?;
     let log = scratch.join("config.log");
     let _ = std::fs::remove_file(&log);
@@ -659,6 +681,21 @@ fn tail_lines(path: &Path, n: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_trees_are_hidden_direct_children_of_the_work_tree() {
+        // kbuild uses relative paths (srctree := ..) only when O= is a direct child of the
+        // source tree; a dot name keeps it out of git's way (.gitignore's `.*`).
+        let src = Path::new("/cache/work/git-1234/src");
+        let obj = object_tree(src, "x86_64-9b2ef72ad685");
+        assert_eq!(obj.parent(), Some(src));
+        let name = obj.file_name().and_then(|n| n.to_str()).expect("name");
+        assert!(name.starts_with('.') && name.starts_with(OBJECT_TREE_PREFIX));
+        let legacy = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(legacy.path().join("build/tar-1-x86_64-abc")).expect("mkdir");
+        remove_legacy_object_trees(legacy.path());
+        assert!(!legacy.path().join("build").exists());
+    }
 
     #[test]
     fn make_vars_pin_everything_that_leaks_into_the_image() {

@@ -601,7 +601,10 @@ impl WorkTree {
                         &self.src,
                         &["checkout", "--force", "--quiet", "--detach", &source.id.id],
                     )?;
-                    git(&self.src, &["clean", "-fdq"])?;
+                    // Untracked files go, the object trees stay (kbuild's `O=` folders live in
+                    // the work tree so that ccache hits across trees: build::object_tree).
+                    let keep = format!("/{}*", super::build::OBJECT_TREE_PREFIX);
+                    git(&self.src, &["clean", "-fdq", "-e", &keep])?;
                     let written = self.write_overlay(
                         source,
                         overlay,
