@@ -417,8 +417,15 @@ pub struct RunKeys {
 }
 
 /// Makes a fresh host key and client key in `dir` and the per-run archive holding them.
+///
+/// Everything secret stays owner-only: the folder is 0700 and the two private keys are 0600
+/// whatever the umask or the tools chose, and [`write_initramfs`] writes the image that holds
+/// the host key 0600 as well.
 pub fn run_keys(dir: &Path) -> Result<RunKeys, ImageError> {
+    use std::os::unix::fs::PermissionsExt as _;
     std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(io("cannot make owner-only", dir))?;
     let client = dir.join("client_key");
     let host = dir.join("host_key");
     let _ = std::fs::remove_file(&client);
@@ -458,6 +465,10 @@ pub fn run_keys(dir: &Path) -> Result<RunKeys, ImageError> {
         .find(|l| l.starts_with("ecdsa-"))
         .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_owned())
         .unwrap_or_default();
+    for key in [&client, &host] {
+        std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))
+            .map_err(io("cannot make owner-only", key))?;
+    }
     let pubkey = std::fs::read(client.with_extension("pub")).map_err(io("cannot read", &client))?;
     let host_data = std::fs::read(&host).map_err(io("cannot read", &host))?;
     let mut archive = Vec::new();
@@ -478,9 +489,22 @@ pub fn run_keys(dir: &Path) -> Result<RunKeys, ImageError> {
 
 /// Writes the initramfs of one run: the base image followed by the run's key archive.
 pub fn write_initramfs(base: &BaseImage, keys: &RunKeys, out: &Path) -> Result<(), ImageError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let mut data = std::fs::read(&base.path).map_err(io("cannot read", &base.path))?;
     data.extend_from_slice(&keys.archive);
-    Ok(std::fs::write(out, data).map_err(io("cannot write", out))?)
+    // It holds the guest's host key: owner-only from its first byte (a file left from an
+    // earlier attempt keeps its mode on open, so the mode is set again).
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(out)
+        .map_err(io("cannot write", out))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(io("cannot make owner-only", out))?;
+    Ok(f.write_all(&data).map_err(io("cannot write", out))?)
 }
 
 #[cfg(test)]
@@ -528,5 +552,40 @@ mod tests {
             .expect("read")
             .contains("BEGIN EC PRIVATE KEY"));
         assert_eq!(a.archive.len() % 4, 0);
+    }
+
+    #[test]
+    fn keys_and_the_initramfs_that_carries_them_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        let keys_dir = dir.path().join("keys");
+        // A folder and an image left by an earlier attempt, world-readable.
+        std::fs::create_dir_all(&keys_dir).expect("mkdir");
+        std::fs::set_permissions(&keys_dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let keys = run_keys(&keys_dir).expect("keys");
+        assert_eq!(mode(&keys_dir), 0o700, "the keys folder");
+        assert_eq!(mode(&keys.client_key), 0o600, "the client key");
+        assert_eq!(mode(&keys_dir.join("host_key")), 0o600, "the host key");
+        let base_path = dir.path().join("base.cpio");
+        std::fs::write(&base_path, b"base").expect("write");
+        let base = BaseImage {
+            path: base_path,
+            manifest: ImageManifest {
+                format_version: 1,
+                arch: Arch::X86_64,
+                digest: String::new(),
+                programs: BTreeMap::new(),
+                debs: Vec::new(),
+                size: 4,
+            },
+        };
+        let out = dir.path().join("initramfs.cpio");
+        std::fs::write(&out, b"old").expect("write");
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        write_initramfs(&base, &keys, &out).expect("initramfs");
+        assert_eq!(mode(&out), 0o600, "the initramfs holds the host key");
+        let data = std::fs::read(&out).expect("read");
+        assert!(data.starts_with(b"base") && data.ends_with(&keys.archive));
     }
 }
