@@ -30,7 +30,9 @@ pub async fn run(ctx: &Context, args: &BuildArgs) -> Result<Outcome, LabError> {
     let requests = kernel_requests(ctx, &args.select)?;
     let mut results: Vec<Built> = Vec::new();
     for req in &requests {
-        let progress = BuildProgress::new(req.arch.name(), ctx.quiet || args.json.json);
+        // Progress goes to stderr even with --json (that is stdout's): a CI log that keeps
+        // stderr still sees a line at least every 30 s.
+        let progress = BuildProgress::new(req.arch.name(), ctx.quiet);
         let report = |e| progress.event(e);
         let built = build::build(req, &ctx.settings.cache_dir, &report).await;
         progress.finish();
