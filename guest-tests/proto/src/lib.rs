@@ -159,7 +159,14 @@ pub struct TestResult {
 #[derive(Debug)]
 pub enum ResultError {
     Json(serde_json::Error),
-    Version(u32),
+    /// The version as written: a u64, so that a huge one is not shown truncated.
+    Version(u64),
+    /// A histogram the line carries cannot be a histogram [`Histogram::record`] made, and
+    /// its accessors would panic or lie on it.
+    Histogram {
+        name: String,
+        why: String,
+    },
 }
 
 impl fmt::Display for ResultError {
@@ -169,6 +176,10 @@ impl fmt::Display for ResultError {
             ResultError::Version(v) => write!(
                 f,
                 "guest test speaks result protocol version {v}, this lab speaks {VERSION}: rebuild the guest image"
+            ),
+            ResultError::Histogram { name, why } => write!(
+                f,
+                "malformed result line: histogram {name:?} {why}: the guest test wrote a broken histogram"
             ),
         }
     }
@@ -203,19 +214,32 @@ impl TestResult {
 
     /// Reads one stdout line. `Ok(None)` when the line is not a result line at all.
     pub fn parse_line(line: &str) -> Result<Option<TestResult>, ResultError> {
+        /// Only the version, the rest skipped: the line is read twice rather than through a
+        /// `serde_json::Value`, which holds no u128 and so lost every histogram `sum` above
+        /// u64::MAX (the line failed to parse).
+        #[derive(Deserialize)]
+        struct Header {
+            #[serde(default)]
+            proto: Option<serde_json::Value>,
+        }
         let line = line.trim();
         if !line.starts_with('{') || !line.contains("\"proto\"") {
             return Ok(None);
         }
-        let value: serde_json::Value = serde_json::from_str(line).map_err(ResultError::Json)?;
-        match value.get("proto").and_then(|v| v.as_u64()) {
+        let header: Header = serde_json::from_str(line).map_err(ResultError::Json)?;
+        match header.proto.as_ref().and_then(serde_json::Value::as_u64) {
             Some(v) if v == u64::from(VERSION) => {}
-            Some(v) => return Err(ResultError::Version(v as u32)),
+            Some(v) => return Err(ResultError::Version(v)),
             None => return Ok(None),
         }
-        serde_json::from_value(value)
-            .map(Some)
-            .map_err(ResultError::Json)
+        let result: TestResult = serde_json::from_str(line).map_err(ResultError::Json)?;
+        for (name, h) in &result.histograms {
+            h.check().map_err(|why| ResultError::Histogram {
+                name: name.clone(),
+                why,
+            })?;
+        }
+        Ok(Some(result))
     }
 }
 
@@ -320,6 +344,9 @@ pub struct Histogram {
 /// Sub-bucket bits of the histograms guest tests write: 128 per octave, under 1 %.
 pub const SUB_BITS: u32 = 7;
 
+/// The finest resolution a histogram may have: 2^16 sub-buckets per octave.
+pub const MAX_SUB_BITS: u32 = 16;
+
 /// What a histogram without `sub_bits` was written with.
 pub const LEGACY_SUB_BITS: u32 = 4;
 
@@ -351,8 +378,43 @@ impl Histogram {
             min: 0,
             max: 0,
             sum: 0,
-            sub_bits: sub_bits.min(16),
+            sub_bits: sub_bits.min(MAX_SUB_BITS),
         }
+    }
+
+    /// Whether this could have been made by [`Histogram::record`] and [`Histogram::merge`],
+    /// as far as the accessors care: `sub_bits` at most [`MAX_SUB_BITS`] (64 or more made
+    /// `bucket_width` and `merge` shift past the width of a u64, and panic), bounds strictly
+    /// increasing (`merge` binary-searches them), bucket counts that add up to `count`
+    /// (`quantile` adds them up), and `min <= max` once there is a sample (`quantile`
+    /// clamps to them, which panics the other way round). The error says which.
+    pub fn check(&self) -> Result<(), String> {
+        if self.sub_bits > MAX_SUB_BITS {
+            return Err(format!(
+                "has sub_bits {}, more than {MAX_SUB_BITS}",
+                self.sub_bits
+            ));
+        }
+        if let Some(w) = self.buckets.windows(2).find(|w| w[0].0 >= w[1].0) {
+            return Err(format!(
+                "has bucket bounds out of order ({} before {})",
+                w[0].0, w[1].0
+            ));
+        }
+        let total = self
+            .buckets
+            .iter()
+            .try_fold(0u64, |t, &(_, c)| t.checked_add(c));
+        if total != Some(self.count) {
+            return Err(format!(
+                "has bucket counts that do not add up to its count {}",
+                self.count
+            ));
+        }
+        if self.count > 0 && self.min > self.max {
+            return Err(format!("has min {} above max {}", self.min, self.max));
+        }
+        Ok(())
     }
 
     pub fn record(&mut self, v: u64) {
@@ -365,9 +427,11 @@ impl Histogram {
         self.sum += u128::from(v);
     }
 
+    /// Counts saturate, here and in `merge` and `quantile`: merging the results of several
+    /// runs must not overflow however many samples each guest claims.
     fn add(&mut self, bound: u64, count: u64) {
         match self.buckets.binary_search_by_key(&bound, |&(lb, _)| lb) {
-            Ok(i) => self.buckets[i].1 += count,
+            Ok(i) => self.buckets[i].1 = self.buckets[i].1.saturating_add(count),
             Err(i) => self.buckets.insert(i, (bound, count)),
         }
     }
@@ -412,8 +476,8 @@ impl Histogram {
             self.min = other.min;
         }
         self.max = self.max.max(other.max);
-        self.count += other.count;
-        self.sum += other.sum;
+        self.count = self.count.saturating_add(other.count);
+        self.sum = self.sum.saturating_add(other.sum);
     }
 
     /// The value at quantile `q` in [0, 1]: the lower bound of its bucket, clamped to the
@@ -425,7 +489,7 @@ impl Histogram {
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
         let mut seen = 0;
         for &(b, c) in &self.buckets {
-            seen += c;
+            seen = c.saturating_add(seen);
             if seen >= rank {
                 return Some(b.clamp(self.min, self.max));
             }
@@ -586,5 +650,374 @@ mod tests {
             .expect("parses")
             .expect("a result");
         assert_eq!((r.samples, r.start_mono_ns, r.end_mono_ns), (0, 0, 0));
+    }
+
+    // Regressions found with the fuzz tests below (by them, or writing them), each with its
+    // minimal input.
+
+    fn line_with_histogram(h: &str) -> String {
+        format!(
+            r#"{{"proto":1,"test":"t","verdict":"pass","summary":"","histograms":{{"lat_ns":{h}}},"duration_ms":1,"seed":1}}"#
+        )
+    }
+
+    #[test]
+    fn histograms_the_accessors_would_panic_on_are_rejected() {
+        for (h, why) in [
+            // `bucket_width` and `merge` shifted a u64 by 64: "attempt to shift left with
+            // overflow".
+            (
+                r#"{"buckets":[[0,0]],"count":0,"min":0,"max":0,"sum":0,"sub_bits":64}"#,
+                "sub_bits 64",
+            ),
+            // `quantile` clamped to [min, max] the wrong way round.
+            (
+                r#"{"buckets":[[8,1]],"count":1,"min":9,"max":8,"sum":8}"#,
+                "min 9 above max 8",
+            ),
+            // `quantile` added the bucket counts up past u64::MAX.
+            (
+                r#"{"buckets":[[0,18446744073709551615],[1,1]],"count":0,"min":0,"max":1,"sum":1}"#,
+                "do not add up",
+            ),
+            (
+                r#"{"buckets":[[5,1],[5,1]],"count":2,"min":5,"max":5,"sum":10}"#,
+                "out of order",
+            ),
+        ] {
+            let err = TestResult::parse_line(&line_with_histogram(h)).expect_err(h);
+            let msg = err.to_string();
+            assert!(msg.contains("\"lat_ns\"") && msg.contains(why), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_histogram_sum_above_u64_reads_back() {
+        // Read through a serde_json::Value, the u128 sum became a float and the line failed
+        // with "invalid type: floating point `1.8446744073709552e+19`, expected u128".
+        let mut r = TestResult::new("t", 1);
+        let h = r.histograms.entry("lat_ns".into()).or_default();
+        h.record(1 << 63);
+        h.record(1 << 63);
+        assert_eq!(h.sum, 1 << 64);
+        assert_eq!(TestResult::parse_line(&r.to_line()).ok().flatten(), Some(r));
+    }
+
+    #[test]
+    fn a_huge_version_is_reported_as_written() {
+        // It was truncated to u32: version 4294967297 read as "version 1, this lab speaks 1".
+        let line = r#"{"proto":4294967297,"test":"t"}"#;
+        assert!(matches!(
+            TestResult::parse_line(line),
+            Err(ResultError::Version(4_294_967_297))
+        ));
+    }
+
+    #[test]
+    fn merging_huge_counts_saturates() {
+        // Two accepted histograms of u64::MAX samples overflowed `count` when merged.
+        let h = Histogram {
+            buckets: vec![(1, u64::MAX)],
+            count: u64::MAX,
+            min: 1,
+            max: 1,
+            sum: u128::MAX,
+            sub_bits: SUB_BITS,
+        };
+        assert_eq!(h.check(), Ok(()));
+        let mut m = h.clone();
+        m.merge(&h);
+        assert_eq!(
+            (m.count, m.sum, m.buckets.clone()),
+            (u64::MAX, u128::MAX, vec![(1, u64::MAX)])
+        );
+        assert_eq!(m.quantile(0.5), Some(1));
+    }
+
+    use proptest::prelude::*;
+
+    /// Exercises every accessor the orchestrator calls on a parsed histogram
+    /// (compare::boot_value, compare::analysis): none may panic, and a quantile lies within
+    /// the observed range.
+    fn use_histogram(h: &Histogram) -> Result<(), TestCaseError> {
+        for q in [0.0, 0.01, 0.5, 0.99, 1.0, -1.0, 2.0, f64::NAN] {
+            if let Some(v) = h.quantile(q) {
+                prop_assert!(
+                    h.min <= v && v <= h.max,
+                    "q{q} = {v} outside [{}, {}]",
+                    h.min,
+                    h.max
+                );
+            }
+        }
+        let _ = (h.mean(), h.resolution());
+        for &(b, _) in &h.buckets {
+            let _ = h.bucket_width(b);
+        }
+        let mut merged = Histogram::default();
+        merged.merge(h);
+        merged.merge(h);
+        let _ = merged.quantile(0.5);
+        let mut coarse = h.clone();
+        coarse.coarsen(LEGACY_SUB_BITS);
+        coarse.merge(h);
+        let _ = coarse.quantile(0.99);
+        Ok(())
+    }
+
+    /// Checks what `parse_line` made of `line`: it never panics, and what it accepts is
+    /// usable.
+    fn parse_and_use(line: &str) -> Result<(), TestCaseError> {
+        if let Ok(Some(r)) = TestResult::parse_line(line) {
+            prop_assert_eq!(r.proto, VERSION);
+            for h in r.histograms.values() {
+                use_histogram(h)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A result as a guest test writes it: histograms made by `record`.
+    fn valid_result() -> impl Strategy<Value = TestResult> {
+        let verdict = prop_oneof![
+            Just(Verdict::Pass),
+            Just(Verdict::Fail),
+            Just(Verdict::Hang),
+            Just(Verdict::Skip)
+        ];
+        let histogram = (0u32..=16, proptest::collection::vec(any::<u64>(), 0..20)).prop_map(
+            |(bits, values)| {
+                let mut h = Histogram::with_sub_bits(bits);
+                for v in values {
+                    h.record(v);
+                }
+                h
+            },
+        );
+        let finite = any::<f64>().prop_filter("JSON has no NaN or infinity", |v| v.is_finite());
+        (
+            (".*", verdict, ".*", any::<u64>(), any::<u64>()),
+            proptest::collection::btree_map(".{0,12}", any::<u64>(), 0..4),
+            any::<Option<i32>>(),
+            proptest::collection::btree_map(".{0,12}", finite, 0..4),
+            proptest::collection::btree_map(".{0,12}", histogram, 0..3),
+            (any::<u64>(), any::<u64>(), any::<u64>()),
+        )
+            .prop_map(
+                |(
+                    (test, verdict, summary, duration_ms, seed),
+                    counters,
+                    errno,
+                    metrics,
+                    histograms,
+                    (samples, start, end),
+                )| {
+                    TestResult {
+                        proto: VERSION,
+                        test,
+                        verdict,
+                        summary,
+                        counters,
+                        first_bad_errno: errno,
+                        metrics,
+                        histograms,
+                        duration_ms,
+                        seed,
+                        samples,
+                        start_mono_ns: start,
+                        end_mono_ns: end,
+                    }
+                },
+            )
+    }
+
+    /// Numbers a hostile or broken guest could put where the protocol wants a u64, u32 or
+    /// i32: out of range, negative, fractional, or not a number at all.
+    const ODD_NUMBERS: &[&str] = &[
+        "-1",
+        "-0",
+        "0",
+        "1.5",
+        "1e400",
+        "-1e400",
+        "NaN",
+        "Infinity",
+        "null",
+        "\"7\"",
+        "4294967296",
+        "18446744073709551615",
+        "18446744073709551616",
+        "340282366920938463463374607431768211455",
+        "340282366920938463463374607431768211456",
+        "99999999999999999999999999999999999999999999",
+        "[]",
+        "{}",
+    ];
+
+    const NUMERIC_FIELDS: &[&str] = &[
+        "proto",
+        "duration_ms",
+        "seed",
+        "samples",
+        "start_mono_ns",
+        "end_mono_ns",
+        "first_bad_errno",
+        "count",
+        "min",
+        "max",
+        "sum",
+        "sub_bits",
+    ];
+
+    /// Replaces the value after the `nth` occurrence of `"field":` (a number, or anything up
+    /// to the next `,` `}` `]`) with `value`. None when the field does not occur that often.
+    fn replace_value(line: &str, field: &str, nth: usize, value: &str) -> Option<String> {
+        let key = format!("\"{field}\":");
+        let at = line.match_indices(&key).nth(nth)?.0 + key.len();
+        let len = line[at..].find([',', '}', ']']).unwrap_or(line.len() - at);
+        Some(format!("{}{value}{}", &line[..at], &line[at + len..]))
+    }
+
+    fn buckets_json() -> impl Strategy<Value = String> {
+        let number = prop_oneof![
+            any::<u64>().prop_map(|v| v.to_string()),
+            (0usize..ODD_NUMBERS.len()).prop_map(|i| ODD_NUMBERS[i].to_owned()),
+        ];
+        let bucket =
+            proptest::collection::vec(number, 0..4).prop_map(|b| format!("[{}]", b.join(",")));
+        proptest::collection::vec(bucket, 0..5).prop_map(|bs| format!("[{}]", bs.join(",")))
+    }
+
+    /// A line with one histogram whose every field is arbitrary: what `parse_line` accepts
+    /// of it must be usable.
+    fn odd_histogram() -> impl Strategy<Value = Histogram> {
+        let small = prop_oneof![0u64..1000, any::<u64>(), Just(u64::MAX)];
+        (
+            proptest::collection::vec((small.clone(), small.clone()), 0..6),
+            small.clone(),
+            small.clone(),
+            small,
+            prop_oneof![0u128..100_000, any::<u128>()],
+            prop_oneof![0u32..=20, any::<u32>()],
+        )
+            .prop_map(|(buckets, count, min, max, sum, sub_bits)| Histogram {
+                buckets,
+                count,
+                min,
+                max,
+                sum,
+                sub_bits,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn fuzz_result_lines_round_trip_exactly(r in valid_result()) {
+            let line = r.to_line();
+            prop_assert!(!line.contains('\n'), "one line: {}", line);
+            let back = TestResult::parse_line(&line);
+            let Ok(Some(back)) = back else {
+                return Err(TestCaseError::fail(format!("{back:?} from {line}")));
+            };
+            // Bit for bit, metrics included (serde_json's `float_roundtrip`, Cargo.toml).
+            prop_assert_eq!(back, r, "from {}", line);
+        }
+
+        #[test]
+        fn fuzz_any_text_is_not_a_panic(
+            line in "\\PC*",
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            parse_and_use(&line)?;
+            let _ = Marker::parse(&line);
+            let lossy = String::from_utf8_lossy(&bytes);
+            parse_and_use(&lossy)?;
+            let _ = Marker::parse(&lossy);
+            // Text that gets past parse_line's cheap "is this a result line" test.
+            parse_and_use(&format!("{{\"proto\":1,{line}"))?;
+        }
+
+        #[test]
+        fn fuzz_truncated_result_lines(r in valid_result(), cut in any::<prop::sample::Index>()) {
+            let line = r.to_line();
+            let mut at = cut.index(line.len() + 1);
+            while !line.is_char_boundary(at) {
+                at -= 1;
+            }
+            let short = &line[..at];
+            parse_and_use(short)?;
+            if at < line.len() {
+                // A cut JSON object is never a whole one.
+                prop_assert!(!matches!(TestResult::parse_line(short), Ok(Some(_))), "{}", short);
+            }
+        }
+
+        #[test]
+        fn fuzz_odd_numbers_in_result_lines(
+            r in valid_result(),
+            field in 0..NUMERIC_FIELDS.len(),
+            nth in 0usize..3,
+            value in 0..ODD_NUMBERS.len(),
+            buckets in buckets_json(),
+            sub_bits in prop_oneof![0u64..=70, any::<u64>()],
+        ) {
+            let line = r.to_line();
+            if let Some(odd) = replace_value(&line, NUMERIC_FIELDS[field], nth, ODD_NUMBERS[value]) {
+                parse_and_use(&odd)?;
+            }
+            let mut h = Histogram::default();
+            for v in [1u64, 500, 10_000] {
+                h.record(v);
+            }
+            let mut one = TestResult::new("t", 1);
+            one.histograms.insert("lat_ns".into(), h);
+            let line = one.to_line();
+            let at = line.find("\"buckets\":").map(|i| i + "\"buckets\":".len());
+            if let Some(at) = at {
+                let end = at + line[at..].find("]],").map_or(0, |e| e + 2);
+                parse_and_use(&format!("{}{buckets}{}", &line[..at], &line[end..]))?;
+            }
+            if let Some(odd) = replace_value(&line, "sub_bits", 0, &sub_bits.to_string()) {
+                parse_and_use(&odd)?;
+            }
+        }
+
+        #[test]
+        fn fuzz_odd_histograms_are_rejected_or_usable(h in odd_histogram()) {
+            let mut r = TestResult::new("t", 1);
+            r.histograms.insert("lat_ns".into(), h);
+            parse_and_use(&r.to_line())?;
+        }
+
+        #[test]
+        fn fuzz_markers_round_trip_and_survive_mutation(
+            uptime in any::<u64>(),
+            message in "[^\\r\\n\\u{85}\\u{2028}\\u{2029}]*",
+            kind in 0usize..4,
+            cut in any::<prop::sample::Index>(),
+            noise in "\\PC{0,20}",
+        ) {
+            // Marker text is one console line; trailing white space is the console's, not
+            // the message's (parse trims it).
+            let message = message.trim_end().to_owned();
+            let m = match kind {
+                0 => Marker::Init { uptime_ms: uptime },
+                1 => Marker::Ready { uptime_ms: uptime },
+                2 => Marker::Poweroff,
+                _ => Marker::Fatal { message },
+            };
+            let line = m.to_string();
+            prop_assert_eq!(Marker::parse(&line), Some(Ok(m.clone())), "{}", line);
+            prop_assert_eq!(Marker::parse(&format!("{noise}{line}")).is_some(), true);
+            let mut at = cut.index(line.len() + 1);
+            while !line.is_char_boundary(at) {
+                at -= 1;
+            }
+            let _ = Marker::parse(&line[..at]);
+            let _ = Marker::parse(&line.replace(&uptime.to_string(), "18446744073709551616"));
+            let _ = Marker::parse(&line.replace(&uptime.to_string(), "-1"));
+        }
     }
 }

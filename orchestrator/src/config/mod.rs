@@ -287,7 +287,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "h" => n * 3600.0,
         _ => return None,
     };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    // Not `from_secs_f64`, which panics on a duration too long for `Duration`
+    // (`"99999999999999999999h"`, about 10^16 years).
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 /// Parses a memory size such as `"512M"` or `"1G"` into MiB.
@@ -594,6 +596,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn load(text: &str) -> Result<Settings, ConfigError> {
         Settings::from_text(Path::new("/lab/lab.toml"), text)
@@ -681,5 +684,228 @@ mod tests {
         assert_eq!(parse_mib("1G"), Some(1024));
         assert_eq!(parse_mib("256M"), Some(256));
         assert_eq!(parse_mib("x"), None);
+    }
+
+    #[test]
+    fn a_duration_too_long_is_an_error_not_a_panic() {
+        // Found by fuzz_odd_values_are_rejected_or_checked: "cannot convert float seconds to
+        // Duration: value is either too big or NaN".
+        assert_eq!(parse_duration("99999999999999999999h"), None);
+        assert_eq!(parse_duration("18446744073709551616s"), None);
+        let msg = load("[vm]\nboot-timeout = \"99999999999999999999h\"")
+            .expect_err("too long")
+            .to_string();
+        assert!(msg.contains("vm.boot-timeout"), "{msg}");
+    }
+
+    /// Every key the lab definition knows, in any section: an "unknown" key must be none of
+    /// them (and no section name either).
+    const KNOWN_KEYS: &[&str] = &[
+        "format-version",
+        "kernel",
+        "kernels-dir",
+        "arches",
+        "config",
+        "patches",
+        "build",
+        "vm",
+        "tests",
+        "compare",
+        "target",
+        "base",
+        "dir",
+        "fragments",
+        "arch-fragment",
+        "candidates",
+        "jobs",
+        "ccache",
+        "cache-dir",
+        "cross-compile",
+        "cpus",
+        "memory",
+        "boot-timeout",
+        "accel",
+        "suite",
+        "duration",
+        "guest-source",
+        "budget",
+        "alpha",
+        "margin-rate",
+        "margin-metric",
+        "batch-runs",
+        "metrics",
+        "primary",
+        "host",
+        "port",
+        "user",
+        "key",
+        "arch",
+    ];
+
+    /// Values of every TOML type, and of every shape the resolver checks: out of range,
+    /// negative, huge, not a number, a duration too long for `Duration`, the wrong unit.
+    const ODD_VALUES: &[&str] = &[
+        "0",
+        "-1",
+        "1",
+        "65",
+        "4294967296",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "0.0",
+        "-0.0",
+        "0.5",
+        "1e308",
+        "nan",
+        "inf",
+        "-inf",
+        "true",
+        "[]",
+        "[\"\"]",
+        "{}",
+        "[1, \"a\"]",
+        "\"\"",
+        "\" \"",
+        "\"x86_64\"",
+        "\"sparc\"",
+        "\"../..\"",
+        "\"/\"",
+        "\"90s\"",
+        "\"0s\"",
+        "\"-1s\"",
+        "\"1.5.5s\"",
+        "\".s\"",
+        "\"1e3s\"",
+        "\"99999999999999999999h\"",
+        "\"18446744073709551616s\"",
+        "\"1e400ms\"",
+        "\"4294967295G\"",
+        "\"4194304G\"",
+        "\"63M\"",
+        "\"G\"",
+        "\"é\"",
+        "\"auto\"",
+        "\"kvm\"",
+        "1979-05-27T07:32:00Z",
+        "\"\\u0000\"",
+        "'''\nx'''",
+    ];
+
+    fn value_lines() -> Vec<usize> {
+        DEFAULT_LAB_TOML
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.starts_with('#') && !l.starts_with('[') && l.contains(" = "))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Sections whose keys are fixed (not the maps `[build.cross-compile]` and
+    /// `[compare.primary]`): where a line goes in, as the index of the line it follows.
+    fn fixed_sections() -> Vec<usize> {
+        let mut at: Vec<usize> = DEFAULT_LAB_TOML
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with('[') && !l.contains('.'))
+            .map(|(i, _)| i)
+            .collect();
+        // The top level: after `format-version = 1`, before any section.
+        at.extend(
+            DEFAULT_LAB_TOML
+                .lines()
+                .position(|l| l.starts_with("format-version")),
+        );
+        at
+    }
+
+    fn with_line_replaced(i: usize, line: &str) -> String {
+        let mut lines: Vec<&str> = DEFAULT_LAB_TOML.lines().collect();
+        lines[i] = line;
+        lines.join("\n")
+    }
+
+    fn with_line_after(i: usize, line: &str) -> String {
+        let mut lines: Vec<&str> = DEFAULT_LAB_TOML.lines().collect();
+        lines.insert(i + 1, line);
+        lines.join("\n")
+    }
+
+    fn key_of(i: usize) -> &'static str {
+        DEFAULT_LAB_TOML
+            .lines()
+            .nth(i)
+            .and_then(|l| l.split(" = ").next())
+            .unwrap_or("")
+    }
+
+    /// What a resolved definition promises, whatever the file said.
+    fn check_settings(s: &Settings) -> Result<(), TestCaseError> {
+        prop_assert!(!s.arches.is_empty());
+        prop_assert!((1..=64).contains(&s.vm_cpus));
+        prop_assert!(s.vm_memory_mib >= 64);
+        prop_assert!(!s.boot_timeout.is_zero() && !s.test_duration.is_zero());
+        prop_assert!(s.compare.alpha > 0.0 && s.compare.alpha < 0.5);
+        prop_assert!(s.compare.margin_rate > 0.0 && s.compare.margin_rate < 1.0);
+        prop_assert!(s.compare.margin_metric > 0.0 && s.compare.margin_metric < 10.0);
+        prop_assert!((1..=100).contains(&s.compare.batch_runs));
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn fuzz_from_text_takes_any_text(text in "\\PC*", cut in any::<prop::sample::Index>()) {
+            if let Ok(s) = load(&text) {
+                check_settings(&s)?;
+            }
+            let mut at = cut.index(DEFAULT_LAB_TOML.len() + 1);
+            while !DEFAULT_LAB_TOML.is_char_boundary(at) {
+                at -= 1;
+            }
+            if let Ok(s) = load(&DEFAULT_LAB_TOML[..at]) {
+                check_settings(&s)?;
+            }
+        }
+
+        #[test]
+        fn fuzz_odd_values_are_rejected_or_checked(
+            line in any::<prop::sample::Index>(),
+            value in 0..ODD_VALUES.len(),
+            other in any::<prop::sample::Index>(),
+            extra in 0..ODD_VALUES.len(),
+        ) {
+            let lines = value_lines();
+            let i = lines[line.index(lines.len())];
+            let text = with_line_replaced(i, &format!("{} = {}", key_of(i), ODD_VALUES[value]));
+            if let Ok(s) = load(&text) {
+                check_settings(&s)?;
+            }
+            // A second odd value in the same file.
+            let j = lines[other.index(lines.len())];
+            if j != i {
+                let mut twice: Vec<String> = text.lines().map(str::to_owned).collect();
+                twice[j] = format!("{} = {}", key_of(j), ODD_VALUES[extra]);
+                if let Ok(s) = load(&twice.join("\n")) {
+                    check_settings(&s)?;
+                }
+            }
+        }
+
+        #[test]
+        fn fuzz_unknown_keys_are_named(
+            section in any::<prop::sample::Index>(),
+            key in "[a-z][a-z0-9_-]{0,12}",
+            value in 0..ODD_VALUES.len(),
+        ) {
+            prop_assume!(!KNOWN_KEYS.contains(&key.as_str()));
+            let sections = fixed_sections();
+            let text = with_line_after(
+                sections[section.index(sections.len())],
+                &format!("{key} = {}", ODD_VALUES[value]),
+            );
+            let err = load(&text).err().map(|e| e.to_string()).unwrap_or_default();
+            prop_assert!(err.contains(&format!("unknown field `{key}`")), "{}: {}", key, err);
+        }
     }
 }

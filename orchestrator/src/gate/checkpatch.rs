@@ -722,4 +722,59 @@ NOTE: For some of the reported defects, checkpatch may be able to
             Err(CheckpatchError::CountMismatch { .. })
         ));
     }
+
+    /// Lines of checkpatch's output, real and near-real, to build outputs that get past the
+    /// first checks.
+    const OUTPUT_LINES: &[&str] = &[
+        "ERROR:TRAILING_WHITESPACE: trailing whitespace",
+        "WARNING:LONG_LINE: line length of 101 exceeds 100 columns",
+        "CHECK:SPACING: spaces preferred around that '+'",
+        "ERROR: Missing Signed-off-by: line(s)",
+        "WARNING:",
+        "ERROR:lower: x",
+        "#28: FILE: kernel/futex/core.c:49:",
+        "#7: ",
+        "#99999999999: FILE: a.c:99999999999:",
+        "#1: FILE: :",
+        "+ * reside in the same cacheline. $",
+        "",
+        " ",
+        "total: 1 errors, 0 warnings, 9 lines checked",
+        "total: 0 errors, 1 warnings, 1 checks, 9 lines checked",
+        "total: 18446744073709551616 errors, 0 warnings, 9 lines checked",
+        "total: 1 errors, 1 warnings",
+        "total: ",
+        "NOTE: For some of the reported defects, checkpatch may be able to",
+        "x.patch has style problems, please review.",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+
+        #[test]
+        fn fuzz_parse_output_takes_any_text(
+            text in "\\PC*",
+            picks in proptest::collection::vec((0..OUTPUT_LINES.len(), "\\PC{0,8}", 0u8..4), 0..24),
+        ) {
+            let built: Vec<String> = picks
+                .iter()
+                .map(|(i, junk, how)| match how {
+                    0 => format!("{}{junk}", OUTPUT_LINES[*i]),
+                    1 => junk.clone(),
+                    _ => OUTPUT_LINES[*i].to_owned(),
+                })
+                .collect();
+            for text in [text, built.join("\n")] {
+                if let Ok(r) = parse_output(&text) {
+                    // What is accepted adds up to its own total line.
+                    let total = parse_total(&r.total_line);
+                    proptest::prop_assert_eq!(
+                        total,
+                        Some((r.errors.len(), r.warnings.len(), total.and_then(|t| t.2)))
+                    );
+                    proptest::prop_assert_eq!(total.and_then(|t| t.2).unwrap_or(0), r.checks.len());
+                }
+            }
+        }
+    }
 }

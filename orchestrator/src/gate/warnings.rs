@@ -606,4 +606,60 @@ cc1: error: unrecognized command-line option '-mfoo'
             "kernel/futex/core.c:117: unused variable 'unused' [-Wunused-variable]"
         );
     }
+
+    /// Pieces of kbuild logs, real and broken, to build logs that reach every branch.
+    const LOG_LINES: &[&str] = &[
+        "/root/src/kernel/futex/core.c:117:13: warning: unused variable \u{2018}x\u{2019} [-Wunused-variable]",
+        "kernel/a.c:1: error: x [-Werror=unused-function]",
+        "kernel/a.c:1:2: fatal error: y.h: No such file or directory",
+        "a.c:99999999999:1: warning: big",
+        "a.c::: warning: empty",
+        ": warning: no path",
+        "kernel/futex/core.o: warning: objtool: f+0x1: unreachable instruction",
+        "ld: warning: creating DT_TEXTREL in a PIE",
+        "x.c:1:1: warning: [",
+        "x.c:1:1: warning: m [-Werror,-Wx]",
+        "x.c:1:1: warning: m []",
+        "\u{1b}[01m\u{1b}[Kx.c:1:1:\u{1b}[m\u{1b}[K \u{1b}[01;35m\u{1b}[Kwarning: \u{1b}[m\u{1b}[Kcolour",
+        "\u{1b}[",
+        "make[1]: Entering directory '/root/build'",
+        "make: Entering directory '/root/src/'",
+        "### lab: make bzImage in /root/build",
+        "  CC      kernel/futex/core.o",
+        "CC ",
+        "./../././x.c:1: warning: dots",
+        "\r",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+
+        #[test]
+        fn fuzz_parse_warnings_takes_any_text(
+            text in "\\PC*",
+            picks in proptest::collection::vec((0..LOG_LINES.len(), "\\PC{0,8}", 0u8..4), 0..24),
+        ) {
+            let built: Vec<String> = picks
+                .iter()
+                .map(|(i, junk, how)| match how {
+                    0 => format!("{}{junk}", LOG_LINES[*i]),
+                    1 => format!("{junk}{}", LOG_LINES[*i]),
+                    2 => junk.clone(),
+                    _ => LOG_LINES[*i].to_owned(),
+                })
+                .collect();
+            let built = built.join("\n");
+            let before = parse_warnings(&text);
+            let after = parse_warnings(&built);
+            for w in before.iter().chain(&after) {
+                proptest::prop_assert!(w.line.is_some() || w.file.ends_with(".o"), "{:?}", w);
+                let _ = w.to_string();
+            }
+            proptest::prop_assert!(diff_warnings(&before, &after).len() <= after.len());
+            let touched = ["kernel/futex/core.c".to_owned(), "x.c".to_owned()];
+            proptest::prop_assert!(new_warnings(&before, &after, &touched).len() <= after.len());
+            let _ = warnings_by_file(&built);
+            let _ = warnings_by_file(&text);
+        }
+    }
 }

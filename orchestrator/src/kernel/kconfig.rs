@@ -83,7 +83,8 @@ pub fn parse_config_text(text: &str, path: &Path) -> Result<Vec<(String, String)
             continue;
         }
         if let Some(rest) = line.strip_prefix("# CONFIG_") {
-            if let Some(name) = rest.strip_suffix(" is not set") {
+            // With a name that is no option name, it is just a comment.
+            if let Some(name) = rest.strip_suffix(" is not set").filter(|n| is_symbol(n)) {
                 out.push((name.to_owned(), "n".to_owned()));
             }
             continue;
@@ -94,11 +95,7 @@ pub fn parse_config_text(text: &str, path: &Path) -> Result<Vec<(String, String)
         let parsed = line
             .strip_prefix("CONFIG_")
             .and_then(|l| l.split_once('='))
-            .filter(|(n, v)| {
-                !n.is_empty()
-                    && !v.is_empty()
-                    && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            });
+            .filter(|(n, v)| is_symbol(n) && !v.is_empty());
         match parsed {
             Some((n, v)) => out.push((n.to_owned(), v.to_owned())),
             None => {
@@ -111,6 +108,11 @@ pub fn parse_config_text(text: &str, path: &Path) -> Result<Vec<(String, String)
         }
     }
     Ok(out)
+}
+
+/// A config option's name, without `CONFIG_`: letters, digits and `_`.
+fn is_symbol(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Where fragment `name` is read from. A plain name (`lockdep`) is `<dir>/<name>.config`,
@@ -519,6 +521,11 @@ fn pop_block(blocks: &mut Vec<(&'static str, Vec<String>)>, kind: &str) {
     }
 }
 
+/// The longest expression [`Expr::parse`] reads. The parser, `eval` and `culprits` recurse
+/// once per nesting level or operand, so a text of 50 000 `(` overflowed the stack; no
+/// `depends on` line in Linux 6.12 is even 250 characters long.
+pub const MAX_EXPR_TOKENS: usize = 1000;
+
 /// A Kconfig dependency expression, evaluated in tristate logic (n=0, m=1, y=2).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
@@ -531,8 +538,12 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// None when `text` is not an expression, or is longer than [`MAX_EXPR_TOKENS`].
     pub fn parse(text: &str) -> Option<Expr> {
         let tokens = tokenize(text);
+        if tokens.len() > MAX_EXPR_TOKENS {
+            return None;
+        }
         let mut pos = 0;
         let e = parse_or(&tokens, &mut pos)?;
         (pos == tokens.len()).then_some(e)
@@ -720,6 +731,7 @@ fn parse_unary(t: &[String], pos: &mut usize) -> Option<Expr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn frag(name: &str, text: &str) -> Fragment {
         Fragment {
@@ -872,5 +884,81 @@ mod tests {
         let c = Expr::parse("!A && B").expect("parses").culprits(&cfg);
         assert_eq!(c, vec!["A=y".to_owned(), "B=n".to_owned()]);
         assert!(Expr::parse("A &&").is_none());
+    }
+
+    #[test]
+    fn expressions_too_long_to_be_kconfig_are_not_parsed() {
+        // Found writing fuzz_expressions_parse_or_fail: 50 000 nested parentheses or `!`s
+        // overflowed the stack of the recursive parser (an abort, not a panic), and a Kconfig
+        // file is in the tree a patch under test may change.
+        let deep = format!("{}A{}", "(".repeat(50_000), ")".repeat(50_000));
+        assert_eq!(Expr::parse(&deep), None);
+        assert_eq!(Expr::parse(&format!("{}A", "!".repeat(50_000))), None);
+        assert_eq!(Expr::parse(&"A && ".repeat(50_000)), None);
+        // Up to the limit, the deepest nesting still parses and evaluates.
+        let half = MAX_EXPR_TOKENS / 2 - 1;
+        let deepest = format!("{}A{}", "(".repeat(half), ")".repeat(half));
+        let cfg = BTreeMap::from([("A".to_owned(), "y".to_owned())]);
+        assert_eq!(Expr::parse(&deepest).map(|e| e.eval(&cfg)), Some(2));
+        let nots = format!("{}A", "!".repeat(MAX_EXPR_TOKENS - 1));
+        assert_eq!(Expr::parse(&nots).map(|e| e.eval(&cfg)), Some(0));
+        let chain = vec!["A"; MAX_EXPR_TOKENS / 2].join(" && ");
+        assert_eq!(Expr::parse(&chain).map(|e| e.culprits(&cfg).len()), Some(0));
+    }
+
+    #[test]
+    fn a_not_set_line_with_a_bad_name_is_a_comment() {
+        // Seen writing fuzz_config_text_parses_or_fails: `# CONFIG_ is not set` requested an
+        // option with an empty name, `# CONFIG_A B is not set` one named "A B".
+        let entries = parse_config_text(
+            "# CONFIG_ is not set\n# CONFIG_A B is not set\n# CONFIG_C is not set\n",
+            Path::new("f.config"),
+        )
+        .expect("comments");
+        assert_eq!(entries, [("C".to_owned(), "n".to_owned())]);
+    }
+
+    /// Tokens of Kconfig expressions, to build expressions that mostly parse.
+    const EXPR_TOKENS: &[&str] = &[
+        "A", "B", "FOO_BAR", "y", "m", "n", "\"s\"", "\"", "0", "10", "-1", "(", ")", "!", "&&",
+        "||", "=", "!=", "<", "<=", ">", ">=", "&", "|",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn fuzz_config_text_parses_or_fails(text in "\\PC*", lines in proptest::collection::vec(prop_oneof![
+            Just("CONFIG_A=y".to_owned()),
+            Just("# CONFIG_B is not set".to_owned()),
+            "CONFIG_[A-Z_]{0,4}=\\PC{0,6}",
+            "# CONFIG_\\PC{0,8} is not set",
+            "\\PC{0,12}",
+        ], 0..8)) {
+            for text in [text, lines.join("\n")] {
+                if let Ok(entries) = parse_config_text(&text, Path::new("fuzz.config")) {
+                    for (name, value) in &entries {
+                        prop_assert!(is_symbol(name), "{:?}", name);
+                        prop_assert!(!value.is_empty());
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn fuzz_expressions_parse_or_fail(
+            text in "\\PC*",
+            tokens in proptest::collection::vec(0..EXPR_TOKENS.len(), 0..24),
+            a in prop_oneof![Just("y"), Just("m"), Just("n"), Just("3"), Just("")],
+        ) {
+            let cfg = BTreeMap::from([("A".to_owned(), a.to_owned()), ("B".to_owned(), "m".to_owned())]);
+            let soup = tokens.iter().map(|&t| EXPR_TOKENS[t]).collect::<Vec<_>>().join(" ");
+            for text in [text, soup] {
+                if let Some(e) = Expr::parse(&text) {
+                    prop_assert!(e.eval(&cfg) <= 2);
+                    let _ = e.culprits(&cfg);
+                }
+            }
+        }
     }
 }

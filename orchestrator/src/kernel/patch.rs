@@ -375,6 +375,25 @@ pub fn parse_diff(
                 } else {
                     (l.chars().next().unwrap_or(' '), body)
                 };
+                // A line the header has no room for: the counts are wrong or a line was added.
+                // Reading it anyway made a hunk longer than its header said, which `git apply`
+                // rejects as a corrupt patch.
+                let overflows = match tag {
+                    ' ' => seen_old == old_count || seen_new == new_count,
+                    '-' => seen_old == old_count,
+                    '+' => seen_new == new_count,
+                    _ => false,
+                };
+                if overflows {
+                    return Err(malformed(
+                        i,
+                        format!(
+                            "hunk has more lines than its header {:?} says: {:?}",
+                            header.trim_end(),
+                            l.trim_end()
+                        ),
+                    ));
+                }
                 match tag {
                     ' ' => {
                         hunk.old_lines.push(body.clone());
@@ -540,7 +559,10 @@ fn apply_hunks(base: &[u8], hunks: &[Hunk]) -> Result<Vec<u8>, (usize, usize, St
         let stated = h
             .old_start
             .saturating_sub(if h.old_lines.is_empty() { 0 } else { 1 });
-        let want = (stated as isize + offset).max(cursor as isize) as usize;
+        // The line numbers are the patch's word: one past isize::MAX wrapped negative, and
+        // the sum of a huge one and the offset overflowed (`@@ -9223372036854775813,1`).
+        let stated_at = isize::try_from(stated).unwrap_or(isize::MAX);
+        let want = stated_at.saturating_add(offset).max(cursor as isize) as usize;
         let Some(at) = find_hunk(&lines, &h.old_lines, want, cursor) else {
             let detail = first_mismatch(&lines, &h.old_lines, stated.max(cursor));
             return Err((n + 1, h.old_start, detail));
@@ -552,7 +574,7 @@ fn apply_hunks(base: &[u8], hunks: &[Hunk]) -> Result<Vec<u8>, (usize, usize, St
             out.extend_from_slice(l);
         }
         cursor = at + h.old_lines.len();
-        offset = at as isize - stated as isize;
+        offset = (at as isize).saturating_sub(stated_at);
     }
     for l in &lines[cursor..] {
         out.extend_from_slice(l);
@@ -562,6 +584,10 @@ fn apply_hunks(base: &[u8], hunks: &[Hunk]) -> Result<Vec<u8>, (usize, usize, St
 
 /// Finds where `old` matches exactly, searching outwards from `want`, never before `min`.
 fn find_hunk(lines: &[&[u8]], old: &[Vec<u8>], want: usize, min: usize) -> Option<usize> {
+    // Nothing fits past the end, and the nearest fit to a line beyond it is the nearest to
+    // the end; starting there keeps the search linear in the file, not in the line number a
+    // patch states (`@@ -1000000000000,1` walked a trillion lines).
+    let want = want.min(lines.len());
     let fits = |at: usize| {
         at >= min
             && at + old.len() <= lines.len()
@@ -602,6 +628,7 @@ fn first_mismatch(lines: &[&[u8]], old: &[Vec<u8>], at: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::collections::HashMap;
 
     struct Mem(HashMap<String, Vec<u8>>);
@@ -797,5 +824,221 @@ diff --git a/kernel/a.c b/kernel/a.c
         .expect("mbox");
         assert_eq!(loaded.patches.len(), 2);
         assert_eq!(loaded.patches[1].label, "two.mbox#2");
+    }
+
+    #[test]
+    fn huge_hunk_line_numbers_neither_hang_nor_overflow() {
+        // Found writing the fuzz tests below, which apply what parses. The first hunk
+        // searched outwards from line 10^12, one line at a time; the second made the offset
+        // overflow (a panic) or the search start near isize::MAX (a hang).
+        let t = Mem(HashMap::from([("f".to_owned(), b"a\nb\n".to_vec())]));
+        let far = patch("--- a/f\n+++ b/f\n@@ -1000000000000,1 +1000000000000,1 @@\n-a\n+c\n");
+        let out = apply(&t, &[&far]).expect("applies at an offset");
+        assert_eq!(out["f"].as_deref(), Some(&b"c\nb\n"[..]));
+        let wrapped = patch("--- a/f\n+++ b/f\n@@ -9223372036854775813,1 +1,1 @@\n-a\n+c\n@@ -1000,1 +1,1 @@\n-b\n+d\n");
+        let out = apply(&t, &[&wrapped]).expect("applies at an offset");
+        assert_eq!(out["f"].as_deref(), Some(&b"c\nd\n"[..]));
+    }
+
+    #[test]
+    fn a_hunk_longer_than_its_header_is_malformed() {
+        // Found by fuzz_edited_patches_fail_or_stay_consistent: a duplicated line in a hunk
+        // was read as one more old line, so the hunk no longer matched its header.
+        let text = "--- a/f\n+++ b/f\n@@ -1,1 +1,2 @@\n-a\n-a\n+b\n+c\n";
+        let err = parse_diff(text, Path::new("x.patch"), 0).expect_err("two old lines, not one");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("x.patch:5") && msg.contains("more lines than its header"),
+            "{msg}"
+        );
+    }
+
+    /// Real patches to mutate: the test patch and two shipped ones (one with `\ No newline`
+    /// free hunks at several offsets, one that adds a file's worth of lines).
+    const CORPUS: [&str; 3] = [
+        PATCH,
+        include_str!("../../../patches/futex-lockless-wakeup-revert/0001-futex-Wake-waiters-under-hb-lock-instead-of-after-it.patch"),
+        include_str!("../../../patches/waitqueue-race-amplifiers/0001-sched-wait-Add-debug-knobs-that-widen-the-exclusive-.patch"),
+    ];
+
+    /// The (old, new) line counts of the hunk headers in `text` after its first file
+    /// header, in order.
+    fn header_counts(text: &str) -> Vec<(usize, usize)> {
+        let lines: Vec<&str> = text.lines().collect();
+        let first = (1..lines.len())
+            .find(|&i| lines[i - 1].starts_with("--- ") && lines[i].starts_with("+++ "))
+            .unwrap_or(lines.len());
+        lines[first..]
+            .iter()
+            .filter(|l| l.starts_with("@@ "))
+            .filter_map(|l| parse_hunk_header(l))
+            .map(|(_, old, new)| (old, new))
+            .collect()
+    }
+
+    /// Parses `text` and, when it parses, checks that every hunk has exactly the lines its
+    /// header announced (when the headers are known), and that applying it, to a tree made
+    /// of its own context and to one where the files are missing, ends without a panic.
+    fn parse_and_check(
+        text: &str,
+        headers: Option<&[(usize, usize)]>,
+    ) -> Result<(), TestCaseError> {
+        let Ok(files) = parse_diff(text, Path::new("fuzz.patch"), 0) else {
+            return Ok(());
+        };
+        let hunks: Vec<&Hunk> = files.iter().flat_map(|f| &f.hunks).collect();
+        if let Some(headers) = headers {
+            let got: Vec<(usize, usize)> = hunks
+                .iter()
+                .map(|h| (h.old_lines.len(), h.new_lines.len()))
+                .collect();
+            prop_assert_eq!(&got[..], &headers[..got.len().min(headers.len())]);
+        }
+        let tree = Mem(files
+            .iter()
+            .filter_map(|f| {
+                f.old.clone().map(|p| {
+                    (
+                        p,
+                        f.hunks.iter().flat_map(|h| h.old_lines.concat()).collect(),
+                    )
+                })
+            })
+            .collect());
+        let p = Patch {
+            label: "fuzz.patch".into(),
+            subject: subject_of(text),
+            text: text.into(),
+            files,
+        };
+        let _ = apply(&tree, &[&p, &p]);
+        let _ = apply(&Mem(HashMap::new()), &[&p]);
+        let _ = apply(&self::tree(), &[&p]);
+        Ok(())
+    }
+
+    /// One edit to a line-based patch: what a mailer, an editor or an attacker could do.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        /// Replaces the counts of a hunk header.
+        Counts(usize, [usize; 4]),
+        /// Duplicates a line (a repeated `---`, `+++` or `@@` header, a repeated body line).
+        Duplicate(usize),
+        Delete(usize),
+        Replace(usize, String),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        let count = prop_oneof![0usize..12, Just(usize::MAX), any::<usize>()];
+        prop_oneof![
+            (
+                any::<usize>(),
+                [count.clone(), count.clone(), count.clone(), count]
+            )
+                .prop_map(|(i, c)| Edit::Counts(i, c)),
+            any::<usize>().prop_map(Edit::Duplicate),
+            any::<usize>().prop_map(Edit::Delete),
+            (
+                any::<usize>(),
+                prop_oneof![
+                    Just("--- a/kernel/a.c".to_owned()),
+                    Just("+++ /dev/null".to_owned()),
+                    Just("--- /dev/null".to_owned()),
+                    Just("@@ -1 +1 @@".to_owned()),
+                    Just("@@ -0,0 +0,0 @@".to_owned()),
+                    Just("\\ No newline at end of file".to_owned()),
+                    Just(String::new()),
+                    Just("-- ".to_owned()),
+                    "[-+ @\\\\]\\PC{0,20}",
+                    "\\PC{0,40}",
+                ]
+            )
+                .prop_map(|(i, l)| Edit::Replace(i, l)),
+        ]
+    }
+
+    fn apply_edit(text: &str, e: &Edit) -> String {
+        let mut lines: Vec<String> = text.split_inclusive('\n').map(str::to_owned).collect();
+        if lines.is_empty() {
+            return String::new();
+        }
+        let n = lines.len();
+        match e {
+            Edit::Counts(i, [a, b, c, d]) => {
+                let headers: Vec<usize> = (0..n).filter(|&k| lines[k].starts_with("@@ ")).collect();
+                if !headers.is_empty() {
+                    lines[headers[i % headers.len()]] = format!("@@ -{a},{b} +{c},{d} @@\n");
+                }
+            }
+            Edit::Duplicate(i) => {
+                let l = lines[i % n].clone();
+                lines.insert(i % n, l);
+            }
+            Edit::Delete(i) => {
+                lines.remove(i % n);
+            }
+            Edit::Replace(i, l) => lines[i % n] = format!("{l}\n"),
+        }
+        lines.concat()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn fuzz_parse_diff_takes_any_text(
+            text in "\\PC*",
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            parse_and_check(&text, None)?;
+            parse_and_check(&String::from_utf8_lossy(&bytes), None)?;
+            // Past the file header, where the hunk parser starts.
+            parse_and_check(&format!("--- a/kernel/a.c\n+++ b/kernel/a.c\n@@ -1,3 +1,3 @@\n{text}"), None)?;
+        }
+
+        #[test]
+        fn fuzz_truncated_patches_fail_or_stay_consistent(
+            which in 0..CORPUS.len(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let text = CORPUS[which].as_bytes();
+            let cut = String::from_utf8_lossy(&text[..cut.index(text.len() + 1)]).into_owned();
+            // The cut text's headers are the whole patch's, up to where it was cut.
+            parse_and_check(&cut, Some(&header_counts(CORPUS[which])))?;
+        }
+
+        #[test]
+        fn fuzz_edited_patches_fail_or_stay_consistent(
+            which in 0..CORPUS.len(),
+            edits in proptest::collection::vec(edit(), 1..4),
+        ) {
+            let mut text = CORPUS[which].to_owned();
+            for e in &edits {
+                text = apply_edit(&text, e);
+            }
+            let headers = header_counts(&text);
+            parse_and_check(&text, Some(&headers))?;
+            let mbox = format!("{text}{}", CORPUS[(which + 1) % CORPUS.len()]);
+            for (offset, msg) in split_mbox(&mbox) {
+                let _ = parse_diff(msg, Path::new("fuzz.mbox"), offset);
+                let _ = subject_of(msg);
+            }
+        }
+
+        #[test]
+        fn fuzz_parse_series_takes_any_text(text in "\\PC*") {
+            let entries = parse_series(&text);
+            let lines = text.lines().count();
+            let mut last = 0;
+            for (line, file) in &entries {
+                prop_assert!(*line > last && *line <= lines, "line {} of {}", line, lines);
+                last = *line;
+                prop_assert!(
+                    !file.is_empty() && !file.contains('#') && !file.contains(char::is_whitespace),
+                    "{:?}",
+                    file
+                );
+            }
+        }
     }
 }

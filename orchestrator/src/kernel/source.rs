@@ -142,6 +142,19 @@ impl KernelDef {
                         t.sha256
                     )));
                 }
+                // The folder the tarball unpacks to, joined onto lab's cache: a path of its
+                // own (`/`, `..`, `a/b`, empty) would make some other folder the kernel tree.
+                let mut parts = Path::new(&t.top_dir).components();
+                if !matches!(
+                    (parts.next(), parts.next()),
+                    (Some(std::path::Component::Normal(_)), None)
+                ) || t.top_dir.contains('/')
+                {
+                    return Err(bad(format!(
+                        "tarball.top-dir {:?} is not a folder name: name the one folder the tarball unpacks to, such as \"linux-source-6.12\"",
+                        t.top_dir
+                    )));
+                }
                 DefKind::Tarball {
                     path: if t.path.is_absolute() {
                         t.path
@@ -701,6 +714,7 @@ impl WorkTree {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn definitions_parse_and_reject_mistakes() {
@@ -867,5 +881,129 @@ mod tests {
             vec!["a.c".to_owned()]
         );
         assert_eq!(std::fs::read(wt.src.join("a.c")).expect("read"), b"a\n");
+    }
+
+    #[test]
+    fn a_top_dir_outside_the_unpacked_tarball_is_rejected() {
+        // Found by fuzz_edited_definitions_parse_or_fail: `top-dir = "/"` or `".."` was
+        // accepted, and `pristine_dir` joined it onto the cache, so the kernel tree became
+        // `/` or the cache's parent (tar's output folder, checked with `is_dir`, has both).
+        for top in ["/", "..", "/usr/src/linux", "a/../..", ".", ""] {
+            let text = SHIPPED.replace("\"linux-source-6.12\"\n", &format!("{top:?}\n"));
+            let err = KernelDef::parse("d", Path::new("/lab/kernels/d.toml"), &text)
+                .expect_err(top)
+                .to_string();
+            assert!(err.contains("tarball.top-dir"), "{top}: {err}");
+        }
+    }
+
+    const SHIPPED: &str = include_str!("../../../kernels/debian-6.12.toml");
+    const GIT_DEF: &str = "format-version = 1\ndescription = \"a local tree\"\n[git]\nrepo = \"../linux\"\nref = \"v6.12\"\n";
+
+    /// Values of every TOML type and of the shapes the checks care about.
+    const ODD_VALUES: &[&str] = &[
+        "0",
+        "2",
+        "-1",
+        "4294967296",
+        "1.5",
+        "true",
+        "[]",
+        "{}",
+        "\"\"",
+        "\"..\"",
+        "\"/\"",
+        "\"a/b\"",
+        "\"-x\"",
+        "\"\\u0000\"",
+        "\"585a4a074597aefa2b1a68ada83a3184ba351c127544dea80618bbcceaa3961\"",
+        "\"585A4A074597AEFA2B1A68ADA83A3184BA351C127544DEA80618BBCCEAA3961F\"",
+        "\"585a4a074597aefa2b1a68ada83a3184ba351c127544dea80618bbcceaa3961é\"",
+        "\"zz5a4a074597aefa2b1a68ada83a3184ba351c127544dea80618bbcceaa3961f\"",
+    ];
+
+    /// Checks what `parse` made of `text`: it never panics, and what it accepts is what the
+    /// rest of lab relies on.
+    fn parse_and_check(text: &str) -> Result<(), TestCaseError> {
+        let Ok(d) = KernelDef::parse("d.toml", Path::new("/lab/kernels/d.toml"), text) else {
+            return Ok(());
+        };
+        prop_assert_eq!(d.name, "d");
+        match d.kind {
+            DefKind::Tarball {
+                sha256, top_dir, ..
+            } => {
+                prop_assert!(
+                    sha256.len() == 64
+                        && sha256
+                            .bytes()
+                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                    "{}",
+                    sha256
+                );
+                let mut parts = Path::new(&top_dir).components();
+                prop_assert!(
+                    matches!(
+                        (parts.next(), parts.next()),
+                        (Some(std::path::Component::Normal(_)), None)
+                    ),
+                    "{}",
+                    top_dir
+                );
+            }
+            DefKind::Git { repo, .. } => prop_assert!(repo.is_absolute()),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn fuzz_definitions_take_any_text(
+            text in "\\PC*",
+            which in any::<bool>(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            parse_and_check(&text)?;
+            let def = if which { SHIPPED } else { GIT_DEF };
+            let mut at = cut.index(def.len() + 1);
+            while !def.is_char_boundary(at) {
+                at -= 1;
+            }
+            parse_and_check(&def[..at])?;
+        }
+
+        #[test]
+        fn fuzz_edited_definitions_parse_or_fail(
+            which in any::<bool>(),
+            line in any::<prop::sample::Index>(),
+            value in 0..ODD_VALUES.len(),
+            key in "[a-z][a-z0-9-]{0,10}",
+        ) {
+            let def = if which { SHIPPED } else { GIT_DEF };
+            let lines: Vec<&str> = def.lines().collect();
+            let i = line.index(lines.len());
+            // The line's value replaced.
+            if let Some((k, _)) = lines[i].split_once(" = ") {
+                let mut edited = lines.clone();
+                let replaced = format!("{k} = {}", ODD_VALUES[value]);
+                edited[i] = &replaced;
+                parse_and_check(&edited.join("\n"))?;
+            }
+            // An unknown key after the line: rejected, and named.
+            let known = [
+                "format-version", "description", "tarball", "git", "path", "sha256", "top-dir",
+                "package", "version", "repo", "ref",
+            ];
+            if !known.contains(&key.as_str()) {
+                let mut edited = lines.clone();
+                let added = format!("{key} = {}", ODD_VALUES[value]);
+                edited.insert(i + 1, &added);
+                let err = KernelDef::parse("d", Path::new("d.toml"), &edited.join("\n"));
+                let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
+                prop_assert!(msg.contains(&format!("unknown field `{key}`")), "{}: {}", key, msg);
+            }
+        }
     }
 }

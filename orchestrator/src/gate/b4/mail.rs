@@ -502,6 +502,7 @@ fn decode_base64(body: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::path::{Path, PathBuf};
 
     fn manifest() -> &'static Path {
@@ -782,5 +783,147 @@ mod tests {
             Err(B4Error::NoHeaders { .. })
         ));
         assert!(matches!(parse_message(b""), Err(B4Error::NoHeaders { .. })));
+    }
+
+    /// Header values that steer the decoding: each transfer encoding and charset the parser
+    /// knows, some it does not, and broken ones.
+    const HEADER_VALUES: &[&str] = &[
+        "Content-Transfer-Encoding: base64",
+        "Content-Transfer-Encoding: quoted-printable",
+        "Content-Transfer-Encoding: 8bit",
+        "Content-Transfer-Encoding: x-uuencode",
+        "Content-Type: text/plain; charset=ISO-8859-1",
+        "Content-Type: text/plain; charset=\"koi8-r\"",
+        "Content-Type: multipart/mixed; boundary=\"x\"",
+        "Content-Type: text/plain; charset=",
+        "Subject: =?UTF-8?B?W1BBVENIIHYyIDEvMl0gZnV0ZXg6IMOp?=",
+        "Subject: =?UTF-8?Q?=E2=82?=",
+        "Subject: [PATCH v99999999999 4294967296/4294967297] x",
+        "Subject: [[[[",
+        "From: =?ISO-8859-1?Q?J=F6rg?= <j@example.org>",
+        "Message-ID: <>",
+        "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001",
+        "From: x",
+        "Subject: y",
+        "Date: x",
+        "",
+        " folded",
+        "--- a/kernel/futex/core.c",
+        "+++ b/kernel/futex/core.c",
+        "@@ -1,99999999999999999999 +1 @@",
+        "@@ -1 +1,18446744073709551615 @@",
+        "-- ",
+        "GIT binary patch",
+        "=",
+        "=\r",
+        "==3D=",
+        "\r",
+    ];
+
+    /// One edit to the fixture's bytes.
+    #[derive(Debug, Clone)]
+    enum MailEdit {
+        Truncate(prop::sample::Index),
+        Flip(prop::sample::Index, u8),
+        Insert(prop::sample::Index, Vec<u8>),
+        /// Replaces the line holding the byte at the index.
+        ReplaceLine(prop::sample::Index, usize),
+        DuplicateLine(prop::sample::Index),
+    }
+
+    fn mail_edit() -> impl Strategy<Value = MailEdit> {
+        prop_oneof![
+            any::<prop::sample::Index>().prop_map(MailEdit::Truncate),
+            (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| MailEdit::Flip(i, b)),
+            (
+                any::<prop::sample::Index>(),
+                proptest::collection::vec(any::<u8>(), 1..8)
+            )
+                .prop_map(|(i, b)| MailEdit::Insert(i, b)),
+            (any::<prop::sample::Index>(), 0..HEADER_VALUES.len())
+                .prop_map(|(i, v)| MailEdit::ReplaceLine(i, v)),
+            any::<prop::sample::Index>().prop_map(MailEdit::DuplicateLine),
+        ]
+    }
+
+    fn line_around(raw: &[u8], at: usize) -> (usize, usize) {
+        let start = raw[..at]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        let end = raw[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(raw.len(), |p| at + p + 1);
+        (start, end)
+    }
+
+    fn apply_mail_edit(raw: &mut Vec<u8>, e: &MailEdit) {
+        match e {
+            MailEdit::Truncate(i) => raw.truncate(i.index(raw.len() + 1)),
+            MailEdit::Flip(i, b) if !raw.is_empty() => {
+                let at = i.index(raw.len());
+                raw[at] = *b;
+            }
+            MailEdit::Insert(i, bytes) => {
+                let at = i.index(raw.len() + 1);
+                raw.splice(at..at, bytes.iter().copied());
+            }
+            MailEdit::ReplaceLine(i, v) if !raw.is_empty() => {
+                let (start, end) = line_around(raw, i.index(raw.len()));
+                raw.splice(start..end, format!("{}\n", HEADER_VALUES[*v]).into_bytes());
+            }
+            MailEdit::DuplicateLine(i) if !raw.is_empty() => {
+                let (start, end) = line_around(raw, i.index(raw.len()));
+                let line = raw[start..end].to_vec();
+                raw.splice(start..start, line);
+            }
+            _ => {}
+        }
+    }
+
+    /// Parses `raw`; what it accepts must hold together: its parts are what the patch
+    /// parser reads next, and that must not panic on them either.
+    fn parse_and_check(raw: &[u8]) -> Result<(), TestCaseError> {
+        let Ok(m) = parse_message(raw) else {
+            return Ok(());
+        };
+        prop_assert!(m.raw_text.starts_with("From "));
+        prop_assert!(
+            m.raw_text.contains(&m.diff),
+            "the diff is part of the patch text"
+        );
+        let _ = crate::kernel::patch::parse_diff(&m.diff, Path::new("mail"), 0);
+        let _ = crate::kernel::patch::parse_diff(&m.raw_text, Path::new("mail"), 0);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn fuzz_parse_message_takes_any_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            text in "\\PC{0,200}",
+            header in 0..HEADER_VALUES.len(),
+        ) {
+            parse_and_check(&bytes)?;
+            parse_and_check(text.as_bytes())?;
+            // Past the first-line check, into mailparse and the body decoders.
+            let mail = format!("From: a <a@b>\nSubject: s\n{}\n\n{text}", HEADER_VALUES[header]);
+            parse_and_check(mail.as_bytes())?;
+            let mut with_body = b"Subject: s\nFrom: f\nContent-Transfer-Encoding: base64\n\n".to_vec();
+            with_body.extend_from_slice(&bytes);
+            parse_and_check(&with_body)?;
+        }
+
+        #[test]
+        fn fuzz_parse_message_takes_edited_fixtures(edits in proptest::collection::vec(mail_edit(), 1..5)) {
+            let mut raw = fixture();
+            for e in &edits {
+                apply_mail_edit(&mut raw, e);
+            }
+            parse_and_check(&raw)?;
+        }
     }
 }

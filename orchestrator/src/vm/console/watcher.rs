@@ -156,6 +156,7 @@ impl ConsoleWatcher {
 mod tests {
     use super::*;
     use crate::vm::console::fixtures::*;
+    use proptest::prelude::*;
 
     #[test]
     fn fixtures_give_the_expected_kinds_titles_and_frames() {
@@ -370,6 +371,141 @@ mod tests {
                 proptest::prop_assert!(first.ends_with(&report.title));
                 proptest::prop_assert!(report.excerpt.lines().count() <= 400);
                 proptest::prop_assert!(report.fingerprint.frames.len() <= 4);
+            }
+        }
+    }
+
+    /// Fragments of kernel reports as x86_64 and arm64 print them, cut and bent: what a
+    /// guest console may carry, interleaved with anything at all.
+    const FRAGMENTS: &[&str] = &[
+        "WARNING: CPU: 0 PID: 1 at kernel/futex/core.c:12 futex_wake+0x1a/0x2c",
+        "WARNING: CPU: 0 PID: 1 at ",
+        "WARNING: CPU: 4294967296 PID: -1 at :0 +0x/",
+        "WARNING: possible circular locking dependency detected",
+        "WARNING: inconsistent lock state",
+        "Call Trace:",
+        "Call trace:",
+        " <TASK>",
+        " </TASK>",
+        " <IRQ>",
+        " futex_wake+0x1a/0x2c",
+        " ? do_futex+0x0/0x100 [lab_mod]",
+        " f.isra.0.cold+0x1/0x2",
+        " +0x1/0x2",
+        " ++++/////",
+        " show_stack+0x18/0x24 (C)",
+        "RIP: 0010:futex_wake+0x1a/0x2c",
+        "pc : futex_wake+0x1a/0x2c",
+        "lr : do_futex+0x10/0x20",
+        "Modules linked in:",
+        "---[ end trace 0000000000000000 ]---",
+        "---[ end Kernel panic - not syncing: Fatal exception ]---",
+        "Kernel panic - not syncing: Fatal exception",
+        "Kernel panic - not syncing: ",
+        "BUG: kernel NULL pointer dereference, address: 0000000000000000",
+        "BUG: scheduling while atomic: x/1/0x00000002",
+        "BUG: sleeping function called from invalid context at kernel/a.c:1",
+        "kernel BUG at kernel/futex/core.c:12!",
+        "Oops: general protection fault, probably for non-canonical address",
+        "Internal error: Oops - Undefined instruction: 0000000002000000 [#1] SMP",
+        "Unable to handle kernel NULL pointer dereference at virtual address 0",
+        "INFO: task lab:123 blocked for more than 120 seconds.",
+        "watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [lab:1]",
+        "watchdog: Watchdog detected hard LOCKUP on cpu 1",
+        "rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
+        "======================================================",
+        "-> #1 (&hb->lock){+.+.}-{2:2}:",
+        "stack backtrace:",
+        "LAB/1 READY uptime_ms=812",
+        "",
+    ];
+
+    /// Printk prefixes, whole and broken.
+    const PREFIXES: &[&str] = &[
+        "",
+        "[    1.234567] ",
+        "[    1.234567][    T1] ",
+        "[    1.234567][    C0] ",
+        "[   12.345678] [  T123] ",
+        "<4>[    0.100000] ",
+        "<4>",
+        "<9999>",
+        "[    1.",
+        "[ .] ",
+        "[1.2][T] ",
+        "[0000000000000008] ",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(128))]
+
+        /// Report fragments in any order, with any prefix, cut at any character, mixed with
+        /// any text: the watcher neither panics nor breaks its own promises, whatever its
+        /// limits.
+        #[test]
+        fn fuzz_report_fragments_in_any_order(
+            picks in proptest::collection::vec(
+                (
+                    0..PREFIXES.len(),
+                    0..FRAGMENTS.len(),
+                    "\\PC{0,12}",
+                    0u8..6,
+                    any::<proptest::sample::Index>(),
+                ),
+                0..120,
+            ),
+            max_frames in 0usize..6,
+            // From 2: a cap of 1 still lets the line after the header in (the cap is checked
+            // as a line is added), which no configuration uses.
+            max_lines in 2usize..50,
+        ) {
+            let config = WatcherConfig {
+                max_frames,
+                max_report_lines: max_lines,
+                max_lockdep_report_lines: max_lines * 2,
+            };
+            let mut watcher = ConsoleWatcher::with_config(config);
+            let mut started = 0;
+            let mut completed = 0;
+            for (prefix, fragment, junk, how, cut) in &picks {
+                let whole = format!("{}{}", PREFIXES[*prefix], FRAGMENTS[*fragment]);
+                let line = match how {
+                    0 => {
+                        let mut at = cut.index(whole.len() + 1);
+                        while !whole.is_char_boundary(at) {
+                            at -= 1;
+                        }
+                        whole[..at].to_owned()
+                    }
+                    1 => format!("{whole}{junk}"),
+                    2 => format!("{}{junk}", PREFIXES[*prefix]),
+                    3 => format!("{junk}{whole}\r\u{1b}[0m\0"),
+                    4 => whole.repeat(40),
+                    _ => whole,
+                };
+                prop_assert_eq!(
+                    crate::vm::console::classify_line(&line).is_some(),
+                    crate::vm::console::classify_line(&line).is_some()
+                );
+                for event in watcher.feed_line(&line) {
+                    match event {
+                        WatchEvent::ReportStarted(_) => started += 1,
+                        WatchEvent::ReportComplete(_) => completed += 1,
+                    }
+                }
+            }
+            completed += watcher.finish().len();
+            prop_assert_eq!(started, completed);
+            prop_assert_eq!(watcher.reports().len(), completed);
+            for report in watcher.reports() {
+                let first = report.excerpt.lines().next().unwrap_or("");
+                // The title is the header trimmed; the excerpt keeps the line as it came.
+                prop_assert!(first.trim_end().ends_with(&report.title), "{:?} {:?}", first, report.title);
+                prop_assert!(report.excerpt.lines().count() <= config.line_cap(report.kind));
+                prop_assert!(report.fingerprint.frames.len() <= max_frames);
+                prop_assert_eq!(report.kind, report.fingerprint.kind);
+                prop_assert!(report.first_line_no >= 1 && report.first_line_no <= picks.len() as u64);
+                let _ = report.fingerprint.id();
             }
         }
     }
