@@ -296,6 +296,13 @@ mod tests {
         // A child of ours spinning: ours, as a guest is.
         // (It outlives the measurement, so that no second of it is lost between samples.)
         let ours = measure("timeout 4 sh -c 'while :; do :; done'");
+        // Load that came and went meanwhile (a build started on the host) reads as foreign
+        // too: look again, and skip rather than blame our own child for it.
+        let after = measure("true");
+        if after.foreign_share * after.cores as f64 > 0.3 {
+            eprintln!("host got busy ({after:?}): contention test skipped");
+            return;
+        }
         assert!(
             ours.foreign_share * (ours.cores as f64) < 0.5,
             "our own child counted as foreign: {ours:?}"
