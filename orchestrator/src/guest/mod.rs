@@ -1,5 +1,6 @@
-//! The guest side as the host sees it: the initramfs format (`newc`) and the image lab
-//! assembles per arch (`image`).
+//! The guest side as the host sees it: the initramfs format (`newc`), the image lab
+//! assembles per arch (`image`), and the kselftest programs built for it (`kselftest`).
 
 pub mod image;
+pub mod kselftest;
 pub mod newc;
