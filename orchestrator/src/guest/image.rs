@@ -44,6 +44,10 @@ pub enum ImageError {
     UnknownTest { name: String, path: PathBuf },
     #[error("{tool} failed: {why}")]
     Keygen { tool: &'static str, why: String },
+    #[error("build the kselftests for the guest: {0}")]
+    Kselftest(#[from] super::kselftest::KselftestError),
+    #[error("find the kernel tree the kselftests are built from: {0}")]
+    KselftestTree(String),
     #[error(transparent)]
     Spawn(#[from] process::SpawnError),
     #[error(transparent)]
@@ -92,7 +96,22 @@ pub struct ImageInputs {
     pub workspace: PathBuf,
     pub cache: PathBuf,
     pub tests: Vec<String>,
+    /// Where `kselftest:` tests are built from; needed only when `tests` has one.
+    pub kselftest: Option<KselftestInputs>,
 }
+
+/// The tree and compiler prefix the kselftest programs of an image are built with.
+#[derive(Debug, Clone)]
+pub struct KselftestInputs {
+    /// The pristine tree of lab.toml's kernel: both sides of a comparison run the same
+    /// binaries.
+    pub tree: PathBuf,
+    pub cross_compile: String,
+}
+
+/// Tests named `kselftest:<collection>/<program>` are kselftest programs run by the guest
+/// adapter (`guest-tests/thirdparty/src/bin/kselftest.rs`).
+pub const KSELFTEST_PREFIX: &str = "kselftest:";
 
 /// The guest image of one arch with the programs of `tests`: built (cargo, a no-op when
 /// nothing changed) and assembled (cached by content).
@@ -101,10 +120,24 @@ pub async fn for_tests(
     arch: Arch,
     tests: &[String],
 ) -> Result<BaseImage, ImageError> {
+    let kselftest = if tests.iter().any(|t| t.starts_with(KSELFTEST_PREFIX)) {
+        let def = crate::kernel::source::KernelDef::load(&s.kernel, &s.kernels_dir)
+            .map_err(|e| ImageError::KselftestTree(e.to_string()))?;
+        let tree = crate::kernel::source::Source::resolve(&def, &s.cache_dir)
+            .and_then(|src| src.pristine_dir())
+            .map_err(|e| ImageError::KselftestTree(e.to_string()))?;
+        Some(KselftestInputs {
+            tree,
+            cross_compile: s.cross_compile.get(&arch).cloned().unwrap_or_default(),
+        })
+    } else {
+        None
+    };
     let inputs = ImageInputs {
         workspace: s.guest_source.clone(),
         cache: s.cache_dir.clone(),
         tests: tests.to_vec(),
+        kselftest,
     };
     let programs = build_programs(&inputs, arch).await?;
     assemble(&inputs, arch, &programs)
@@ -129,6 +162,8 @@ pub async fn build_programs(inputs: &ImageInputs, arch: Arch) -> Result<PathBuf,
             "lab-guest-tests",
             "-p",
             "lab-faults",
+            "-p",
+            "lab-thirdparty",
         ])
         .env("CARGO_TARGET_DIR", &target_dir)
         .stdin(Stdio::null())
@@ -303,6 +338,32 @@ fn with_parents(entries: Vec<Entry>, fixed: &[(&str, u32)]) -> Vec<Entry> {
     out
 }
 
+/// The built kselftest program of test `test` (`kselftest:<collection>/<program>`, `name`
+/// without the prefix), and the folder of its collection's build.
+fn kselftest_program(
+    inputs: &ImageInputs,
+    arch: Arch,
+    test: &str,
+    name: &str,
+) -> Result<(PathBuf, PathBuf), ImageError> {
+    let unknown = || ImageError::UnknownTest {
+        name: test.to_owned(),
+        path: PathBuf::from(format!("tools/testing/selftests/…/{name}")),
+    };
+    let (collection, program) = name.split_once('/').ok_or_else(unknown)?;
+    let c = super::kselftest::COLLECTIONS
+        .iter()
+        .find(|c| c.name == collection && c.programs.contains(&program))
+        .ok_or_else(unknown)?;
+    let k = inputs
+        .kselftest
+        .as_ref()
+        .ok_or_else(|| ImageError::KselftestTree(format!("no kernel tree given for {test}")))?;
+    let built = super::kselftest::build(c, &k.tree, arch, &k.cross_compile, &inputs.cache)?;
+    let binary = built.program(program).ok_or_else(unknown)?;
+    Ok((binary, built.dir))
+}
+
 /// Assembles the base image for `arch` (cached by digest) from built programs.
 pub fn assemble(
     inputs: &ImageInputs,
@@ -329,6 +390,18 @@ pub fn assemble(
             .filter(|f| !inputs.tests.iter().any(|t| t == f)),
     );
     for t in programs_wanted {
+        if let Some(name) = t.strip_prefix(KSELFTEST_PREFIX) {
+            let (binary, built) = kselftest_program(inputs, arch, t, name)?;
+            add_program(&binary, &format!("lab/kselftest/{name}"), &mut files)?;
+            // The adapter, under the test's name: it runs the program it is named after.
+            add_program(
+                &programs.join("kselftest"),
+                &format!("lab/bin/{t}"),
+                &mut files,
+            )?;
+            tracing::debug!(test = t, dir = %built.display(), "image: kselftest program");
+            continue;
+        }
         let p = programs.join(t);
         if !p.is_file() {
             return Err(ImageError::UnknownTest {

@@ -1,0 +1,279 @@
+//! The guest adapter for kselftest programs: it makes each one a lab test like any other.
+//!
+//! The image installs this program once per kselftest, as `/lab/bin/kselftest:<collection>/<program>`,
+//! and the program itself as `/lab/kselftest/<collection>/<program>`; the adapter learns which
+//! one to run from the name it was started as. It takes lab's usual arguments (`--seed`,
+//! `--duration-ms`, `--deadline-scale`, `--knob`), applies the knobs (so that race
+//! amplifiers can run under a kselftest), runs the program with each argument list its
+//! `run.sh` uses, directly (not through `run.sh`, whose exit status is only the last
+//! program's), in its own process group under a deadline, reads its TAP
+//! (`lab_thirdparty::ktap`), and prints one lab result line. The raw output goes to stderr,
+//! line by line, as evidence.
+//!
+//! Verdicts: a failing TAP line, a bail-out, a short plan, a failing exit status or a signal
+//! fails; a program still running at the deadline is a hang (its whole process group is
+//! killed); a program that skipped every case is a skip, never a pass.
+
+use std::io::Read as _;
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lab_guest_tests::knobs::{Knobs, PARAMETERS_DIR};
+use lab_proto::{TestParams, TestResult, Verdict};
+use lab_thirdparty::ktap::{self, Exit, ProgramVerdict, Status};
+
+/// Where the image puts the kselftest programs.
+const PROGRAMS: &str = "/lab/kselftest";
+
+/// Each program's argument lists, as `tools/testing/selftests/futex/functional/run.sh` gives
+/// them (Linux 6.12; its `-c` colour flag left out). A program not listed runs once, bare.
+const ARGUMENTS: &[(&str, &[&str])] = &[(
+    "futex/futex_requeue_pi",
+    &[
+        "",
+        "-b",
+        "-b -l",
+        "-b -o",
+        "-l",
+        "-o",
+        "-b -l -t 5000",
+        "-l -t 5000",
+        "-b -l -t 500000",
+        "-l -t 500000",
+        "-b -t 5000",
+        "-t 5000",
+        "-b -t 500000",
+        "-t 500000",
+        "-b -o -t 5000",
+        "-b -o -t 500000",
+        "-b -l -t 2000000000",
+        "-l -t 2000000000",
+    ],
+)];
+
+/// Time each program may take beyond the workload duration, before `--deadline-scale`.
+const BASE_ALLOWANCE: Duration = Duration::from_secs(15);
+
+fn main() {
+    let argv0 = std::env::args().next().unwrap_or_default();
+    let Some(name) = argv0
+        .rsplit_once("kselftest:")
+        .map(|(_, n)| n.to_owned())
+        .filter(|n| !n.is_empty())
+    else {
+        eprintln!(
+            "kselftest: start me as /lab/bin/kselftest:<collection>/<program> (was {argv0:?})"
+        );
+        std::process::exit(4);
+    };
+    let test = format!("kselftest:{name}");
+    let params = match TestParams::from_args(std::env::args().skip(1)) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{test}: {e}");
+            std::process::exit(4);
+        }
+    };
+    let started_ns = now_ns();
+    let started = Instant::now();
+    let mut r = TestResult::new(&test, params.seed);
+    let knobs = match Knobs::apply(Path::new(PARAMETERS_DIR), &params.knobs) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            r.verdict = Verdict::Skip;
+            r.summary = e.to_string();
+            None
+        }
+    };
+    if knobs.is_some() {
+        run(&name, &params, &mut r);
+    }
+    if let Some(mut k) = knobs {
+        let errors = k.restore();
+        if !errors.is_empty() {
+            r.counters
+                .insert("knob_restore_errors".into(), errors.len() as u64);
+        }
+    }
+    r.duration_ms = started.elapsed().as_millis() as u64;
+    r.start_mono_ns = started_ns;
+    r.end_mono_ns = now_ns();
+    println!("{}", r.to_line());
+    std::process::exit(match r.verdict {
+        Verdict::Pass => 0,
+        Verdict::Fail => 1,
+        Verdict::Hang => 2,
+        Verdict::Skip => 3,
+    });
+}
+
+/// Runs every argument list of `name` and fills `r`.
+fn run(name: &str, params: &TestParams, r: &mut TestResult) {
+    let program = Path::new(PROGRAMS).join(name);
+    if !program.is_file() {
+        r.verdict = Verdict::Skip;
+        r.summary = format!("{} is not in the guest image", program.display());
+        return;
+    }
+    let lists: Vec<&str> = ARGUMENTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or_else(|| vec![""], |(_, l)| l.to_vec());
+    let allowance = Duration::from_millis(params.duration_ms)
+        + BASE_ALLOWANCE.mul_f64(params.deadline_scale.max(1.0));
+    let short = name.rsplit('/').next().unwrap_or(name);
+    let (mut failures, mut skips, mut cases) = (Vec::new(), 0, 0u64);
+    for args in &lists {
+        let key = if args.is_empty() {
+            short.to_owned()
+        } else {
+            format!("{short} {args}")
+        };
+        let ran = match run_one(&program, args, allowance) {
+            Ok(ran) => ran,
+            Err(why) => {
+                r.verdict = Verdict::Skip;
+                r.summary = format!("{key}: {why}");
+                return;
+            }
+        };
+        for line in ran.stdout.lines().chain(ran.stderr.lines()) {
+            eprintln!("tap[{key}]: {line}");
+        }
+        if ran.timed_out {
+            r.verdict = Verdict::Hang;
+            r.summary = format!(
+                "{key} still running after {:.0} s: its process group was killed; last line: {}",
+                allowance.as_secs_f64(),
+                ran.stdout.lines().last().unwrap_or("(none)")
+            );
+            return;
+        }
+        let report = ktap::parse(&ran.stdout);
+        for (_, c) in report.keyed_cases(&key) {
+            cases += 1;
+            let counter = match c.status {
+                Status::Pass => "subtests_pass",
+                Status::Fail => "subtests_fail",
+                Status::Skip => "subtests_skip",
+                Status::XFail => "subtests_xfail",
+                Status::XPass => "subtests_xpass",
+                Status::Error => "subtests_error",
+                Status::Todo => "subtests_todo",
+            };
+            *r.counters.entry(counter.into()).or_insert(0) += 1;
+        }
+        match report.verdict(ran.exit) {
+            ProgramVerdict::Pass => {}
+            ProgramVerdict::Skip(why) => {
+                skips += 1;
+                *r.counters.entry("programs_skipped".into()).or_insert(0) += 1;
+                if failures.is_empty() && r.summary.is_empty() {
+                    r.summary = format!("{key}: skipped: {why}");
+                }
+            }
+            ProgramVerdict::Fail(why) => failures.push(format!("{key}: {}", why.join("; "))),
+        }
+    }
+    r.samples = cases;
+    r.counters.insert("programs_run".into(), lists.len() as u64);
+    if !failures.is_empty() {
+        r.verdict = Verdict::Fail;
+        r.summary = format!(
+            "{} of {} run(s) failed: {}",
+            failures.len(),
+            lists.len(),
+            failures.join(" | ")
+        );
+    } else if skips == lists.len() {
+        r.verdict = Verdict::Skip;
+    } else {
+        r.verdict = Verdict::Pass;
+        r.summary = format!(
+            "{} run(s), {} TAP result(s): {} ok, {} skipped",
+            lists.len(),
+            cases,
+            r.counters.get("subtests_pass").copied().unwrap_or(0)
+                + r.counters.get("subtests_xfail").copied().unwrap_or(0),
+            r.counters.get("subtests_skip").copied().unwrap_or(0)
+        );
+    }
+}
+
+struct Ran {
+    stdout: String,
+    stderr: String,
+    exit: Exit,
+    timed_out: bool,
+}
+
+/// Runs `program args` in its own process group; kills the group at `allowance`.
+fn run_one(program: &Path, args: &str, allowance: Duration) -> Result<Ran, String> {
+    let mut child = Command::new(program)
+        .args(args.split_whitespace())
+        .current_dir(program.parent().unwrap_or(Path::new("/")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+    let pgid = child.id() as i32;
+    let read = |mut s: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = child.stdout.take().map(|s| read(Box::new(s)));
+    let err = child.stderr.take().map(|s| read(Box::new(s)));
+    let deadline = Instant::now() + allowance;
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                timed_out = true;
+                // SAFETY: kill(2) on the process group this adapter created for the program.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                match child.wait() {
+                    Ok(s) => break s,
+                    Err(e) => return Err(format!("wait for {}: {e}", program.display())),
+                }
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("wait for {}: {e}", program.display())),
+        }
+    };
+    // Whatever the program left running in its group goes with it.
+    // SAFETY: as above; ESRCH when the group is already empty is fine.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    let join = |h: Option<std::thread::JoinHandle<String>>| {
+        h.and_then(|h| h.join().ok()).unwrap_or_default()
+    };
+    let exit = match (status.code(), status.signal()) {
+        (Some(c), _) => Exit::Code(c),
+        (None, Some(s)) => Exit::Signal(s),
+        (None, None) => Exit::Code(-1),
+    };
+    Ok(Ran {
+        stdout: join(out),
+        stderr: join(err),
+        exit,
+        timed_out,
+    })
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of printk timestamps.
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
