@@ -323,8 +323,7 @@ pub async fn drive(
         .replay()
         .map_err(|source| BisectError::Replay { session, source })?;
     let n = state.space.n();
-    let image =
-        crate::guest::image::for_tests(s, state.arch, std::slice::from_ref(&state.test)).await?;
+    let image = crate::run::guest_image(s, state.arch, std::slice::from_ref(&state.test)).await?;
     let recorder = Recorder::new(store);
     let run_root = s.cache_dir.join("runs").join(format!("bisect-{session}"));
     tracing::info!(session, runs = %run_root.display(), "bisection runs");

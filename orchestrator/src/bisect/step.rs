@@ -243,8 +243,7 @@ pub async fn test_checkout(
         sets,
         &req.config,
     );
-    let image =
-        crate::guest::image::for_tests(s, req.arch, std::slice::from_ref(&req.test)).await?;
+    let image = crate::run::guest_image(s, req.arch, std::slice::from_ref(&req.test)).await?;
     // The pid keeps two checks of one commit apart (two bisections at once, or a rerun).
     let dir = s.cache_dir.join("runs").join(format!(
         "bisect-step-{}-{}",

@@ -49,7 +49,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
         let built = build::build(req, &s.cache_dir, &report).await;
         progress.finish();
         let built = built?;
-        let base = crate::guest::image::for_tests(&ctx.settings, req.arch, &tests).await?;
+        let base = crate::run::guest_image(&ctx.settings, req.arch, &tests).await?;
         let arch_dir = run_root.join(req.arch.name());
         let probe = run::probe_spec(
             &built.artifact,

@@ -295,7 +295,7 @@ pub async fn run(
     // Per arch, A's calibration, if it has one.
     let mut calibrations: Vec<Option<Calibration>> = Vec::new();
     for ((arch, a), b) in req.arches.iter().zip(a_arts).zip(b_arts) {
-        let image = crate::guest::image::for_tests(s, *arch, &tests).await?;
+        let image = crate::run::guest_image(s, *arch, &tests).await?;
         let probe = run::probe_spec(
             &a,
             &image,

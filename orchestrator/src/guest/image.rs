@@ -114,25 +114,14 @@ pub struct KselftestInputs {
 pub const KSELFTEST_PREFIX: &str = "kselftest:";
 
 /// The guest image of one arch with the programs of `tests`: built (cargo, a no-op when
-/// nothing changed) and assembled (cached by content).
+/// nothing changed) and assembled (cached by content). `kselftest` says where `kselftest:`
+/// tests are built from (`run::guest_image` finds it).
 pub async fn for_tests(
     s: &crate::config::Settings,
     arch: Arch,
     tests: &[String],
+    kselftest: Option<KselftestInputs>,
 ) -> Result<BaseImage, ImageError> {
-    let kselftest = if tests.iter().any(|t| t.starts_with(KSELFTEST_PREFIX)) {
-        let def = crate::kernel::source::KernelDef::load(&s.kernel, &s.kernels_dir)
-            .map_err(|e| ImageError::KselftestTree(e.to_string()))?;
-        let tree = crate::kernel::source::Source::resolve(&def, &s.cache_dir)
-            .and_then(|src| src.pristine_dir())
-            .map_err(|e| ImageError::KselftestTree(e.to_string()))?;
-        Some(KselftestInputs {
-            tree,
-            cross_compile: s.cross_compile.get(&arch).cloned().unwrap_or_default(),
-        })
-    } else {
-        None
-    };
     let inputs = ImageInputs {
         workspace: s.guest_source.clone(),
         cache: s.cache_dir.clone(),

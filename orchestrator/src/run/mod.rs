@@ -569,6 +569,30 @@ fn set_aside_earlier_results(path: &Path) {
     }
 }
 
+/// The guest image of `arch` for `tests`. Tests named `kselftest:…` are built from the
+/// pristine tree of lab.toml's kernel (never a side's patched one: both sides of a
+/// comparison run the same binaries), with the arch's cross compiler.
+pub async fn guest_image(
+    s: &crate::config::Settings,
+    arch: crate::arch::Arch,
+    tests: &[String],
+) -> Result<image::BaseImage, image::ImageError> {
+    let kselftest = if tests.iter().any(|t| t.starts_with(image::KSELFTEST_PREFIX)) {
+        let def = crate::kernel::source::KernelDef::load(&s.kernel, &s.kernels_dir)
+            .map_err(|e| image::ImageError::KselftestTree(e.to_string()))?;
+        let tree = crate::kernel::source::Source::resolve(&def, &s.cache_dir)
+            .and_then(|src| src.pristine_dir())
+            .map_err(|e| image::ImageError::KselftestTree(e.to_string()))?;
+        Some(image::KselftestInputs {
+            tree,
+            cross_compile: s.cross_compile.get(&arch).cloned().unwrap_or_default(),
+        })
+    } else {
+        None
+    };
+    image::for_tests(s, arch, tests, kselftest).await
+}
+
 /// Runs the whole plan: boots as many guests as needed, runs every test iteration, tears
 /// everything down. Outcomes are appended to `results.jsonl` as they come.
 pub async fn run(
