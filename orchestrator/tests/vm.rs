@@ -430,3 +430,55 @@ fn children_named(ppid: i32, name: &str) -> Vec<i32> {
         })
         .collect()
 }
+
+/// A kselftest program is a lab test like ours: built from the pinned tree, installed with the
+/// adapter under its name, run over SSH, its TAP read into the verdict, counters and evidence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kselftest_runs_in_the_guest_and_its_tap_is_the_evidence() {
+    let s = settings();
+    let test = "kselftest:futex/futex_wait_wouldblock";
+    let unknown = run::guest_image(&s, Arch::X86_64, &["kselftest:futex/no_such".into()])
+        .await
+        .expect_err("an unknown kselftest");
+    assert!(
+        unknown.to_string().contains("kselftest:futex/no_such"),
+        "{unknown}"
+    );
+    let image = run::guest_image(&s, Arch::X86_64, &[test.into()])
+        .await
+        .expect("the image with the kselftest");
+    assert!(
+        image
+            .manifest
+            .programs
+            .contains_key("lab/kselftest/futex/futex_wait_wouldblock")
+            && image
+                .manifest
+                .programs
+                .contains_key(&format!("lab/bin/{test}")),
+        "{:?}",
+        image.manifest.programs.keys()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = plan(Arch::X86_64, dir.path(), &[test]).await;
+    p.image = image;
+    let report = run::run(&p, "tcg", "test", &|_| {}).await;
+    let o = &report.outcomes[0];
+    assert_eq!(o.kind, OutcomeKind::Pass, "{o:?}");
+    let r = o.result.as_ref().expect("a result line");
+    assert_eq!(r.test, test);
+    assert_eq!(r.samples, 2, "two TAP results: {r:?}");
+    assert_eq!(
+        r.counters.get("subtests_pass"),
+        Some(&2),
+        "{:?}",
+        r.counters
+    );
+    assert_eq!(r.counters.get("programs_run"), Some(&1));
+    assert!(
+        o.stderr_tail
+            .contains("tap[futex_wait_wouldblock]: ok 1 futex_wait"),
+        "the raw TAP is the evidence: {}",
+        o.stderr_tail
+    );
+}
