@@ -53,7 +53,7 @@ async fn kernel_and_image(arch: Arch) -> (Artifact, BaseImage) {
             .await
             .expect("base kernel builds");
         let inputs = ImageInputs {
-            kselftest: None,
+            kselftests: Vec::new(),
             workspace: s.guest_source.clone(),
             cache: s.cache_dir.clone(),
             tests: vec!["futex_errno".into()],

@@ -49,7 +49,7 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
         .map_or(0, |d| d.as_secs());
     let root = s.cache_dir.join("runs").join(format!("{stamp}-selftest"));
     let inputs = ImageInputs {
-        kselftest: None,
+        kselftests: Vec::new(),
         workspace: s.guest_source.clone(),
         cache: s.cache_dir.clone(),
         tests: all_tests.clone(),

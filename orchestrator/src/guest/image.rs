@@ -96,8 +96,9 @@ pub struct ImageInputs {
     pub workspace: PathBuf,
     pub cache: PathBuf,
     pub tests: Vec<String>,
-    /// Where `kselftest:` tests are built from; needed only when `tests` has one.
-    pub kselftest: Option<KselftestInputs>,
+    /// The kselftest collections built for the `kselftest:` tests of `tests`
+    /// ([`for_tests`] builds them).
+    pub kselftests: Vec<super::kselftest::Built>,
 }
 
 /// The tree and compiler prefix the kselftest programs of an image are built with.
@@ -122,11 +123,26 @@ pub async fn for_tests(
     tests: &[String],
     kselftest: Option<KselftestInputs>,
 ) -> Result<BaseImage, ImageError> {
+    let mut kselftests: Vec<super::kselftest::Built> = Vec::new();
+    for t in tests {
+        let Some(name) = t.strip_prefix(KSELFTEST_PREFIX) else {
+            continue;
+        };
+        let c = kselftest_collection(t, name)?;
+        if kselftests.iter().any(|b| b.collection == c.name) {
+            continue;
+        }
+        let k = kselftest
+            .as_ref()
+            .ok_or_else(|| ImageError::KselftestTree(format!("no kernel tree given for {t}")))?;
+        kselftests
+            .push(super::kselftest::build(c, &k.tree, arch, &k.cross_compile, &s.cache_dir).await?);
+    }
     let inputs = ImageInputs {
         workspace: s.guest_source.clone(),
         cache: s.cache_dir.clone(),
         tests: tests.to_vec(),
-        kselftest,
+        kselftests,
     };
     let programs = build_programs(&inputs, arch).await?;
     assemble(&inputs, arch, &programs)
@@ -327,30 +343,37 @@ fn with_parents(entries: Vec<Entry>, fixed: &[(&str, u32)]) -> Vec<Entry> {
     out
 }
 
-/// The built kselftest program of test `test` (`kselftest:<collection>/<program>`, `name`
-/// without the prefix), and the folder of its collection's build.
-fn kselftest_program(
-    inputs: &ImageInputs,
-    arch: Arch,
+/// The collection of test `test` (`kselftest:<collection>/<program>`; `name` is it without
+/// the prefix), if lab knows that program.
+fn kselftest_collection(
     test: &str,
     name: &str,
-) -> Result<(PathBuf, PathBuf), ImageError> {
+) -> Result<&'static super::kselftest::Collection, ImageError> {
     let unknown = || ImageError::UnknownTest {
         name: test.to_owned(),
         path: PathBuf::from(format!("tools/testing/selftests/…/{name}")),
     };
     let (collection, program) = name.split_once('/').ok_or_else(unknown)?;
-    let c = super::kselftest::COLLECTIONS
+    super::kselftest::COLLECTIONS
         .iter()
         .find(|c| c.name == collection && c.programs.contains(&program))
-        .ok_or_else(unknown)?;
-    let k = inputs
-        .kselftest
-        .as_ref()
-        .ok_or_else(|| ImageError::KselftestTree(format!("no kernel tree given for {test}")))?;
-    let built = super::kselftest::build(c, &k.tree, arch, &k.cross_compile, &inputs.cache)?;
-    let binary = built.program(program).ok_or_else(unknown)?;
-    Ok((binary, built.dir))
+        .ok_or_else(unknown)
+}
+
+/// The built binary of test `test` among `inputs.kselftests`.
+fn kselftest_program(inputs: &ImageInputs, test: &str, name: &str) -> Result<PathBuf, ImageError> {
+    let c = kselftest_collection(test, name)?;
+    let program = name.rsplit('/').next().unwrap_or(name);
+    inputs
+        .kselftests
+        .iter()
+        .find(|b| b.collection == c.name)
+        .and_then(|b| b.program(program))
+        .ok_or_else(|| {
+            ImageError::KselftestTree(format!(
+                "{test}: its collection was not built for this image"
+            ))
+        })
 }
 
 /// Assembles the base image for `arch` (cached by digest) from built programs.
@@ -380,7 +403,7 @@ pub fn assemble(
     );
     for t in programs_wanted {
         if let Some(name) = t.strip_prefix(KSELFTEST_PREFIX) {
-            let (binary, built) = kselftest_program(inputs, arch, t, name)?;
+            let binary = kselftest_program(inputs, t, name)?;
             add_program(&binary, &format!("lab/kselftest/{name}"), &mut files)?;
             // The adapter, under the test's name: it runs the program it is named after.
             add_program(
@@ -388,7 +411,7 @@ pub fn assemble(
                 &format!("lab/bin/{t}"),
                 &mut files,
             )?;
-            tracing::debug!(test = t, dir = %built.display(), "image: kselftest program");
+            tracing::debug!(test = t, binary = %binary.display(), "image: kselftest program");
             continue;
         }
         let p = programs.join(t);

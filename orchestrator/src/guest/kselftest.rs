@@ -83,6 +83,8 @@ pub enum KselftestError {
         stderr: String,
     },
     #[error(transparent)]
+    Spawn(#[from] crate::process::SpawnError),
+    #[error(transparent)]
     Io(#[from] IoError),
 }
 
@@ -114,7 +116,7 @@ const MANIFEST: &str = "manifest.json";
 
 /// Builds `c` for `arch` from the Linux tree `tree` with the compiler `{cross_compile}gcc`,
 /// or finds it built in `cache_dir`.
-pub fn build(
+pub async fn build(
     c: &Collection,
     tree: &Path,
     arch: Arch,
@@ -140,26 +142,36 @@ pub fn build(
     let mut programs = BTreeMap::new();
     for &program in c.programs {
         let out = tmp.path().join(program);
-        let mut cmd = std::process::Command::new(&compiler);
-        cmd.current_dir(&src).args(CFLAGS);
-        for inc in c.includes {
-            cmd.arg(format!("-I{inc}"));
-        }
-        cmd.arg(format!("{program}.c"))
+        // In its own process group, like every child of lab: Ctrl-C or lab's end kills it.
+        let mut cmd = tokio::process::Command::new(&compiler);
+        cmd.current_dir(&src)
+            .args(CFLAGS)
+            .args(c.includes.iter().map(|inc| format!("-I{inc}")))
+            .arg(format!("{program}.c"))
             .arg("-o")
             .arg(&out)
-            .args(c.libs);
-        let ran = cmd
-            .output()
-            .map_err(io("cannot run the compiler in", &src))?;
-        if !ran.status.success() {
+            .args(c.libs)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = crate::process::spawn(&compiler, &mut cmd)?;
+        let mut stderr = Vec::new();
+        if let Some(mut e) = child.stderr() {
+            use tokio::io::AsyncReadExt as _;
+            let _ = e.read_to_end(&mut stderr).await;
+        }
+        let status = child
+            .wait()
+            .await
+            .map_err(io("cannot wait for the compiler in", &src))?;
+        if !status.success() {
             return Err(KselftestError::Compile {
                 collection: c.name,
                 program,
                 arch,
                 compiler,
-                status: ran.status.to_string(),
-                stderr: String::from_utf8_lossy(&ran.stderr).trim().to_owned(),
+                status: status.to_string(),
+                stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
             });
         }
         let data = std::fs::read(&out).map_err(io("cannot read", &out))?;
@@ -286,15 +298,17 @@ mod tests {
 
     /// Both arches from the pinned tree: every futex program builds static, a second build is
     /// the cached one, and a damaged binary is rebuilt rather than used.
-    #[test]
-    fn futex_kselftests_build_static_for_both_arches_and_are_verified_on_use() {
+    #[tokio::test]
+    async fn futex_kselftests_build_static_for_both_arches_and_are_verified_on_use() {
         let tree = crate::gate::checkpatch::tests::kernel_tree();
         let cache = tempfile::tempdir().expect("tempdir");
         for (arch, cross, machine) in [
             (Arch::X86_64, "", "x86-64"),
             (Arch::Arm64, "aarch64-linux-gnu-", "aarch64"),
         ] {
-            let b = build(&FUTEX, &tree, arch, cross, cache.path()).expect("builds");
+            let b = build(&FUTEX, &tree, arch, cross, cache.path())
+                .await
+                .expect("builds");
             assert_eq!(b.programs.len(), FUTEX.programs.len());
             let waitv = b.program("futex_waitv").expect("futex_waitv");
             let out = std::process::Command::new("file")
@@ -306,11 +320,15 @@ mod tests {
                 what.contains("statically linked") && what.contains(machine),
                 "{arch}: {what}"
             );
-            let again = build(&FUTEX, &tree, arch, cross, cache.path()).expect("cached");
+            let again = build(&FUTEX, &tree, arch, cross, cache.path())
+                .await
+                .expect("cached");
             assert_eq!(again, b, "{arch}: the same key, the same folder");
             // Truncate one binary: the next use notices and rebuilds it.
             std::fs::write(&waitv, b"truncated").expect("damage");
-            let rebuilt = build(&FUTEX, &tree, arch, cross, cache.path()).expect("rebuilt");
+            let rebuilt = build(&FUTEX, &tree, arch, cross, cache.path())
+                .await
+                .expect("rebuilt");
             assert_eq!(rebuilt.programs, b.programs, "{arch}: the same bytes again");
             assert_ne!(
                 std::fs::read(&waitv).expect("read").as_slice(),
