@@ -193,8 +193,10 @@ fn print_table(outcomes: &[&TestOutcome]) {
             .or_default()
             .push(o);
     }
+    // As wide as the longest name (kselftest names run to 46 characters), at least 22.
+    let w = rows.keys().map(|(t, _)| t.chars().count()).max().unwrap_or(0).max(22);
     crate::outln!(
-        "{:<22} {:<7} {:>4} {:>4} {:>5} {:>4} {:>5} {:>9}  evidence",
+        "{:<w$} {:<7} {:>4} {:>4} {:>5} {:>4} {:>5} {:>9}  evidence",
         "test",
         "arch",
         "pass",
@@ -220,7 +222,7 @@ fn print_table(outcomes: &[&TestOutcome]) {
             .map(|r| r.samples)
             .sum();
         crate::outln!(
-            "{:<22} {:<7} {:>4} {:>4} {:>5} {:>4} {:>5} {:>9}  {}",
+            "{:<w$} {:<7} {:>4} {:>4} {:>5} {:>4} {:>5} {:>9}  {}",
             test,
             arch,
             count(OutcomeKind::Pass),
