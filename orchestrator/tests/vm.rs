@@ -481,4 +481,11 @@ async fn a_kselftest_runs_in_the_guest_and_its_tap_is_the_evidence() {
         "the raw TAP is the evidence: {}",
         o.stderr_tail
     );
+    let kept = std::fs::read_to_string(run::stderr_file(dir.path(), test, 0))
+        .expect("the whole output is kept in the run folder");
+    assert!(
+        kept.contains("tap[futex_wait_wouldblock]: TAP version 13")
+            && kept.contains("tap[futex_wait_wouldblock]: # Totals: pass:2"),
+        "{kept}"
+    );
 }

@@ -194,7 +194,12 @@ fn print_table(outcomes: &[&TestOutcome]) {
             .push(o);
     }
     // As wide as the longest name (kselftest names run to 46 characters), at least 22.
-    let w = rows.keys().map(|(t, _)| t.chars().count()).max().unwrap_or(0).max(22);
+    let w = rows
+        .keys()
+        .map(|(t, _)| t.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(22);
     crate::outln!(
         "{:<w$} {:<7} {:>4} {:>4} {:>5} {:>4} {:>5} {:>9}  evidence",
         "test",

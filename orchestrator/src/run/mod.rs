@@ -384,6 +384,37 @@ pub async fn teardown(guest: &mut Guest) {
     }
 }
 
+/// How many stderr lines of one test run are kept in its file.
+const STDERR_KEPT_LINES: usize = 20_000;
+
+/// Where a test run's whole stderr is kept: `<run dir>/output/<test>.<iteration>.stderr`,
+/// with `:` and `/` of the name (`kselftest:futex/futex_wait`) as `_`. A kselftest's raw TAP
+/// is there, as the adapter writes it to stderr; the outcome keeps the last 20 lines.
+pub fn stderr_file(dir: &Path, test: &str, iteration: u32) -> PathBuf {
+    let safe: String = test
+        .chars()
+        .map(|c| if c == ':' || c == '/' { '_' } else { c })
+        .collect();
+    dir.join("output")
+        .join(format!("{safe}.{iteration}.stderr"))
+}
+
+fn keep_stderr(dir: &Path, test: &str, iteration: u32, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let path = stderr_file(dir, test, iteration);
+    let mut text = lines.join("\n");
+    text.push('\n');
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&path, text));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), "keep the test's stderr: {e}");
+    }
+}
+
 /// Runs one test in a booted guest. Returns the outcome and whether the guest is still usable.
 pub async fn run_test(
     plan: &RunPlan,
@@ -412,6 +443,8 @@ pub async fn run_test(
     let started = Instant::now();
     let stderr_tail: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
     let tail = stderr_tail.clone();
+    let stderr_all: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let all = stderr_all.clone();
     let result = guest
         .ssh
         .exec(
@@ -421,6 +454,11 @@ pub async fn run_test(
                 .unwrap_or_else(|| host_deadline(plan.duration, scale)),
             move |stream, line| {
                 if stream == Stream::Stderr {
+                    if let Ok(mut a) = all.lock() {
+                        if a.len() < STDERR_KEPT_LINES {
+                            a.push(line.to_owned());
+                        }
+                    }
                     if let Ok(mut t) = tail.lock() {
                         t.push(line.to_owned());
                         if t.len() > 20 {
@@ -461,6 +499,9 @@ pub async fn run_test(
         .skip(kinds_before)
         .any(|k| *k == CrashKind::Panic);
     let stderr_tail = stderr_tail.lock().map(|t| t.join("\n")).unwrap_or_default();
+    if let Ok(lines) = stderr_all.lock() {
+        keep_stderr(&plan.dir, test, iteration, &lines);
+    }
     let mut outcome = TestOutcome {
         test: test.to_owned(),
         arch: plan.arch,
