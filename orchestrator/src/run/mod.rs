@@ -25,6 +25,10 @@ use crate::transport::ssh::{SshSession, SshTarget, Stream};
 use crate::vm::machine::machine;
 use crate::vm::qemu::{self, Vm, VmError, VmSpec};
 
+mod folder;
+pub use folder::stderr_file;
+use folder::{keep_stderr, set_aside_earlier_results, STDERR_KEPT_LINES};
+
 /// Everything one run on one arch needs.
 #[derive(Debug, Clone)]
 pub struct RunPlan {
@@ -384,37 +388,6 @@ pub async fn teardown(guest: &mut Guest) {
     }
 }
 
-/// How many stderr lines of one test run are kept in its file.
-const STDERR_KEPT_LINES: usize = 20_000;
-
-/// Where a test run's whole stderr is kept: `<run dir>/output/<test>.<iteration>.stderr`,
-/// with `:` and `/` of the name (`kselftest:futex/futex_wait`) as `_`. A kselftest's raw TAP
-/// is there, as the adapter writes it to stderr; the outcome keeps the last 20 lines.
-pub fn stderr_file(dir: &Path, test: &str, iteration: u32) -> PathBuf {
-    let safe: String = test
-        .chars()
-        .map(|c| if c == ':' || c == '/' { '_' } else { c })
-        .collect();
-    dir.join("output")
-        .join(format!("{safe}.{iteration}.stderr"))
-}
-
-fn keep_stderr(dir: &Path, test: &str, iteration: u32, lines: &[String]) {
-    if lines.is_empty() {
-        return;
-    }
-    let path = stderr_file(dir, test, iteration);
-    let mut text = lines.join("\n");
-    text.push('\n');
-    let written = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(&path, text));
-    if let Err(e) = written {
-        tracing::warn!(path = %path.display(), "keep the test's stderr: {e}");
-    }
-}
-
 /// Runs one test in a booted guest. Returns the outcome and whether the guest is still usable.
 pub async fn run_test(
     plan: &RunPlan,
@@ -586,28 +559,6 @@ pub async fn run_test(
         usable = false;
     }
     (outcome, usable)
-}
-
-/// A run folder holds one run's outcomes. When the folder was used before (a bisection step
-/// or batch begun, interrupted and begun again), the earlier attempt's `results.jsonl` is
-/// renamed `results.earlier-N.jsonl` rather than appended to: its runs stay on disk, and the
-/// file beside this run's manifest describes this run only.
-fn set_aside_earlier_results(path: &Path) {
-    if !path.exists() {
-        return;
-    }
-    let Some(dir) = path.parent() else { return };
-    let aside = (1..)
-        .map(|n| dir.join(format!("results.earlier-{n}.jsonl")))
-        .find(|p| !p.exists())
-        .unwrap_or_else(|| dir.join("results.earlier.jsonl"));
-    match std::fs::rename(path, &aside) {
-        Ok(()) => tracing::warn!(
-            earlier = %aside.display(),
-            "the run folder was used before; its earlier outcomes were set aside"
-        ),
-        Err(e) => tracing::warn!(path = %path.display(), "set aside earlier outcomes: {e}"),
-    }
 }
 
 /// The guest image of `arch` for `tests`. Tests named `kselftest:…` are built from the
@@ -919,24 +870,6 @@ pub fn clamp_jobs(asked: usize, cpus_per_vm: u32, mem_per_vm: u32) -> (usize, Op
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_reused_run_folder_sets_the_earlier_outcomes_aside() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let results = dir.path().join("results.jsonl");
-        set_aside_earlier_results(&results);
-        assert!(!results.exists(), "nothing to set aside in a new folder");
-        for n in 1..=2 {
-            std::fs::write(&results, format!("attempt {n}\n")).expect("write");
-            set_aside_earlier_results(&results);
-            assert!(!results.exists());
-            let aside = dir.path().join(format!("results.earlier-{n}.jsonl"));
-            assert_eq!(
-                std::fs::read_to_string(aside).expect("kept"),
-                format!("attempt {n}\n")
-            );
-        }
-    }
 
     #[test]
     fn jobs_never_exceed_memory_or_cores() {
