@@ -189,8 +189,11 @@ pub async fn build(
     let json = serde_json::to_vec_pretty(&built)
         .map_err(|e| io("cannot encode", &dir)(std::io::Error::other(e)))?;
     write_atomic(&tmp.path().join(MANIFEST), &json)?;
-    // Whole or not at all: a stale or damaged folder under the key goes first; another
-    // process that renamed its own build into place in between wins, and is used.
+    // Whole or not at all. Another process that renamed its own build into place in the
+    // meantime wins, and is used; only a damaged folder under the key is replaced.
+    if let Some(b) = load_verified(&dir, &key) {
+        return Ok(b);
+    }
     if dir.exists() {
         let _ = std::fs::remove_dir_all(&dir);
     }
