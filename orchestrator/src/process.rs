@@ -138,6 +138,24 @@ pub struct SpawnError {
     pub source: std::io::Error,
 }
 
+/// The first line of `tool --version`, trimmed: how lab records the tools a result was
+/// made with. The error says why it could not be had (not found, failed to run, exit status).
+pub fn version_line(tool: &std::path::Path) -> Result<String, String> {
+    let out = std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("exit status {}", out.status));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned())
+}
+
 /// Starts `cmd` in a new process group and registers the group.
 pub fn spawn(name: &str, cmd: &mut Command) -> Result<Child, SpawnError> {
     cmd.process_group(0).kill_on_drop(true);
@@ -173,6 +191,18 @@ impl Child {
         let st = self.inner.wait().await;
         self.finish();
         st
+    }
+
+    /// Reads the child's piped stderr to its end, then waits: the status and what it said
+    /// (empty when stderr was not piped).
+    pub async fn wait_with_stderr(&mut self) -> std::io::Result<(ExitStatus, String)> {
+        let mut text = Vec::new();
+        if let Some(mut err) = self.stderr() {
+            use tokio::io::AsyncReadExt as _;
+            let _ = err.read_to_end(&mut text).await;
+        }
+        let status = self.wait().await?;
+        Ok((status, String::from_utf8_lossy(&text).into_owned()))
     }
 
     /// Waits at most `limit`; None when it is still running.

@@ -174,14 +174,8 @@ pub async fn build_programs(inputs: &ImageInputs, arch: Arch) -> Result<PathBuf,
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = process::spawn("cargo", &mut cmd)?;
-    let mut err_text = String::new();
-    if let Some(mut err) = child.stderr() {
-        use tokio::io::AsyncReadExt;
-        let _ = err.read_to_string(&mut err_text).await;
-    }
-    let status = child
-        .wait()
+    let (status, err_text) = process::spawn("cargo", &mut cmd)?
+        .wait_with_stderr()
         .await
         .map_err(io("cannot wait for cargo in", &inputs.workspace))?;
     if !status.success() {

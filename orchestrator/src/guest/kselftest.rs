@@ -154,14 +154,8 @@ pub async fn build(
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
-        let mut child = crate::process::spawn(&compiler, &mut cmd)?;
-        let mut stderr = Vec::new();
-        if let Some(mut e) = child.stderr() {
-            use tokio::io::AsyncReadExt as _;
-            let _ = e.read_to_end(&mut stderr).await;
-        }
-        let status = child
-            .wait()
+        let (status, stderr) = crate::process::spawn(&compiler, &mut cmd)?
+            .wait_with_stderr()
             .await
             .map_err(io("cannot wait for the compiler in", &src))?;
         if !status.success() {
@@ -171,7 +165,7 @@ pub async fn build(
                 arch,
                 compiler,
                 status: status.to_string(),
-                stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
+                stderr: stderr.trim().to_owned(),
             });
         }
         let data = std::fs::read(&out).map_err(io("cannot read", &out))?;
@@ -218,19 +212,7 @@ fn compiler_version(compiler: &str, arch: Arch) -> Result<String, KselftestError
         compiler: compiler.to_owned(),
         hint: format!("{hint}; needed to build kselftests for {arch}"),
     };
-    let out = std::process::Command::new(compiler)
-        .arg("--version")
-        .output()
-        .map_err(|_| missing())?;
-    if !out.status.success() {
-        return Err(missing());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_owned())
+    crate::process::version_line(Path::new(compiler)).map_err(|_| missing())
 }
 
 /// The content key of `c` built for `arch` with the compiler `version`.

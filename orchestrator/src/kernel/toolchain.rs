@@ -54,25 +54,10 @@ fn is_executable(p: &Path) -> bool {
 }
 
 fn first_line(tool: &Path) -> Result<String, ToolchainError> {
-    let out = std::process::Command::new(tool)
-        .arg("--version")
-        .output()
-        .map_err(|e| ToolchainError::Version {
-            tool: tool.display().to_string(),
-            why: e.to_string(),
-        })?;
-    if !out.status.success() {
-        return Err(ToolchainError::Version {
-            tool: tool.display().to_string(),
-            why: format!("exit status {}", out.status),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_owned())
+    crate::process::version_line(tool).map_err(|why| ToolchainError::Version {
+        tool: tool.display().to_string(),
+        why,
+    })
 }
 
 fn package_hint(cross: &str, tool: &str) -> String {
