@@ -21,6 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lab_guest_tests::knobs::{Knobs, PARAMETERS_DIR};
+use lab_guest_tests::sys::now_ns;
 use lab_proto::{TestParams, TestResult, Verdict};
 use lab_thirdparty::ktap::{self, Exit, ProgramVerdict, Status};
 
@@ -265,15 +266,4 @@ fn run_one(program: &Path, args: &str, allowance: Duration) -> Result<Ran, Strin
         exit,
         timed_out,
     })
-}
-
-/// CLOCK_MONOTONIC in ns: the clock of printk timestamps.
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
