@@ -33,6 +33,7 @@ PHASE := ./scripts/phase.sh
 test:
 	$(PHASE) setup ./scripts/setup.sh
 	$(PHASE) build-lab $(CARGO) build --release --locked -p lab
+	$(PHASE) kernels ./scripts/test-kernels.sh $(LAB)
 	$(PHASE) cargo-test $(CARGO) test --workspace --locked --no-fail-fast -- --test-threads=2
 	$(PHASE) selftest $(LAB) selftest --arch x86_64
 

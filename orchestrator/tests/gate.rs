@@ -146,10 +146,11 @@ fn the_two_shipped_candidates_pass_the_gate() {
             .expect("a patch");
         std::fs::copy(&src, dir.path().join(format!("000{}-{set}.patch", i + 1))).expect("copy");
     }
-    let (code, r) = gate(
-        dir.path(),
-        &["--arch", "x86_64", "--arch", "arm64", "--budget", "4m"],
-    );
+    // x86_64 only: the wait.h candidate is a near-full rebuild per arch, and arm64's would be
+    // the one kernel of the whole test run that nothing else shares (about 5 minutes cold).
+    // gate's arm64 path is covered by the arm64-only build break above; `make lab` compares
+    // both candidates on both arches.
+    let (code, r) = gate(dir.path(), &["--arch", "x86_64", "--budget", "4m"]);
     assert_eq!(code, 0, "the candidates pass: {}", r["failures"]);
     assert_eq!(r["verdict"], "pass");
     assert!(r["compare"]["overall"] != "regression");
