@@ -54,8 +54,27 @@ async fn dispatch(cli: Cli) -> Result<Outcome, LabError> {
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // First, while lab has one thread: the warden is forked, and a fork must not race threads.
+    lab::process::warden::start();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "lab: error: cannot start the runtime: {e}"
+            );
+            std::process::exit(3);
+        }
+    };
+    runtime.block_on(lab_main());
+}
+
+async fn lab_main() {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     lab::process::install_interrupt_handler();
