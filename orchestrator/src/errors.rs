@@ -274,7 +274,7 @@ fn git_exit_code(e: &GitError) -> i32 {
 fn cache_exit_code(e: &CacheError) -> i32 {
     match e {
         CacheError::NoMatch(_) | CacheError::Ambiguous(_) => EXIT_USAGE,
-        CacheError::Io(_) => EXIT_INFRA,
+        CacheError::Io(_) | CacheError::Damaged(_) => EXIT_INFRA,
     }
 }
 

@@ -410,6 +410,7 @@ pub async fn build(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
         build_seconds: started.elapsed().as_secs_f64(),
+        files: std::collections::BTreeMap::new(),
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),

@@ -5,6 +5,12 @@
 //! variables. An entry is a folder `artifacts/<key>/` holding the boot image, vmlinux,
 //! `.config`, System.map, the build log and `manifest.json`. Entries are written to a
 //! temporary folder and renamed into place, so a cache entry is whole or absent.
+//!
+//! The manifest records the sha256 of every file of the entry, and [`Cache::get`] checks
+//! them before an entry is used: a truncated or corrupted file (a full disk, a bad block, a
+//! hand edit) makes the entry a miss, so the kernel is rebuilt and never booted damaged. The
+//! damaged folder is set aside as `artifacts/.damaged-<key>-<n>` for inspection. Entries
+//! written before the digests existed carry none and are used unchecked.
 
 use crate::io_error::{io, IoError};
 use std::collections::BTreeMap;
@@ -28,6 +34,8 @@ pub enum CacheError {
     NoMatch(String),
     #[error("{0:?} matches several cached kernels; give more of the key")]
     Ambiguous(String),
+    #[error("cached kernel {0} was damaged and is set aside: build it again with `lab build`")]
+    Damaged(String),
 }
 
 /// One patch as recorded in a manifest.
@@ -80,6 +88,10 @@ pub struct Manifest {
     /// File name of the boot image inside the entry.
     pub image: String,
     pub build_seconds: f64,
+    /// File name in the entry -> sha256 of its bytes, checked by [`Cache::get`]. Filled in by
+    /// [`Cache::put`]; empty in entries older than the field.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
     /// Unix time the entry was made.
     pub created: u64,
     pub lab_version: String,
@@ -124,6 +136,30 @@ impl Artifact {
     }
 }
 
+/// Why an entry cannot be used: a file its manifest names is missing, or its bytes are not
+/// the ones recorded. None when every recorded file matches (or none is recorded).
+fn damage(a: &Artifact) -> Option<String> {
+    a.manifest
+        .files
+        .iter()
+        .find_map(|(name, want)| match file_sha256(&a.dir.join(name)) {
+            Ok(got) if &got == want => None,
+            Ok(got) => Some(format!(
+                "{name}: sha256 {} where the manifest says {}",
+                &got[..12],
+                &want[..want.len().min(12)]
+            )),
+            Err(e) => Some(format!("{name}: {e}")),
+        })
+}
+
+/// sha256 of a file's bytes, in hex.
+fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
 /// The cache folder.
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -141,8 +177,41 @@ impl Cache {
         self.root.join("artifacts")
     }
 
-    /// A cache hit: the entry for `key`, if whole.
+    /// A cache hit: the entry for `key`, if whole and every file matches its recorded
+    /// sha256. A damaged entry is set aside (see the module doc) and is a miss.
     pub fn get(&self, key: &str) -> Option<Artifact> {
+        let a = self.read_entry(key)?;
+        match damage(&a) {
+            None => Some(a),
+            Some(why) => {
+                self.set_aside(&a, &why);
+                None
+            }
+        }
+    }
+
+    /// Moves a damaged entry out of the way, saying so.
+    fn set_aside(&self, a: &Artifact, why: &str) {
+        let aside = (1..)
+            .map(|n| {
+                self.artifacts()
+                    .join(format!(".damaged-{}-{n}", a.manifest.key))
+            })
+            .find(|p| !p.exists())
+            .unwrap_or_else(|| self.artifacts().join(".damaged"));
+        crate::errln!(
+            "lab: cached kernel {} is damaged ({why}); it is set aside as {} and will be rebuilt",
+            &a.manifest.key[..a.manifest.key.len().min(12)],
+            aside.display()
+        );
+        if let Err(e) = std::fs::rename(&a.dir, &aside) {
+            tracing::warn!(dir = %a.dir.display(), "set aside a damaged entry: {e}");
+            let _ = std::fs::remove_dir_all(&a.dir);
+        }
+    }
+
+    /// The entry for `key` as its manifest describes it, files unchecked.
+    fn read_entry(&self, key: &str) -> Option<Artifact> {
         let dir = self.artifacts().join(key);
         let manifest: Manifest =
             serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).ok()?).ok()?;
@@ -165,11 +234,14 @@ impl Cache {
             .prefix(".new-")
             .tempdir_in(&parent)
             .map_err(io("cannot create a temporary folder in", &parent))?;
+        let mut manifest = manifest.clone();
         for (name, src) in files {
             let dst = tmp.path().join(name);
             std::fs::copy(src, &dst).map_err(io("cannot copy build output", src))?;
+            let digest = file_sha256(&dst).map_err(io("cannot read back", &dst))?;
+            manifest.files.insert((*name).to_owned(), digest);
         }
-        let json = serde_json::to_vec_pretty(manifest).unwrap_or_default();
+        let json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
         std::fs::write(tmp.path().join("manifest.json"), json)
             .map_err(io("cannot write manifest in", tmp.path()))?;
         let dir = parent.join(&manifest.key);
@@ -179,10 +251,7 @@ impl Cache {
         }
         let kept = tmp.keep();
         std::fs::rename(&kept, &dir).map_err(io("cannot move cache entry to", &dir))?;
-        Ok(Artifact {
-            dir,
-            manifest: manifest.clone(),
-        })
+        Ok(Artifact { dir, manifest })
     }
 
     /// Every whole entry, newest first.
@@ -194,7 +263,9 @@ impl Cache {
             .filter_map(Result::ok)
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                (!name.starts_with('.')).then(|| self.get(&name)).flatten()
+                (!name.starts_with('.'))
+                    .then(|| self.read_entry(&name))
+                    .flatten()
             })
             .collect();
         out.sort_by(|a, b| {
@@ -213,12 +284,12 @@ impl Cache {
             .into_iter()
             .filter(|a| prefix.len() >= 6 && a.manifest.key.starts_with(prefix))
             .collect();
-        match matches.len() {
-            0 => Err(CacheError::NoMatch(prefix.to_owned())),
-            1 => Ok(matches
-                .into_iter()
-                .next()
-                .ok_or_else(|| CacheError::NoMatch(prefix.to_owned()))?),
+        match matches.as_slice() {
+            [] => Err(CacheError::NoMatch(prefix.to_owned())),
+            // Checked like any hit: a damaged entry is set aside and not handed out.
+            [one] => self
+                .get(&one.manifest.key)
+                .ok_or_else(|| CacheError::Damaged(one.manifest.key.clone())),
             _ => Err(CacheError::Ambiguous(prefix.to_owned())),
         }
     }
@@ -344,6 +415,7 @@ mod tests {
             kernel_release: "6.12.117".into(),
             image: "bzImage".into(),
             build_seconds: 1.0,
+            files: BTreeMap::new(),
             created,
             lab_version: "0".into(),
         }
@@ -383,5 +455,53 @@ mod tests {
         let removed = cache.prune(None, Some(50), 100).expect("prune by age");
         assert_eq!(removed.len(), 1);
         assert!(cache.list().is_empty());
+    }
+    #[test]
+    fn a_damaged_entry_is_a_miss_set_aside_and_an_old_one_without_digests_is_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::new(dir.path());
+        let img = dir.path().join("img");
+        std::fs::write(&img, b"kernel image bytes").expect("write");
+        let a = cache
+            .put(
+                &manifest("dddddd1", 10),
+                &[("bzImage", &img), ("vmlinux", &img)],
+            )
+            .expect("put");
+        assert_eq!(a.manifest.files.len(), 2, "every file's digest is recorded");
+        assert!(cache.get("dddddd1").is_some(), "a whole entry is a hit");
+
+        // Truncated: same name, fewer bytes. A miss, set aside, and a later put is whole again.
+        std::fs::write(a.dir.join("vmlinux"), b"kernel").expect("truncate");
+        assert!(cache.get("dddddd1").is_none());
+        assert!(!a.dir.exists(), "the damaged folder is moved away");
+        assert!(dir
+            .path()
+            .join("artifacts/.damaged-dddddd1-1/vmlinux")
+            .is_file());
+        assert!(cache.list().is_empty(), "a set-aside entry is not listed");
+        cache
+            .put(&manifest("dddddd1", 11), &[("bzImage", &img)])
+            .expect("put again");
+        assert!(cache.get("dddddd1").is_some());
+
+        // Corrupted in place, same length: find() refuses it too.
+        let mut bytes = std::fs::read(&img).expect("read");
+        bytes[3] ^= 0x20;
+        std::fs::write(a.dir.join("bzImage"), &bytes).expect("corrupt");
+        assert!(matches!(cache.find("dddddd"), Err(CacheError::Damaged(_))));
+        assert!(dir.path().join("artifacts/.damaged-dddddd1-2").is_dir());
+
+        // An entry written before the digests existed has none, and is used as before.
+        cache
+            .put(&manifest("eeeeee1", 12), &[("bzImage", &img)])
+            .expect("put");
+        let mpath = dir.path().join("artifacts/eeeeee1/manifest.json");
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&mpath).expect("read")).expect("json");
+        m.as_object_mut().expect("object").remove("files");
+        std::fs::write(&mpath, serde_json::to_vec(&m).expect("json")).expect("write");
+        std::fs::write(dir.path().join("artifacts/eeeeee1/bzImage"), b"x").expect("write");
+        assert!(cache.get("eeeeee1").is_some());
     }
 }
