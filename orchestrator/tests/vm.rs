@@ -277,6 +277,44 @@ async fn a_test_that_hangs_is_a_hang_and_its_vm_is_killed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_goes_down_mid_test_is_a_lost_transport_not_a_hang() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = plan(
+        Arch::X86_64,
+        dir.path(),
+        &["fault_link_down", "futex_errno"],
+    )
+    .await;
+    // Long enough for two of PID 1's heartbeats (every 5 s) after the link went down.
+    p.host_deadline = Some(Duration::from_secs(15));
+    let report = run::run(&p, "tcg", "test", &|_| {}).await;
+    let o = &report.outcomes[0];
+    assert_eq!(o.kind, OutcomeKind::InfraError, "{o:?}");
+    assert!(
+        o.summary.contains("transport lost") && o.summary.contains("eth0 was down"),
+        "{}",
+        o.summary
+    );
+    // The guest without a network was replaced, and the next test ran on a fresh one.
+    assert_eq!(
+        report.manifest.boots.len(),
+        2,
+        "{:?}",
+        report.manifest.boots
+    );
+    assert_eq!(
+        report.outcomes[1].kind,
+        OutcomeKind::Pass,
+        "{:?}",
+        report.outcomes[1]
+    );
+    assert!(
+        qemus_mentioning(&dir.path().display().to_string()).is_empty(),
+        "QEMU left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qemu_killed_mid_run_is_an_infra_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut p = plan(Arch::X86_64, dir.path(), &["fault_wedge"]).await;

@@ -34,6 +34,8 @@ use crate::cmdline::Mode;
 /// PATH for everything PID 1 starts: the guest tests first.
 const PATH: &str = "/lab/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const HOSTNAME: &str = "lab-guest";
+/// How often PID 1 prints its heartbeat on the console when nothing else happens.
+const ALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One variant per boot step; each message reads after "failed to".
 #[derive(Debug, thiserror::Error)]
@@ -156,8 +158,19 @@ fn boot() -> Result<(), InitError> {
         uptime_ms: console::uptime_ms(),
     });
 
+    let mut last_alive = std::time::Instant::now();
     loop {
-        match process::wait_signal(None) {
+        // The heartbeat (see Marker::Alive), on time however many signals arrive.
+        let since = last_alive.elapsed();
+        if since >= ALIVE_EVERY {
+            console::emit(&Marker::Alive {
+                uptime_ms: console::uptime_ms(),
+                link: net::operstate(),
+            });
+            last_alive = std::time::Instant::now();
+            continue;
+        }
+        match process::wait_signal(Some(ALIVE_EVERY - since)) {
             Some(libc::SIGCHLD) => {
                 let mut died = None;
                 process::reap(|pid, status| {

@@ -43,6 +43,15 @@ pub enum NetError {
     },
 }
 
+/// eth0's `operstate` as sysfs says it (`up`, `down`, `lowerlayerdown`, ...), or `unknown`.
+pub fn operstate() -> String {
+    std::fs::read_to_string(format!("/sys/class/net/{ETH}/operstate"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 /// Brings up lo and eth0 and adds the default route.
 pub fn configure(cfg: &Config) -> Result<(), NetError> {
     // SAFETY: plain socket(2); the result is checked before being wrapped.

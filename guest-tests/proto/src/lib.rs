@@ -26,6 +26,10 @@ pub enum Marker {
     Init { uptime_ms: u64 },
     /// Network and SSH server are up: the guest accepts work.
     Ready { uptime_ms: u64 },
+    /// PID 1's heartbeat, every few seconds while the guest runs: the kernel still schedules
+    /// user space, and eth0's `operstate` (`up`, `down`, ...). A deadline that fires while
+    /// heartbeats say the link is down is a lost transport, not a hung kernel.
+    Alive { uptime_ms: u64, link: String },
     /// PID 1 was asked to power off and is about to.
     Poweroff,
     /// PID 1 hit an error it cannot recover from; the text says which step.
@@ -38,6 +42,9 @@ impl fmt::Display for Marker {
         match self {
             Marker::Init { uptime_ms } => write!(f, "INIT uptime_ms={uptime_ms}"),
             Marker::Ready { uptime_ms } => write!(f, "READY uptime_ms={uptime_ms}"),
+            Marker::Alive { uptime_ms, link } => {
+                write!(f, "ALIVE uptime_ms={uptime_ms} link={link}")
+            }
             Marker::Poweroff => write!(f, "POWEROFF"),
             Marker::Fatal { message } => write!(f, "FATAL {message}"),
         }
@@ -85,6 +92,17 @@ impl Marker {
             "INIT" => uptime().map(|uptime_ms| Marker::Init { uptime_ms }),
             "READY" => uptime().map(|uptime_ms| Marker::Ready { uptime_ms }),
             "POWEROFF" => Some(Marker::Poweroff),
+            "ALIVE" => {
+                let (up, link) = args.split_once(' ').unwrap_or((args, ""));
+                let uptime_ms = up.strip_prefix("uptime_ms=").and_then(|v| v.parse().ok());
+                let link = link.trim().strip_prefix("link=").filter(|l| {
+                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+                uptime_ms.zip(link).map(|(uptime_ms, link)| Marker::Alive {
+                    uptime_ms,
+                    link: link.to_owned(),
+                })
+            }
             "FATAL" => Some(Marker::Fatal {
                 message: args.to_owned(),
             }),
@@ -512,6 +530,14 @@ mod tests {
             Marker::Init { uptime_ms: 3 },
             Marker::Ready { uptime_ms: 812 },
             Marker::Poweroff,
+            Marker::Alive {
+                uptime_ms: 5000,
+                link: "up".into(),
+            },
+            Marker::Alive {
+                uptime_ms: 10_000,
+                link: "lowerlayerdown".into(),
+            },
             Marker::Fatal {
                 message: "mount /proc: EPERM".into(),
             },

@@ -67,7 +67,7 @@ pub const GUEST_DEBS: &[&str] = &[
 ];
 
 /// lab's own fault programs (guest-tests/faults), always in the image for lab's own tests.
-pub const FAULT_PROGRAMS: &[&str] = &["fault_panic", "fault_wedge"];
+pub const FAULT_PROGRAMS: &[&str] = &["fault_panic", "fault_wedge", "fault_link_down"];
 
 /// The digest and contents of a base image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -529,10 +529,29 @@ pub async fn run_test(
             outcome.result = result;
         }
         Err(crate::transport::ssh::TransportError::Timeout { secs, .. }) => {
-            outcome.kind = OutcomeKind::Hang;
-            outcome.summary =
-                format!("host deadline fired: no answer from the guest within {secs:.0}s");
             usable = false;
+            // PID 1's heartbeat tells a lost transport from a hung guest: a guest whose
+            // kernel kept running and said its link was down did not hang.
+            if let Some((after, state)) = guest.vm.link_down_after(started) {
+                outcome.kind = OutcomeKind::InfraError;
+                outcome.summary = format!(
+                    "transport lost: no answer within {secs:.0}s, and the guest's console \
+                     heartbeat said eth0 was {state} {:.0}s into the test",
+                    after.as_secs_f64()
+                );
+            } else {
+                outcome.kind = OutcomeKind::Hang;
+                let beat = match guest.vm.since_alive() {
+                    Some(d) => format!(
+                        "; its last console heartbeat was {:.0}s ago",
+                        d.as_secs_f64()
+                    ),
+                    None => String::new(),
+                };
+                outcome.summary = format!(
+                    "host deadline fired: no answer from the guest within {secs:.0}s{beat}"
+                );
+            }
         }
         Err(e) => {
             usable = false;

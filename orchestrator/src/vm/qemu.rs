@@ -174,6 +174,10 @@ pub struct ConsoleState {
     pub eof: bool,
     pub lines: u64,
     pub protocol_errors: Vec<String>,
+    /// When PID 1's last heartbeat arrived.
+    pub last_alive: Option<Instant>,
+    /// Heartbeats that said eth0 was not up: when, and its operstate (the first 64 kept).
+    pub link_down: Vec<(Instant, String)>,
 }
 
 impl ConsoleState {
@@ -382,6 +386,21 @@ impl Vm {
             .unwrap_or_default()
     }
 
+    /// The first heartbeat since `since` that said the guest's network link was not up:
+    /// how long after `since` it came, and the link's state.
+    pub fn link_down_after(&self, since: Instant) -> Option<(Duration, String)> {
+        let s = self.state.lock().ok()?;
+        s.link_down
+            .iter()
+            .find(|(at, _)| *at >= since)
+            .map(|(at, state)| (at.duration_since(since), state.clone()))
+    }
+
+    /// How long ago PID 1's last heartbeat arrived, if one did.
+    pub fn since_alive(&self) -> Option<Duration> {
+        self.state.lock().ok()?.last_alive.map(|t| t.elapsed())
+    }
+
     /// Reports started but maybe not complete yet (a panic, say).
     pub fn started_kinds(&self) -> Vec<CrashKind> {
         self.state
@@ -445,6 +464,15 @@ fn apply_line(s: &mut ConsoleState, line: &str, events: Vec<WatchEvent>) {
         Some(Ok(Marker::Ready { uptime_ms })) => {
             s.ready = Some(uptime_ms);
             s.ready_at = Some(Instant::now());
+        }
+        Some(Ok(Marker::Alive { link, .. })) => {
+            let now = Instant::now();
+            s.last_alive = Some(now);
+            // "unknown" is what a driver without carrier reporting says; only a clear state
+            // other than "up" is a link down.
+            if link != "up" && link != "unknown" && s.link_down.len() < 64 {
+                s.link_down.push((now, link));
+            }
         }
         Some(Ok(Marker::Poweroff)) => s.poweroff = true,
         Some(Ok(Marker::Fatal { message })) => s.fatal = Some(message),
