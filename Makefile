@@ -4,13 +4,14 @@
 #   make test     everything the CI runs: unit tests, real kernel builds, real QEMU boots, and
 #                 the positive-control matrix on x86_64
 #   make bench    boot-to-ready per arch, variant rebuild time, cache hit time
+#   make faults   the fault campaign: FAULTS=100 faults injected at seeded points (SEED=1)
 #   make selftest the positive-control matrix (ARCH=x86_64 by default; ARCH=all for both)
 #   make setup    Debian packages, guest packages (arm64 via multiarch), rustup targets
 
 CARGO ?= cargo
 LAB := target/release/lab
 
-.PHONY: setup lab test bench selftest lint build-lab clean-cache
+.PHONY: setup lab test bench selftest lint build-lab clean-cache faults
 
 ARCH ?= x86_64
 
@@ -36,6 +37,7 @@ test:
 	$(PHASE) kernels ./scripts/test-kernels.sh $(LAB)
 	$(PHASE) cargo-test $(CARGO) test --workspace --locked --no-fail-fast -- --test-threads=2
 	$(PHASE) selftest $(LAB) selftest --arch x86_64
+	$(PHASE) faults ./scripts/faults.py --faults 8 --seed 1 --lab $(LAB)
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -43,6 +45,12 @@ lint:
 
 selftest: build-lab
 	$(LAB) selftest --arch $(ARCH)
+
+FAULTS ?= 100
+SEED ?= 1
+
+faults: build-lab
+	./scripts/faults.py --faults $(FAULTS) --seed $(SEED) --lab $(LAB)
 
 bench: build-lab
 	./scripts/bench.sh

@@ -146,3 +146,12 @@ cargo test -q --release -p lab --lib bisect::simulation -- --nocapture --test-th
 echo "  compare simulations through the whole analysis path (boot effects, drift, quantised ties):"
 cargo test -q --release -p lab --lib compare::simulation::compare_error_rates_table -- --ignored --nocapture --test-threads=1 2>&1 |
   grep -E '^  ' || true
+# The fault campaign's table (`make faults`, scripts/faults.py) is too long to run here; the
+# newest one is shown with its date, so that bench output and the campaign travel together.
+table="${LAB_CACHE_DIR:-$HOME/.cache/lab}/faults/last-table.txt"
+if [ -f "$table" ]; then
+  echo "  fault campaign (make faults), last run $(date -u -r "$table" +%Y-%m-%dT%H:%MZ):"
+  sed 's/^/    /' "$table"
+else
+  echo "  fault campaign: none run yet on this cache (make faults)"
+fi

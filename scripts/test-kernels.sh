@@ -18,9 +18,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 lab=${1:-target/release/lab}
 phase=./scripts/phase.sh
-$phase kernel-x86_64-base "$lab" build --quiet --arch x86_64
-$phase kernel-x86_64-bad-waitqueue "$lab" build --quiet --arch x86_64 \
+$phase kernel-x86_64-base "$lab" build --arch x86_64
+$phase kernel-x86_64-bad-waitqueue "$lab" build --arch x86_64 \
   --patches bad-waitqueue-signal-before-condition
-$phase kernel-x86_64-sched-wait "$lab" build --quiet --arch x86_64 \
+$phase kernel-x86_64-sched-wait "$lab" build --arch x86_64 \
   --patches sched-wait-abort-exclusive-wait
-$phase kernel-arm64-base "$lab" build --quiet --arch arm64
+$phase kernel-arm64-base "$lab" build --arch arm64
