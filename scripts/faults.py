@@ -76,10 +76,17 @@ class Campaign:
     # ----- set-up -------------------------------------------------------------------------
 
     def setup(self):
+        # The kernel work trees (and their object trees) are kept from one campaign to the
+        # next: they only make builds incremental. Everything else starts anew.
+        kept = self.work.parent / (self.work.name + ".work-trees")
+        if (self.cache / "work").is_dir() and not kept.exists():
+            os.rename(self.cache / "work", kept)
         if self.work.exists():
             self.kill_leftovers()
             shutil.rmtree(self.work)
         self.cache.mkdir(parents=True)
+        if kept.is_dir():
+            os.rename(kept, self.cache / "work")
         if os.stat(self.real).st_dev != os.stat(self.work).st_dev:
             die(2, f"--work {self.work} must be on the same file system as {self.real}")
         (self.cache / "src").symlink_to(self.real / "src")
@@ -357,7 +364,8 @@ class Campaign:
 
     def run_with_guest_faults(self, kinds):
         """One `lab run`; each fault in `kinds` hits the guest of the test then running."""
-        args = self.run_args(tests="futex_errno", iterations=len(kinds) + 2, duration="2s")
+        # 6-second tests: a fault 0.5-3 s after READY lands inside a test, not between two.
+        args = self.run_args(tests="futex_errno", iterations=len(kinds) + 1, duration="6s")
         p = self.spawn(args)
         done = []
         for kind in kinds:
@@ -541,7 +549,7 @@ class Campaign:
         aside = any((self.cache / "artifacts").glob(f".damaged-{key}-*"))
         said = "damaged" in rr.stderr
         try:
-            ran = json.loads(rr.stdout)[0]["manifest"]["kernel_key"] == key
+            ran = json.loads(rr.stdout)[0]["manifest"]["kernel-key"] == key
         except (ValueError, KeyError, IndexError, TypeError):
             ran = False
         mis = 0 if (rebuilt and aside and said and ran) else 1
@@ -723,8 +731,11 @@ class Campaign:
             ("concurrent_compares", [None]), ("missing_toolchain", [None, None]),
             ("patch_stops_applying", [None, None]),
         ]
+        keep = set(self.args.only.split(",")) if self.args.only else None
+        if keep:
+            everything = [e for e in everything if e[0] in keep]
         episodes = []
-        if n >= 40:
+        if n >= 40 or keep:
             for name, params in everything:
                 for p in params:
                     episodes.append((name, p))
@@ -733,9 +744,10 @@ class Campaign:
                  ("guest", "fast"), ("guest", "fast"), ("guest", "fast"),
                  ("damaged_artifact", None), ("store_fault", None), ("missing_toolchain", None),
                  ("patch_stops_applying", None), ("concurrent_builds", None)]
-        count = sum(3 if name == "compare" else len(p) if name == "guest" else 1
-                    for name, p in episodes)
-        while count < n:
+        if keep:
+            cheap = [e for e in cheap if e[0] in keep] or [(e[0], None) for e in everything]
+        count = sum(len(p) if name in ("compare", "guest") else 1 for name, p in episodes)
+        while count < n and cheap:
             name, p = rng.choice(cheap)
             if name in ("build_signal", "run_signal"):
                 p = rng.choice(sigs)
@@ -746,11 +758,14 @@ class Campaign:
                 p = rng.choice(["truncated", "corrupted"])
             elif name == "store_fault":
                 p = rng.choice(["corrupted", "locked"])
+            elif name == "compare":
+                p = [rng.choice(sigs)]
+            elif name in ("bisect_signal", "gate_signal"):
+                p = rng.choice(sigs)
+            elif name == "cache_full":
+                p = None
             episodes.append((name, p))
-            count += len(p) if name == "guest" else 1
-        if self.args.only:
-            keep = set(self.args.only.split(","))
-            episodes = [e for e in episodes if e[0] in keep]
+            count += len(p) if name in ("compare", "guest") else 1
         rng.shuffle(episodes)
         return episodes
 

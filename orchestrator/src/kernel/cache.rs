@@ -9,8 +9,9 @@
 //! The manifest records the sha256 of every file of the entry, and [`Cache::get`] checks
 //! them before an entry is used: a truncated or corrupted file (a full disk, a bad block, a
 //! hand edit) makes the entry a miss, so the kernel is rebuilt and never booted damaged. The
-//! damaged folder is set aside as `artifacts/.damaged-<key>-<n>` for inspection. Entries
-//! written before the digests existed carry none and are used unchecked.
+//! damaged folder is set aside as `artifacts/.damaged-<key>-<n>` for inspection. An entry
+//! written before the digests existed gets them on its first use (trust on first use: a file
+//! damaged before that is not caught, every later damage is).
 
 use crate::io_error::{io, IoError};
 use std::collections::BTreeMap;
@@ -153,6 +154,35 @@ fn damage(a: &Artifact) -> Option<String> {
         })
 }
 
+/// Gives an entry made before manifests recorded digests the digests of its files as they
+/// are now, and saves them in its manifest (atomically, a new file: a hard-linked copy of the
+/// cache is not changed with it). Failing to save only means doing this again next time.
+fn record_digests(a: &mut Artifact) {
+    let Ok(rd) = std::fs::read_dir(&a.dir) else {
+        return;
+    };
+    for e in rd.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "manifest.json" || name.starts_with('.') || !e.path().is_file() {
+            continue;
+        }
+        match file_sha256(&e.path()) {
+            Ok(d) => {
+                a.manifest.files.insert(name, d);
+            }
+            Err(err) => {
+                tracing::warn!(file = %e.path().display(), "digest of a cached file: {err}");
+                a.manifest.files.clear();
+                return;
+            }
+        }
+    }
+    let json = serde_json::to_vec_pretty(&a.manifest).unwrap_or_default();
+    if let Err(e) = crate::io_error::write_atomic(&a.dir.join("manifest.json"), &json) {
+        tracing::warn!(dir = %a.dir.display(), "record the digests of a cached kernel: {e}");
+    }
+}
+
 /// sha256 of a file's bytes, in hex.
 fn file_sha256(path: &Path) -> std::io::Result<String> {
     let mut h = Sha256::new();
@@ -180,7 +210,11 @@ impl Cache {
     /// A cache hit: the entry for `key`, if whole and every file matches its recorded
     /// sha256. A damaged entry is set aside (see the module doc) and is a miss.
     pub fn get(&self, key: &str) -> Option<Artifact> {
-        let a = self.read_entry(key)?;
+        let mut a = self.read_entry(key)?;
+        if a.manifest.files.is_empty() {
+            record_digests(&mut a);
+            return Some(a);
+        }
         match damage(&a) {
             None => Some(a),
             Some(why) => {
@@ -492,7 +526,8 @@ mod tests {
         assert!(matches!(cache.find("dddddd"), Err(CacheError::Damaged(_))));
         assert!(dir.path().join("artifacts/.damaged-dddddd1-2").is_dir());
 
-        // An entry written before the digests existed has none, and is used as before.
+        // An entry written before the digests existed gets them on first use, and from then
+        // on a damage is caught like any other.
         cache
             .put(&manifest("eeeeee1", 12), &[("bzImage", &img)])
             .expect("put");
@@ -501,7 +536,12 @@ mod tests {
             serde_json::from_slice(&std::fs::read(&mpath).expect("read")).expect("json");
         m.as_object_mut().expect("object").remove("files");
         std::fs::write(&mpath, serde_json::to_vec(&m).expect("json")).expect("write");
+        let first = cache.get("eeeeee1").expect("an old entry is used");
+        assert_eq!(first.manifest.files.len(), 1, "{:?}", first.manifest.files);
         std::fs::write(dir.path().join("artifacts/eeeeee1/bzImage"), b"x").expect("write");
-        assert!(cache.get("eeeeee1").is_some());
+        assert!(
+            cache.get("eeeeee1").is_none(),
+            "damaged after its first use"
+        );
     }
 }
