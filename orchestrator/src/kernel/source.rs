@@ -647,16 +647,33 @@ impl WorkTree {
         let tmp = self.dir.join("src.new");
         let _ = std::fs::remove_dir_all(&tmp);
         let _ = std::fs::remove_dir_all(&self.src);
-        let status = std::process::Command::new("cp")
+        // cp says one line per file it could not link (80,000 of them when the work tree is
+        // on another file system, or the disk is full): the error keeps the first and a count.
+        let out = std::process::Command::new("cp")
             .arg("-al")
             .arg(pristine)
             .arg(&tmp)
-            .status()
+            .stderr(std::process::Stdio::piped())
+            .output()
             .map_err(io("cannot run cp for", &tmp))?;
-        if !status.success() {
+        if !out.status.success() {
+            let _ = std::fs::remove_dir_all(&tmp);
+            let said = String::from_utf8_lossy(&out.stderr);
+            let mut lines = said.lines();
+            let first = lines.next().unwrap_or("").trim().to_owned();
+            let more = lines.count();
+            let more = if more > 0 {
+                format!(" (and {more} more lines like it)")
+            } else {
+                String::new()
+            };
             return Err(SourceError::Unpack {
                 path: pristine.to_owned(),
-                why: format!("cp -al into {} failed: {status}", tmp.display()),
+                why: format!(
+                    "cp -al into {} failed ({}): {first}{more}",
+                    tmp.display(),
+                    out.status
+                ),
             });
         }
         std::fs::rename(&tmp, &self.src).map_err(io("cannot move work tree to", &self.src))?;
