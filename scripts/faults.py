@@ -418,6 +418,8 @@ class Campaign:
         args = ["compare", "base", "base", "--arch", "x86_64", "--tests", "futex_errno",
                 "--duration", "500ms", "--budget", "150s", "--seed", str(seed), "--json"]
         first = True
+        pending = []
+        reuse_due = 0
         for sig in sigs:
             p = self.spawn(args + (["--fresh"] if first else []))
             first = False
@@ -435,9 +437,11 @@ class Campaign:
             code, _, _ = self.finish(p)
             left = self.left_behind()
             after = self.outcome_ids()
-            self.row(f"{SIG_NAME[sig]} to lab", "compare", LIFE, code, {SIG_EXIT[sig]}, left,
-                     len(before - after), 0, f"session {sid}: {n_before} outcomes stored")
-            self.pending_reuse = n_before
+            pending.append(dict(fault=f"{SIG_NAME[sig]} to lab", verb="compare", cls=LIFE,
+                                code=code, expected={SIG_EXIT[sig]}, left=left,
+                                lost=len(before - after), misreported=0,
+                                note=f"session {sid}: {n_before} outcomes stored"))
+            reuse_due = n_before
         # The same command finishes it, reusing every stored run, with no regression.
         p = self.spawn(args)
         q = self.wait_ready_qemu(p)
@@ -457,16 +461,20 @@ class Campaign:
             rep = {}
         reused = rep.get("reused_runs", 0)
         overall = rep.get("overall", "?")
-        lost = max(0, getattr(self, "pending_reuse", 0) - reused)
+        lost = max(0, reuse_due - reused)
         mis = 1 if overall == "regression" else 0
-        note = f"resumed: reused {reused}, overall {overall}, infra_errors {rep.get('infra_errors')}"
+        resumed = "resuming comparison" in err
+        note = (f"the same command: exit {code}, resumed {resumed}, reused {reused} runs, "
+                f"overall {overall}, infra errors {rep.get('infra_errors')}")
         log(note)
-        if lost or mis or code not in (0, 1) or "resuming comparison" not in err:
-            # Charged to the last signal's row: its resume did not do what it must.
-            r = self.rows[-1]
-            r.update(lost=lost, misreported=mis, ok=False, note=r["note"] + "; " + note)
-        else:
-            self.rows[-1]["note"] += "; " + note
+        # The resume is charged to the last signal: every stored run reused, a verdict, and
+        # no regression between a kernel and itself.
+        for i, r in enumerate(pending):
+            last = i == len(pending) - 1
+            if last:
+                r.update(lost=r["lost"] + lost, misreported=mis, note=r["note"] + "; " + note,
+                         also=resumed and code in (0, 1))
+            self.row(**r)
         if qkill:
             self.row("qemu-killed", "compare", INFRA, code, {0},
                      left, 0, mis + (0 if (rep.get("infra_errors") or 0) >= 1 else 1), note)
