@@ -243,11 +243,15 @@ class Campaign:
         key = d / "keys" / "client_key" if d else None
         if not key or not key.exists() or not port:
             return False
-        r = subprocess.run(["ssh", "-i", str(key), "-p", str(port), "-o", "BatchMode=yes",
-                            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                            "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "root@127.0.0.1",
-                            command], capture_output=True, timeout=30)
-        return r.returncode in (0, 255)  # 255: the session died with what it did
+        try:
+            r = subprocess.run(
+                ["ssh", "-i", str(key), "-p", str(port), "-o", "BatchMode=yes",
+                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                 "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "root@127.0.0.1", command],
+                capture_output=True, timeout=20)
+            return r.returncode in (0, 255)  # 255: the session died with what it did
+        except subprocess.TimeoutExpired:
+            return True  # the link went down under our own session, as it should
 
     # ----- bookkeeping --------------------------------------------------------------------
 
@@ -374,16 +378,20 @@ class Campaign:
             if q is None:
                 break
             time.sleep(self.rng.uniform(0.5, 3.0))
+            injected = True
             if kind == "qemu-killed":
                 os.kill(q, signal.SIGKILL)
             elif kind == "sshd-killed":
-                self.guest_ssh(q, "killall dropbear")
+                injected = self.guest_ssh(q, "killall dropbear")
             elif kind == "guest-panic":
-                self.guest_ssh(q, "echo c > /proc/sysrq-trigger")
+                injected = self.guest_ssh(q, "echo c > /proc/sysrq-trigger")
             elif kind == "link-down":
-                self.guest_ssh(q, "busybox ip link set eth0 down")
+                injected = self.guest_ssh(q, "busybox ip link set eth0 down")
             elif kind == "guest-hang":
                 os.kill(q, signal.SIGSTOP)
+            if not injected:
+                log(f"{kind}: could not reach the guest to inject it; not counted")
+                continue
             done.append(kind)
             # The next fault waits for the next guest.
             t0 = time.time()
