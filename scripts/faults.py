@@ -496,7 +496,7 @@ class Campaign:
             self.finish(p)
             log("bisect ended before its first guest; not counted")
             return
-        time.sleep(self.rng.uniform(2.0, 40.0))
+        time.sleep(self.rng.uniform(1.0, 12.0))
         if p.poll() is not None:
             log("bisect ended before the signal; not counted")
             return
@@ -756,7 +756,7 @@ class Campaign:
 
     # ----- the plan -----------------------------------------------------------------------
 
-    def plan(self, n):
+    def plan(self, n, draw_only=False):
         """Seeded episodes until `n` faults; every kind at least once when n >= 40."""
         sigs = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
         rng = self.rng
@@ -774,7 +774,7 @@ class Campaign:
         if keep:
             everything = [e for e in everything if e[0] in keep]
         episodes = []
-        if n >= 40 or keep:
+        if (n >= 40 or keep) and not draw_only:
             for name, params in everything:
                 for p in params:
                     episodes.append((name, p))
@@ -811,6 +811,16 @@ class Campaign:
     def run(self):
         episodes = self.plan(self.args.faults)
         log(f"{len(episodes)} episodes for about {self.args.faults} faults, seed {self.args.seed}")
+        self.play(episodes)
+        # A fault that came too late (the command had ended) was not counted: top up with
+        # more seeded episodes until the campaign has its number.
+        while self.injected < self.args.faults:
+            more = self.plan(self.args.faults - self.injected, draw_only=True)
+            if not more:
+                break
+            self.play(more[:1])
+
+    def play(self, episodes):
         for name, p in episodes:
             started = time.time()
             try:
@@ -887,6 +897,13 @@ def main():
         log("not root: the cache-full episodes (tmpfs) will fail to set up")
     c = Campaign(args)
     started = time.time()
+
+    def stop(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # SIGTERM ends the campaign like Ctrl-C: its lab processes (each in a session of its
+    # own) are killed in `finally`, and the table so far is printed.
+    signal.signal(signal.SIGTERM, stop)
     c.setup()
     try:
         c.run()
