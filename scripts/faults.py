@@ -733,8 +733,10 @@ class Campaign:
         d.mkdir()
         src = sorted((REPO / "patches/futex-lockless-wakeup-revert").glob("*.patch"))[0]
         lines = src.read_text().splitlines(keepends=True)
+        # A context line of a hunk (after the first @@), never a line of the message.
+        first_hunk = next(i for i, l in enumerate(lines) if l.startswith("@@"))
         context = [i for i, l in enumerate(lines)
-                   if l.startswith(" ") and len(l.strip()) > 3 and i > 0]
+                   if i > first_hunk and l.startswith(" ") and len(l.strip()) > 3]
         i = self.rng.choice(context)
         lines[i] = " /* this line is not in the tree */\n"
         (d / src.name).write_text("".join(lines))
@@ -743,7 +745,8 @@ class Campaign:
             r = self.lab_run(["build", "--arch", "x86_64", "--patches", str(d / src.name)])
             expected, clear = {2}, "waitwake.c" in r.stderr or "does not apply" in r.stderr
         else:
-            r = self.lab_run(["gate", str(d), "--arch", "x86_64", "--json"], timeout=1800)
+            r = self.lab_run(["gate", str(d), "--arch", "x86_64", "--budget", "60s", "--json"],
+                             timeout=1800)
             try:
                 rep = json.loads(r.stdout)
                 clear = rep["verdict"] == "fail" and any("appl" in f for f in rep["failures"])
