@@ -12,8 +12,8 @@ points, and checks what lab did about each one:
                hang, or a regression: must be 0
   exit         lab's exit code, against the documented one (README, "Exit codes")
 
-Everything runs in a scratch cache (`--work`, default /var/tmp/lab-faults) so that no fault
-touches the user's results store or artifacts. It borrows the user's cache read-only: the
+Everything runs in a scratch cache (`--work`, default `faults/scratch` in lab's cache) so
+that no fault touches the user's results store or artifacts. It borrows the user's cache read-only: the
 unpacked kernel trees by symlink, the kernels and guest images by hard link (lab replaces
 files by rename, never in place, so a corrupted scratch file never reaches the original).
 The kernels the campaign boots must be built already (`make lab`, or `make test`'s
@@ -63,12 +63,12 @@ class Campaign:
         self.args = args
         self.rng = random.Random(args.seed)
         self.lab = Path(args.lab).resolve()
-        self.work = Path(args.work).resolve()
-        self.cache = self.work / "cache"
         self.real = Path(
             os.environ.get("LAB_CACHE_DIR")
             or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lab"
         )
+        self.work = Path(args.work or self.real / "faults" / "scratch").resolve()
+        self.cache = self.work / "cache"
         self.rows = []
         self.injected = 0
         self.journal = self.work / "faults.jsonl"
@@ -889,7 +889,8 @@ def main():
     ap.add_argument("--faults", type=int, default=100, help="faults to inject (about)")
     ap.add_argument("--seed", type=int, default=1, help="seed of every random choice")
     ap.add_argument("--lab", default=str(REPO / "target/release/lab"), help="the lab binary")
-    ap.add_argument("--work", default="/var/tmp/lab-faults", help="scratch folder (wiped)")
+    ap.add_argument("--work", help="scratch folder, wiped first (default: faults/scratch in "
+                    "lab's cache, which must be on the same file system for hard links)")
     ap.add_argument("--only", help="only these episode kinds (comma-separated)")
     args = ap.parse_args()
     if args.faults < 1:
