@@ -148,8 +148,9 @@ cargo test -q --release -p lab --lib compare::simulation::compare_error_rates_ta
   grep -E '^  ' || true
 # The fault campaign's table (`make faults`, scripts/faults.py) is too long to run here; the
 # newest one is shown with its date, so that bench output and the campaign travel together.
-table="${LAB_CACHE_DIR:-$HOME/.cache/lab}/faults/last-table.txt"
-if [ -f "$table" ]; then
+table=$(ls "${LAB_CACHE_DIR:-$HOME/.cache/lab}"/faults/table-*.txt 2>/dev/null |
+  awk -F'table-' '{ print $NF + 0, $0 }' | sort -n | tail -1 | cut -d' ' -f2-)
+if [ -n "$table" ] && [ -f "$table" ]; then
   echo "  fault campaign (make faults), last run $(date -u -r "$table" +%Y-%m-%dT%H:%MZ):"
   sed 's/^/    /' "$table"
 else

@@ -925,8 +925,11 @@ def main():
     print(text)
     saved = c.real / "faults"
     saved.mkdir(parents=True, exist_ok=True)
-    (saved / "last-table.txt").write_text(summary + "\n" + text + "\n")
-    shutil.copy(c.journal, saved / "last-faults.jsonl") if c.journal.exists() else None
+    # One table per campaign size, so that make test's small one never hides the last
+    # `make faults` (make bench shows the largest).
+    (saved / f"table-{args.faults}.txt").write_text(summary + "\n" + text + "\n")
+    if c.journal.exists():
+        shutil.copy(c.journal, saved / f"faults-{args.faults}.jsonl")
     sys.exit(0 if c.rows and all(r["ok"] for r in c.rows) else 1)
 
 
