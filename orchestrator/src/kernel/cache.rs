@@ -329,7 +329,8 @@ impl Cache {
     }
 
     /// Removes entries: those not in the newest `keep`, and those older than `older_than_s`
-    /// seconds. Also removes half-written temporary folders. Returns what was removed.
+    /// seconds. Also removes half-written temporary folders and damaged entries set aside.
+    /// Returns what was removed.
     pub fn prune(
         &self,
         keep: Option<usize>,
@@ -348,7 +349,9 @@ impl Cache {
         }
         if let Ok(rd) = std::fs::read_dir(self.artifacts()) {
             for e in rd.filter_map(Result::ok) {
-                if e.file_name().to_string_lossy().starts_with(".new-") {
+                let name = e.file_name().to_string_lossy().into_owned();
+                // Half-written entries, and damaged ones kept for inspection.
+                if name.starts_with(".new-") || name.starts_with(".damaged") {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
