@@ -546,5 +546,16 @@ mod tests {
             cache.get("eeeeee1").is_none(),
             "damaged after its first use"
         );
+        // Set-aside entries stay for inspection until a prune.
+        let arts = dir.path().join("artifacts");
+        assert!(arts.join(".damaged-eeeeee1-1").is_dir());
+        cache.prune(None, None, 100).expect("prune");
+        for set_aside in [
+            ".damaged-dddddd1-1",
+            ".damaged-dddddd1-2",
+            ".damaged-eeeeee1-1",
+        ] {
+            assert!(!arts.join(set_aside).exists(), "{set_aside} is pruned");
+        }
     }
 }
