@@ -10,6 +10,7 @@
 #
 #   x86_64 base                                   every test file
 #   x86_64 bad-waitqueue-signal-before-condition  wait.h: bisect.rs (commits 33-48), selftest
+#   x86_64 sched-wait-abort-exclusive-wait        wait.h: gate.rs (the shipped candidates)
 #   arm64  base                                   vm.rs, gate.rs (the arm64-only break)
 #
 # On a warm cache each line is a cache hit of well under a second. Exit status: lab build's.
@@ -20,4 +21,6 @@ phase=./scripts/phase.sh
 $phase kernel-x86_64-base "$lab" build --arch x86_64
 $phase kernel-x86_64-bad-waitqueue "$lab" build --arch x86_64 \
   --patches bad-waitqueue-signal-before-condition
+$phase kernel-x86_64-sched-wait "$lab" build --arch x86_64 \
+  --patches sched-wait-abort-exclusive-wait
 $phase kernel-arm64-base "$lab" build --arch arm64
