@@ -27,6 +27,11 @@ use crate::arch::Arch;
 /// Format of manifest.json.
 pub const MANIFEST_VERSION: u32 = 1;
 
+/// Name prefix of an entry being written (a temporary folder renamed into place when whole).
+const NEW_PREFIX: &str = ".new-";
+/// Name prefix of a damaged entry set aside for inspection until the next prune.
+const DAMAGED_PREFIX: &str = ".damaged";
+
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error(transparent)]
@@ -229,10 +234,10 @@ impl Cache {
         let aside = (1..)
             .map(|n| {
                 self.artifacts()
-                    .join(format!(".damaged-{}-{n}", a.manifest.key))
+                    .join(format!("{DAMAGED_PREFIX}-{}-{n}", a.manifest.key))
             })
             .find(|p| !p.exists())
-            .unwrap_or_else(|| self.artifacts().join(".damaged"));
+            .unwrap_or_else(|| self.artifacts().join(DAMAGED_PREFIX));
         crate::errln!(
             "lab: cached kernel {} is damaged ({why}); it is set aside as {} and will be rebuilt",
             &a.manifest.key[..a.manifest.key.len().min(12)],
@@ -265,7 +270,7 @@ impl Cache {
         let parent = self.artifacts();
         std::fs::create_dir_all(&parent).map_err(io("cannot create", &parent))?;
         let tmp = tempfile::Builder::new()
-            .prefix(".new-")
+            .prefix(NEW_PREFIX)
             .tempdir_in(&parent)
             .map_err(io("cannot create a temporary folder in", &parent))?;
         let mut manifest = manifest.clone();
@@ -351,7 +356,7 @@ impl Cache {
             for e in rd.filter_map(Result::ok) {
                 let name = e.file_name().to_string_lossy().into_owned();
                 // Half-written entries, and damaged ones kept for inspection.
-                if name.starts_with(".new-") || name.starts_with(".damaged") {
+                if name.starts_with(NEW_PREFIX) || name.starts_with(DAMAGED_PREFIX) {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
