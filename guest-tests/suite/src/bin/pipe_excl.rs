@@ -11,7 +11,7 @@
 //! - **Kernel path**: `fs/pipe.c:pipe_read()`: `wait_event_interruptible_exclusive()` on
 //!   `rd_wait` and the wake-next-reader chain after a read that had to wait; the wait itself
 //!   is `include/linux/wait.h:___wait_event()` with `kernel/sched/wait.c:
-//!   prepare_to_wait_event()`.
+//!   prepare_to_wait_event()` (the bad variant open-codes it in `fs/pipe.c`).
 //! - **Should fail on**: `bad-waitqueue-signal-before-condition`. A reader picked by the
 //!   exclusive wake-up that sees a signal first returns `-ERESTARTSYS` without reading: the
 //!   wake-up is gone. It comes back (EINTR and retry, or a transparent restart for the

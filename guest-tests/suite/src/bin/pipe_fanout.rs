@@ -8,7 +8,8 @@
 //!   readers get SIGUSR1 every 100–200 µs without SA_RESTART and retry on EINTR.
 //! - **Kernel path**: `fs/pipe.c:pipe_read()`: one exclusive wake-up per write into an empty
 //!   pipe, then the wake-next-reader chain (`wake_next_reader`) carried only by readers that
-//!   waited; the wait is `include/linux/wait.h:___wait_event()`.
+//!   waited; the wait is `include/linux/wait.h:___wait_event()` (the bad variant open-codes
+//!   it in `fs/pipe.c`).
 //! - **Should fail on**: `bad-waitqueue-signal-before-condition`. A chosen reader that sees a
 //!   signal first returns without reading; when it retries (EINTR) or restarts (the
 //!   amplifier's fake signal), the bytes are already there, so it reads without waiting and
