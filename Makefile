@@ -2,7 +2,9 @@
 #
 #   make lab      the main job: compare each shipped candidate against base on both arches
 #   make test     everything the CI runs: unit tests, real kernel builds, real QEMU boots, and
-#                 the positive-control matrix on x86_64
+#                 the positive-control matrix on x86_64 (less the sched-wait candidate's row:
+#                 a wait.h change, ~300 s cold, that no other test shares; `make selftest`
+#                 and `make lab` run it)
 #   make bench    boot-to-ready per arch, variant rebuild time, cache hit time
 #   make faults   the fault campaign: FAULTS=100 faults injected at seeded points (SEED=1)
 #   make selftest the positive-control matrix (ARCH=x86_64 by default; ARCH=all for both)
@@ -31,13 +33,19 @@ lab: build-lab
 
 PHASE := ./scripts/phase.sh
 
+# make test compiles lab once: the tests' profile (Cargo.toml's [profile.test], opt-level 1,
+# debug assertions on) also builds the lab binary that the integration tests run, and the
+# kernels, selftest and faults phases use that same binary. A release build on top would cost
+# a cold machine another ~150 s of compiling.
+TEST_LAB := target/debug/lab
+
 test:
 	$(PHASE) setup ./scripts/setup.sh
-	$(PHASE) build-lab $(CARGO) build --release --locked -p lab
-	$(PHASE) kernels ./scripts/test-kernels.sh $(LAB)
+	$(PHASE) build-lab $(CARGO) test --workspace --locked --no-run
+	$(PHASE) kernels ./scripts/test-kernels.sh $(TEST_LAB)
 	$(PHASE) cargo-test $(CARGO) test --workspace --locked --no-fail-fast -- --test-threads=2
-	$(PHASE) selftest $(LAB) selftest --arch x86_64
-	$(PHASE) faults ./scripts/faults.py --faults 8 --seed 1 --lab $(LAB)
+	$(PHASE) selftest $(TEST_LAB) selftest --arch x86_64 --skip-row sched-wait-abort-exclusive-wait
+	$(PHASE) faults ./scripts/faults.py --faults 8 --seed 1 --lab $(TEST_LAB)
 
 lint:
 	$(CARGO) fmt --all -- --check

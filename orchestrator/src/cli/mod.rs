@@ -113,6 +113,9 @@ pub struct SelftestArgs {
     /// Only rows whose label contains this text.
     #[arg(long, value_name = "TEXT")]
     pub row: Vec<String>,
+    /// Leave out rows whose label contains this text (applied after --row).
+    #[arg(long, value_name = "TEXT")]
+    pub skip_row: Vec<String>,
     #[command(flatten)]
     pub seed: SeedArg,
     #[command(flatten)]

@@ -36,6 +36,10 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
     if rows.is_empty() {
         return Err(LabError::usage("--row", "matches no row of the matrix"));
     }
+    rows.retain(|r| !args.skip_row.iter().any(|w| r.label.contains(w.as_str())));
+    if rows.is_empty() {
+        return Err(LabError::usage("--skip-row", "leaves no row of the matrix"));
+    }
     let duration = args.duration.duration.unwrap_or(s.test_duration);
     let all_tests: Vec<String> = {
         let mut t: Vec<String> = rows.iter().flat_map(|r| r.expect.keys().cloned()).collect();
