@@ -79,7 +79,7 @@ fn the_same_kernel_on_both_sides_is_no_difference_and_no_false_alarm() {
         "--tests",
         "futex_errno,pipe_excl",
         "--budget",
-        "6m",
+        "4m",
         "--fresh",
         "--json",
     ]));

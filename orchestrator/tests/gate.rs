@@ -143,7 +143,7 @@ fn the_shipped_futex_candidate_passes_the_gate() {
     // a near-full rebuild per arch (about 5 minutes cold) that no other test of `make test`
     // shares. gate's arm64 path is covered by the arm64-only build break above, and
     // `make lab` compares both candidates on both arches.
-    let (code, r) = gate(dir.path(), &["--arch", "x86_64", "--budget", "4m"]);
+    let (code, r) = gate(dir.path(), &["--arch", "x86_64", "--budget", "3m"]);
     assert_eq!(code, 0, "the candidate passes: {}", r["failures"]);
     assert_eq!(r["verdict"], "pass");
     assert!(r["compare"]["overall"] != "regression");
