@@ -170,12 +170,16 @@ pub enum Quantile {
 }
 
 impl Latency {
+    /// Counts saturate: `parse` bounds each thread's sums, not their total over threads.
     fn add(&mut self, t: &ThreadStats) {
-        let in_hist: u64 = t.histogram.values().sum();
-        self.cycles += t.cycles;
-        self.overflows += t.cycles.saturating_sub(in_hist);
+        let in_hist = t.histogram.values().fold(0u64, |a, &n| a.saturating_add(n));
+        self.cycles = self.cycles.saturating_add(t.cycles);
+        self.overflows = self
+            .overflows
+            .saturating_add(t.cycles.saturating_sub(in_hist));
         for (&b, &n) in &t.histogram {
-            *self.buckets.entry(b).or_insert(0) += n;
+            let e = self.buckets.entry(b).or_insert(0);
+            *e = e.saturating_add(n);
         }
         if t.cycles > 0 {
             self.min = Some(self.min.map_or(t.min, |m| m.min(t.min)));
@@ -192,7 +196,7 @@ impl Latency {
         let rank = ((q * self.cycles as f64).ceil() as u64).clamp(1, self.cycles);
         let mut seen = 0;
         for (&b, &n) in &self.buckets {
-            seen += n;
+            seen = u64::saturating_add(seen, n);
             if seen >= rank {
                 return Some(Quantile::Exact(b));
             }
@@ -307,5 +311,82 @@ mod tests {
         assert_eq!(with("cyclictest --histogram=50").histogram_size(), Some(50));
         assert_eq!(with("cyclictest --histogram 50").histogram_size(), Some(50));
         assert_eq!(with("cyclictest -q").histogram_size(), None);
+    }
+}
+
+/// Fuzzing (issue 16): the file comes from a program in a guest that may be broken, so no
+/// text may panic the reader, and no file it accepts may panic the figures made from it.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn use_file(j: &CyclictestJson) {
+        let l = j.merged();
+        for q in [0.0, 0.5, 0.99, 0.999, 1.0, 2.0, -1.0, f64::NAN] {
+            let _ = l.quantile(q);
+        }
+        let _ = j.histogram_size();
+    }
+
+    /// A file shaped like rt-tests 2.4's, with any numbers in it.
+    fn file() -> impl Strategy<Value = String> {
+        let thread = (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::btree_map(any::<u64>(), any::<u64>(), 0..6),
+        )
+            .prop_map(|(cycles, min, max, hist)| {
+                let h: Vec<String> = hist
+                    .iter()
+                    .map(|(b, n)| format!("\"{b}\": {n}"))
+                    .collect();
+                format!(
+                    "{{\"histogram\": {{{}}}, \"cycles\": {cycles}, \"min\": {min}, \"max\": {max}, \"avg\": 1.5, \"cpu\": 0, \"node\": 0}}",
+                    h.join(", ")
+                )
+            });
+        (
+            proptest::collection::vec(thread, 0..4),
+            "cyclictest( -h ?[0-9]{1,20}| --histogram=[0-9]{0,20}| -q| -t [0-9])*",
+            any::<i32>(),
+        )
+            .prop_map(|(threads, cmdline, rc)| {
+                let t: Vec<String> = threads
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| format!("\"{i}\": {t}"))
+                    .collect();
+                format!(
+                    "{{\"file_version\": 1, \"cmdline:\": \"{cmdline}\", \"rt_test_version:\": \"2.40\", \"num_threads\": {}, \"resolution_in_ns\": 0, \"return_code\": {rc}, \"thread\": {{{}}}}}",
+                    threads.len(),
+                    t.join(", ")
+                )
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn fuzz_any_text_reads_or_is_refused_without_a_panic(text in ".*") {
+            if let Ok(j) = CyclictestJson::parse(&text) {
+                use_file(&j);
+            }
+        }
+
+        #[test]
+        fn fuzz_any_numbers_read_or_are_refused_without_a_panic(text in file()) {
+            if let Ok(j) = CyclictestJson::parse(&text) {
+                use_file(&j);
+                let l = j.merged();
+                // What the histogram leaves out is counted, never dropped (checked where the
+                // totals fit in 64 bits; beyond that they saturate).
+                let total = j.thread.values().try_fold(0u64, |a, t| a.checked_add(t.cycles));
+                let in_hist = l.buckets.values().try_fold(0u64, |a, &n| a.checked_add(n));
+                if let (Some(total), Some(in_hist)) = (total, in_hist) {
+                    prop_assert_eq!(l.overflows, total - in_hist);
+                }
+            }
+        }
     }
 }

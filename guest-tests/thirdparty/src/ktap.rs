@@ -531,3 +531,116 @@ mod tests {
         assert!(matches!(r.verdict(Exit::Code(0)), ProgramVerdict::Fail(_)));
     }
 }
+
+/// Fuzzing (issue 16): the reader takes whatever a kselftest program printed, including a
+/// half-written line of one that crashed, so no input may panic it, and well-formed TAP must
+/// read back exactly. `PROPTEST_CASES` raises the case count (`scripts/fuzz.sh`).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn exit() -> impl Strategy<Value = Exit> {
+        prop_oneof![
+            any::<i32>().prop_map(Exit::Code),
+            any::<i32>().prop_map(Exit::Signal),
+            Just(Exit::Code(0)),
+            Just(Exit::Code(KSFT_SKIP)),
+        ]
+    }
+
+    /// Lines that look like TAP more often than random text would.
+    fn tapish_line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ".*",
+            "(not )?ok [0-9]{1,12}( [a-z #]{0,20})?",
+            "ok [0-9]{1,3} # (SKIP|XFAIL|XPASS|TODO|skip|error)[ a-z]{0,10}",
+            "1\\.\\.[0-9]{1,12}( # SKIP[ a-z]{0,10})?",
+            "# Totals: pass:[0-9]{1,12} fail:[0-9]{1,12} xfail:[0-9]{1,3} xpass:[0-9]{1,3} skip:[0-9]{1,3} error:[0-9]{1,3}",
+            "Bail out!.{0,10}",
+            "(TAP|KTAP) version [0-9]{1,3}",
+            " {1,12}(not )?ok [0-9]{1,3}.{0,8}",
+            " {1,12}1\\.\\.[0-9]{1,3}",
+            "#.{0,20}",
+        ]
+    }
+
+    fn status() -> impl Strategy<Value = Status> {
+        prop_oneof![
+            Just(Status::Pass),
+            Just(Status::Fail),
+            Just(Status::Skip),
+            Just(Status::XFail),
+            Just(Status::XPass),
+            Just(Status::Error),
+        ]
+    }
+
+    /// One result line as kselftest.h prints it.
+    fn render(n: u32, desc: &str, s: Status) -> String {
+        match s {
+            Status::Pass => format!("ok {n} {desc}"),
+            Status::Fail => format!("not ok {n} {desc}"),
+            Status::Skip => format!("ok {n} # SKIP {desc}"),
+            Status::XFail => format!("ok {n} # XFAIL {desc}"),
+            Status::XPass => format!("ok {n} # XPASS {desc}"),
+            Status::Error => format!("not ok {n} # error {desc}"),
+            Status::Todo => format!("not ok {n} # TODO {desc}"),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fuzz_any_text_reads_without_a_panic(text in ".*", e in exit()) {
+            let r = parse(&text);
+            let _ = r.verdict(e);
+            let _ = r.keyed_cases("p");
+        }
+
+        #[test]
+        fn fuzz_tapish_lines_read_without_a_panic(
+            lines in proptest::collection::vec(tapish_line(), 0..40),
+            e in exit(),
+        ) {
+            let r = parse(&lines.join("\n"));
+            let v = r.verdict(e);
+            // A failing case or a bail-out never reads as a pass or a skip.
+            if r.bail_out.is_some() || r.keyed_cases("").iter().any(|(_, c)| c.status.is_failure()) {
+                prop_assert!(matches!(v, ProgramVerdict::Fail(_)), "{v:?} for {lines:?}");
+            }
+        }
+
+        #[test]
+        fn fuzz_well_formed_tap_reads_back_exactly(
+            cases in proptest::collection::vec((status(), "[a-z][a-z _=0-9]{0,20}[a-z0-9]"), 1..30),
+            diag in proptest::collection::vec("[a-z][ a-z:=0-9]{0,20}", 0..3),
+        ) {
+            let mut text = format!("TAP version 13\n1..{}\n", cases.len());
+            for d in &diag {
+                text.push_str(&format!("# {d}\n"));
+            }
+            for (i, (s, d)) in cases.iter().enumerate() {
+                text.push_str(&render(i as u32 + 1, d, *s));
+                text.push('\n');
+            }
+            let r = parse(&text);
+            prop_assert_eq!(r.planned, Some(cases.len() as u32));
+            prop_assert_eq!(r.cases.len(), cases.len());
+            prop_assert!(r.unparsed.is_empty(), "{:?}", r.unparsed);
+            for (i, (c, (s, _))) in r.cases.iter().zip(&cases).enumerate() {
+                prop_assert_eq!(c.number, i as u32 + 1);
+                prop_assert_eq!(c.status, *s, "line {:?}", c.line);
+            }
+            let failing = cases.iter().any(|(s, _)| s.is_failure());
+            let all_skipped = cases.iter().all(|(s, _)| *s == Status::Skip);
+            match r.verdict(Exit::Code(0)) {
+                ProgramVerdict::Fail(_) => prop_assert!(failing),
+                ProgramVerdict::Skip(_) => prop_assert!(!failing && all_skipped),
+                ProgramVerdict::Pass => prop_assert!(!failing && !all_skipped),
+            }
+            // A program that printed all of that and then died is never a pass.
+            let killed = r.verdict(Exit::Signal(9));
+            prop_assert!(matches!(killed, ProgramVerdict::Fail(_)));
+        }
+    }
+}
