@@ -31,6 +31,17 @@ pub const MANIFEST_VERSION: u32 = 1;
 const NEW_PREFIX: &str = ".new-";
 /// Name prefix of a damaged entry set aside for inspection until the next prune.
 const DAMAGED_PREFIX: &str = ".damaged";
+/// How long a temporary entry may go unmodified before `prune` takes it for abandoned: `put`
+/// only copies a finished build's few files into it, which takes seconds.
+const NEW_ENTRY_GRACE_S: u64 = 600;
+
+/// A path's modification time in seconds since the epoch.
+fn modified_s(path: &Path) -> Option<u64> {
+    let m = std::fs::metadata(path).ok()?.modified().ok()?;
+    m.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -334,7 +345,8 @@ impl Cache {
     }
 
     /// Removes entries: those not in the newest `keep`, and those older than `older_than_s`
-    /// seconds. Also removes half-written temporary folders and damaged entries set aside.
+    /// seconds. Also removes damaged entries set aside, and temporary folders left unmodified
+    /// for `NEW_ENTRY_GRACE_S` (a crashed `put`'s; not one a concurrent `put` is filling).
     /// Returns what was removed.
     pub fn prune(
         &self,
@@ -355,8 +367,13 @@ impl Cache {
         if let Ok(rd) = std::fs::read_dir(self.artifacts()) {
             for e in rd.filter_map(Result::ok) {
                 let name = e.file_name().to_string_lossy().into_owned();
-                // Half-written entries, and damaged ones kept for inspection.
-                if name.starts_with(NEW_PREFIX) || name.starts_with(DAMAGED_PREFIX) {
+                // Damaged entries kept for inspection, and half-written entries: only those
+                // left behind, not one that a concurrent `put` is filling right now (whose
+                // rename would then fail).
+                let abandoned = name.starts_with(NEW_PREFIX)
+                    && modified_s(&e.path())
+                        .is_some_and(|m| now.saturating_sub(m) > NEW_ENTRY_GRACE_S);
+                if abandoned || name.starts_with(DAMAGED_PREFIX) {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
@@ -498,6 +515,22 @@ mod tests {
         assert_eq!(removed.len(), 1);
         assert!(cache.list().is_empty());
     }
+    #[test]
+    fn prune_leaves_a_temporary_entry_being_filled_and_removes_an_abandoned_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::new(dir.path());
+        let tmp = dir.path().join(format!("artifacts/{NEW_PREFIX}x1"));
+        std::fs::create_dir_all(&tmp).expect("mkdir");
+        std::fs::write(tmp.join("vmlinux"), b"half").expect("write");
+        let now = modified_s(&tmp).expect("mtime");
+        cache.prune(None, None, now + 5).expect("prune");
+        assert!(tmp.is_dir(), "a concurrent put's folder is left alone");
+        cache
+            .prune(None, None, now + NEW_ENTRY_GRACE_S + 1)
+            .expect("prune");
+        assert!(!tmp.exists(), "an abandoned one is removed");
+    }
+
     #[test]
     fn a_damaged_entry_is_a_miss_set_aside_and_an_old_one_without_digests_is_used() {
         let dir = tempfile::tempdir().expect("tempdir");
