@@ -332,9 +332,18 @@ pub struct RecordSummary {
     pub failures: u64,
     /// The first failure with its causes, as it was warned about.
     pub first: Option<String>,
-    /// Runs whose record in the store is missing or incomplete. Each is whole in its
-    /// directory.
+    /// Runs whose record in the store is missing or incomplete.
     pub incomplete_runs: Vec<PathBuf>,
+    /// Those of them whose run directory is not whole either (no manifest or no results
+    /// file: the disk the store is on was full, or the run's folder is gone).
+    pub not_whole: Vec<PathBuf>,
+}
+
+/// Whether a run directory holds what the store would have been rebuilt from.
+fn run_dir_is_whole(dir: &Path) -> bool {
+    let has =
+        |name: &str| std::fs::metadata(dir.join(name)).is_ok_and(|m| m.is_file() && m.len() > 0);
+    has(MANIFEST_FILE) && has("results.jsonl")
 }
 
 impl RecordSummary {
@@ -368,6 +377,15 @@ impl fmt::Display for RecordSummary {
                 plural(k == 1),
                 dir.display()
             )?;
+        }
+        if let Some(dir) = self.not_whole.first() {
+            let k = self.not_whole.len();
+            return write!(
+                f,
+                "; {k} of them not whole in their run directory either ({MANIFEST_FILE} or \
+                 results.jsonl missing or empty; the first: {}): those runs are lost",
+                dir.display()
+            );
         }
         write!(
             f,
@@ -470,6 +488,12 @@ impl Recorder {
             failures: recording.failures,
             first: recording.first.clone(),
             incomplete_runs: recording.incomplete.iter().cloned().collect(),
+            not_whole: recording
+                .incomplete
+                .iter()
+                .filter(|d| !run_dir_is_whole(d))
+                .cloned()
+                .collect(),
         }
     }
 
@@ -682,13 +706,16 @@ mod tests {
         assert!(first.contains(&path.display().to_string()), "{first}");
         assert!(first.contains("FOREIGN KEY"), "the cause is kept: {first}");
         let text = summary.to_string();
+        // Neither run directory exists here, so the summary must not call them whole.
         for part in [
             "3 operations failed",
             "2 runs missing there or incomplete (the first in /runs/gone)",
-            "every run is whole in its run directory (manifest.json, results.jsonl)",
+            "2 of them not whole in their run directory either",
+            "the first: /runs/gone): those runs are lost",
         ] {
             assert!(text.contains(part), "{part} in {text}");
         }
+        assert!(!text.contains("every run is whole"), "{text}");
         // What could be recorded was.
         let runs = recorder.read(|s| s.runs(None, 10)).expect("readable");
         assert_eq!(runs.len(), 1);
@@ -704,7 +731,11 @@ mod tests {
         let recorder = Recorder::open(&path);
         assert_eq!(recorder.path(), path);
         let digests = BTreeMap::new();
-        let run = recorder.begin_run(&new_run(None, &digests, Path::new("/runs/1")));
+        let run_dir = tmp.path().join("runs/1");
+        std::fs::create_dir_all(&run_dir).expect("mkdir");
+        std::fs::write(run_dir.join(MANIFEST_FILE), "{}").expect("write");
+        std::fs::write(run_dir.join("results.jsonl"), "{}\n").expect("write");
+        let run = recorder.begin_run(&new_run(None, &digests, &run_dir));
         assert_eq!(run.id(), None);
         recorder.add_outcome(&run, &outcome());
         recorder.finish_run(&run, &crate::results::manifest::tests::manifest());
@@ -714,13 +745,14 @@ mod tests {
         let summary = recorder.finish();
         // Only the open failed; nothing else could be tried.
         assert_eq!(summary.failures, 1);
-        assert_eq!(summary.incomplete_runs, vec![PathBuf::from("/runs/1")]);
+        assert_eq!(summary.incomplete_runs, vec![run_dir.clone()]);
         let store = path.display();
         assert_eq!(
             summary.to_string(),
             format!(
-                "results store {store}: 1 operation failed (the first: failed to create the folder of the results store {store}: {}); 1 run missing there or incomplete (the first in /runs/1); every run is whole in its run directory (manifest.json, results.jsonl)",
-                std::fs::create_dir_all(&blocker).expect_err("a file is no folder")
+                "results store {store}: 1 operation failed (the first: failed to create the folder of the results store {store}: {}); 1 run missing there or incomplete (the first in {}); every run is whole in its run directory (manifest.json, results.jsonl)",
+                std::fs::create_dir_all(&blocker).expect_err("a file is no folder"),
+                run_dir.display()
             )
         );
     }
