@@ -88,4 +88,8 @@ else
   log "error: rustup not found; install Rust with rustup first" && exit 3
 fi
 
+# Slurm and munge for lab's Slurm executor and its tests (a local cluster:
+# scripts/slurm-localhost.sh), installed without starting any daemon.
+"$(dirname "$0")/slurm-localhost.sh" install
+
 log "done"
