@@ -4,11 +4,14 @@
 #   scripts/fuzz.sh [SECONDS]        (make fuzz FUZZ_SECONDS=...)
 #
 # Each target is a group of the `fuzz_*` proptests next to its parser. The script runs the
-# group again and again, each time with a fresh random seed and PROPTEST_CASES cases per test,
-# until the target's time is used up, then prints one line per target: rounds, cases per
-# test, and failures. A failure stops the script at once with proptest's minimal failing
-# input on screen (and in the crate's proptest-regressions/ folder, which proptest replays
-# first from then on). Exit status: 0 when every target ran clean, 1 on a failure.
+# group again and again, each time with a fresh random seed and PROPTEST_CASES cases per test
+# (default 2000; proptest's own default, which `make test` uses, is 256), until the target's
+# time is used up, then prints one line per target: rounds, cases per test, and failures. The
+# console watcher's two properties fix their own case counts (64 and 128: each case renders
+# and watches a whole console), so its cases column is rounds × 64 and × 128, not × 2000.
+# A failure stops the script at once with proptest's minimal failing input on screen (and in
+# the crate's proptest-regressions/ folder, which proptest replays first from then on).
+# Exit status: 0 when every target ran clean, 1 on a failure, 2 when a target matched no test.
 #
 #   target          parser                                         input it reads
 #   patches         kernel::patch (unified diffs, series files)    patches/, --series, b4 mail
@@ -51,6 +54,8 @@ for t in "${targets[@]}"; do
     ((tests > 0)) || { echo "fuzz: $name: the filter $filter matched no test" >&2; exit 2; }
     rounds=$((rounds + 1))
   done
-  printf '%-13s %7d %7d %9d %6d %s\n' "$name" $(($(date +%s) - start)) "$rounds" \
-    $((rounds * cases)) "$tests" clean
+  per_test=$((rounds * cases))
+  [ "$name" = console ] && per_test="$((rounds * 64))/$((rounds * 128))"
+  printf '%-13s %7d %7d %9s %6d %s\n' "$name" $(($(date +%s) - start)) "$rounds" \
+    "$per_test" "$tests" clean
 done

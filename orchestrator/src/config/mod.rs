@@ -852,7 +852,6 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
         fn fuzz_from_text_takes_any_text(text in "\\PC*", cut in any::<prop::sample::Index>()) {

@@ -925,7 +925,6 @@ mod tests {
     ];
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
         fn fuzz_config_text_parses_or_fails(text in "\\PC*", lines in proptest::collection::vec(prop_oneof![

@@ -983,7 +983,6 @@ diff --git a/kernel/a.c b/kernel/a.c
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
         fn fuzz_parse_diff_takes_any_text(

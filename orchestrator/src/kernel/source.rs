@@ -974,7 +974,6 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
         fn fuzz_definitions_take_any_text(

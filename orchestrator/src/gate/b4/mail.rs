@@ -899,7 +899,6 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
         fn fuzz_parse_message_takes_any_bytes(
