@@ -10,6 +10,7 @@ pub mod commands;
 pub mod compare;
 pub mod config;
 pub mod errors;
+pub mod exec;
 pub mod gate;
 pub mod guest;
 pub mod io_error;

@@ -29,6 +29,8 @@ const FLOORS: &[&[&str]] = &[
     &["vm"],
     // One boot, its tests, its record.
     &["run"],
+    // Where runs happen: the executors that build and boot for the verbs.
+    &["exec"],
     // Pure models and the comparison loop: the positive-control matrix, the bisection search
     // and its state, compare's questions and loop, gate's checks and report, the exporters.
     &["selftest", "bisect", "compare", "gate"],

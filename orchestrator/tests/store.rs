@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use lab::arch::{Accel, Arch};
 use lab::results::crash::{CrashKind, CrashReport, Fingerprint};
-use lab::results::manifest::{BootRecord, RunManifest};
+use lab::results::manifest::{BootRecord, Placement, RunManifest};
 use lab::results::store::{
     condition_digest, NewRun, Store, StoreError, StoredOutcome, SCHEMA_VERSION,
 };
@@ -36,6 +36,8 @@ fn condition() -> String {
     condition_digest(3000, &[("futex_amp".into(), "200".into())], "tcg", 2, 512)
 }
 
+static HERE: std::sync::LazyLock<Placement> = std::sync::LazyLock::new(Placement::this_host);
+
 fn new_run<'a>(
     digests: &'a BTreeMap<String, String>,
     condition: &'a str,
@@ -52,6 +54,7 @@ fn new_run<'a>(
         test_digests: digests,
         condition,
         dir,
+        placement: &HERE,
     }
 }
 
@@ -147,6 +150,7 @@ fn manifest(dir: &Path) -> RunManifest {
             console: dir.join("boot-1/console.log"),
             error: None,
         }],
+        placement: Some(HERE.clone()),
     }
 }
 

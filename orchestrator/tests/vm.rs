@@ -16,11 +16,12 @@ use std::time::Duration;
 use lab::arch::{Accel, Arch};
 use lab::commands::{kernel_requests, Context};
 use lab::config::Settings;
+use lab::exec::{self, Local, RunJob};
 use lab::guest::image::{self, BaseImage, ImageInputs};
 use lab::kernel::build;
 use lab::kernel::cache::Artifact;
 use lab::results::OutcomeKind;
-use lab::run::{self, RunPlan};
+use lab::run::{self, RunPlan, RunReport};
 use lab::vm::qemu::{Vm, VmSpec};
 use tokio::sync::OnceCell;
 
@@ -66,6 +67,12 @@ async fn kernel_and_image(arch: Arch) -> (Artifact, BaseImage) {
     })
     .await
     .clone()
+}
+
+/// Runs `plan` through the local executor, as every verb does, recording nowhere.
+async fn run_local(plan: RunPlan) -> RunReport {
+    let (local, _) = Local::new(&settings(), Some(1));
+    exec::run_one(&local, RunJob::new(plan, "tcg", "test"), None, &|_| {}).await
 }
 
 async fn plan(arch: Arch, dir: &Path, tests: &[&str]) -> RunPlan {
@@ -191,7 +198,7 @@ async fn the_guest_ssh_port_answers_on_127_0_0_1_only() {
 async fn a_real_test_runs_over_ssh_and_passes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = plan(Arch::X86_64, dir.path(), &["futex_errno"]).await;
-    let report = run::run(&p, "tcg", "test", &|_| {}).await;
+    let report = run_local(p).await;
     assert_eq!(report.outcomes.len(), 1);
     let o = &report.outcomes[0];
     assert_eq!(o.kind, OutcomeKind::Pass, "{o:?}");
@@ -224,7 +231,7 @@ async fn a_real_test_runs_over_ssh_and_passes() {
 async fn a_guest_that_panics_is_a_kernel_crash_with_a_fingerprint() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = plan(Arch::X86_64, dir.path(), &["fault_panic"]).await;
-    let report = run::run(&p, "tcg", "test", &|_| {}).await;
+    let report = run_local(p).await;
     let o = &report.outcomes[0];
     assert_eq!(o.kind, OutcomeKind::KernelCrash, "{o:?}");
     let crash = o.crashes.first().expect("a crash report");
@@ -249,7 +256,7 @@ async fn a_test_that_hangs_is_a_hang_and_its_vm_is_killed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut p = plan(Arch::X86_64, dir.path(), &["fault_wedge", "futex_errno"]).await;
     p.host_deadline = Some(Duration::from_secs(8));
-    let report = run::run(&p, "tcg", "test", &|_| {}).await;
+    let report = run_local(p).await;
     assert_eq!(
         report.outcomes[0].kind,
         OutcomeKind::Hang,
@@ -287,7 +294,7 @@ async fn a_link_that_goes_down_mid_test_is_a_lost_transport_not_a_hang() {
     .await;
     // Long enough for two of PID 1's heartbeats (every 5 s) after the link went down.
     p.host_deadline = Some(Duration::from_secs(15));
-    let report = run::run(&p, "tcg", "test", &|_| {}).await;
+    let report = run_local(p).await;
     let o = &report.outcomes[0];
     assert_eq!(o.kind, OutcomeKind::InfraError, "{o:?}");
     assert!(
@@ -340,7 +347,7 @@ async fn qemu_killed_mid_run_is_an_infra_error() {
         }
         false
     });
-    let report = run::run(&p, "tcg", "test", &|_| {}).await;
+    let report = run_local(p).await;
     assert!(killer.await.expect("killer"), "the guest never came up");
     let o = &report.outcomes[0];
     assert_eq!(o.kind, OutcomeKind::InfraError, "{o:?}");
@@ -354,7 +361,7 @@ async fn a_refused_ssh_connection_is_an_infra_error() {
     // dropbear listens on another port than the one QEMU forwards to: every login is refused.
     p.cmdline_extra = vec!["lab.ssh_port=2200".into()];
     p.boot_timeout = Duration::from_secs(40);
-    let report = run::run(&p, "tcg", "test", &|_| {}).await;
+    let report = run_local(p).await;
     let o = &report.outcomes[0];
     assert_eq!(o.kind, OutcomeKind::InfraError, "{o:?}");
     assert!(o.summary.contains("ssh"), "{}", o.summary);
@@ -500,7 +507,7 @@ async fn a_kselftest_runs_in_the_guest_and_its_tap_is_the_evidence() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut p = plan(Arch::X86_64, dir.path(), &[test]).await;
     p.image = image;
-    let report = run::run(&p, "tcg", "test", &|_| {}).await;
+    let report = run_local(p).await;
     let o = &report.outcomes[0];
     assert_eq!(o.kind, OutcomeKind::Pass, "{o:?}");
     let r = o.result.as_ref().expect("a result line");

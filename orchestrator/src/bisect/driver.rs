@@ -16,6 +16,7 @@
 //! `lab bisect --continue` replays the search from the stored log.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::arch::{Accel, Arch};
@@ -27,8 +28,8 @@ use crate::bisect::state::{
 use crate::bisect::step::{probe_accel, request_at, run_step, Guest, Trial};
 use crate::config::Settings;
 use crate::errors::{BisectError, LabError};
+use crate::exec::Executor;
 use crate::io_error::io;
-use crate::kernel::build;
 use crate::kernel::cache::Cache;
 use crate::kernel::git;
 use crate::kernel::patch::{self, PatchSet};
@@ -300,12 +301,13 @@ pub fn series_state(
 /// to its conclusion.
 pub async fn bisect_new(
     s: &Settings,
+    exec: &dyn Executor,
     state: BisectState,
     on: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<(i64, BisectState), LabError> {
     let mut store = open_store(s)?;
     let session = start_session(&mut store, &state)?;
-    let state = drive(s, session, state, store, on).await?;
+    let state = drive(s, exec, session, state, store, on).await?;
     Ok((session, state))
 }
 
@@ -313,6 +315,7 @@ pub async fn bisect_new(
 /// state after each, and closes the session with its status.
 pub async fn drive(
     s: &Settings,
+    exec: &dyn Executor,
     session: i64,
     mut state: BisectState,
     store: Store,
@@ -324,7 +327,7 @@ pub async fn drive(
         .map_err(|source| BisectError::Replay { session, source })?;
     let n = state.space.n();
     let image = crate::run::guest_image(s, state.arch, std::slice::from_ref(&state.test)).await?;
-    let recorder = Recorder::new(store);
+    let recorder = Arc::new(Recorder::new(store));
     let run_root = s.cache_dir.join("runs").join(format!("bisect-{session}"));
     tracing::info!(session, runs = %run_root.display(), "bisection runs");
     let mut accel: Option<(Accel, String)> = None;
@@ -360,7 +363,7 @@ pub async fn drive(
         let started = Instant::now();
         if accel.is_none() {
             // Probe with the first kernel this bisection builds; until one builds, TCG.
-            accel = probe_accel(s, state.arch, &req, &image, &dir).await.ok();
+            accel = probe_accel(exec, &req, &image, &dir).await.ok();
         }
         let (kind, reason) = accel.clone().unwrap_or((Accel::Tcg, "TCG".into()));
         let (id, subject) = state.space.describe(index);
@@ -372,6 +375,7 @@ pub async fn drive(
             runs,
         });
         let guest = Guest {
+            exec,
             image: &image,
             accel: kind,
             reason: &reason,
@@ -454,7 +458,7 @@ pub async fn drive(
         tracing::debug!(session, step = number, "bisection state saved");
     };
     if let Some(c) = conclusion.as_ref().filter(|c| c.skipped_range.is_none()) {
-        state.identical_to_parent = identical_to_parent(s, &state, c.culprit).await;
+        state.identical_to_parent = identical_to_parent(s, exec, &state, c.culprit).await;
         if state.identical_to_parent == Some(true) {
             on(Event::IdenticalToParent {
                 culprit: state.space.describe(c.culprit).0,
@@ -468,6 +472,7 @@ pub async fn drive(
     if let (true, Some(c)) = (state.confirm, conclusion.as_ref().filter(|c| c.confident)) {
         let (kind, reason) = accel.clone().unwrap_or((Accel::Tcg, "TCG".into()));
         let guest = Guest {
+            exec,
             image: &image,
             accel: kind,
             reason: &reason,
@@ -602,14 +607,19 @@ fn recorded_digest(state: &BisectState, i: usize) -> Option<String> {
 
 /// Whether the kernel of candidate `culprit` is byte-identical to its parent's, building the
 /// parent if no step did; `None` when either cannot be told (not built, no image).
-async fn identical_to_parent(s: &Settings, state: &BisectState, culprit: usize) -> Option<bool> {
+async fn identical_to_parent(
+    s: &Settings,
+    exec: &dyn Executor,
+    state: &BisectState,
+    culprit: usize,
+) -> Option<bool> {
     let parent = culprit.checked_sub(1)?;
     let mine = recorded_digest(state, culprit)?;
     let theirs = match recorded_digest(state, parent) {
         Some(d) => d,
         None => {
             let req = request_at(s, state, parent).ok()?;
-            let built = build::build(&req, &s.cache_dir, &|_| {}).await.ok()?;
+            let built = exec.build(&req, &|_| {}).await.ok()?;
             image_digest(s, &built.artifact.manifest.key)?
         }
     };

@@ -9,6 +9,7 @@
 //! the guest image, the checkout's HEAD.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::arch::{Accel, Arch};
@@ -16,14 +17,14 @@ use crate::bisect::classify::{classify, first_line, StepResult, Want};
 use crate::bisect::state::{BisectState, Space};
 use crate::config::Settings;
 use crate::errors::LabError;
+use crate::exec::{self, Executor, RunJob, RunTag};
 use crate::guest::image::BaseImage;
-use crate::kernel::build::{self, BuildError, BuildRequest};
+use crate::kernel::build::{BuildError, BuildRequest};
 use crate::kernel::git;
 use crate::kernel::patch::{self, PatchSet};
 use crate::kernel::source::KernelDef;
 use crate::results::store::Recorder;
-use crate::results::TestOutcome;
-use crate::run::{self, RunPlan};
+use crate::run::RunPlan;
 
 /// `lab bisect-step`'s question, resolved: which checkout, and how to test it.
 #[derive(Debug, Clone)]
@@ -99,9 +100,10 @@ impl<'a> Trial<'a> {
     }
 }
 
-/// The guest a step boots, and on which accelerator.
+/// The guest a step boots, on which accelerator, and the executor that builds and boots it.
 #[derive(Clone, Copy)]
 pub(super) struct Guest<'a> {
+    pub(super) exec: &'a dyn Executor,
     pub(super) image: &'a BaseImage,
     pub(super) accel: Accel,
     pub(super) reason: &'a str,
@@ -159,15 +161,13 @@ pub(super) fn request_at(
 
 /// Builds `req` and chooses the accelerator with it.
 pub(super) async fn probe_accel(
-    s: &Settings,
-    arch: Arch,
+    exec: &dyn Executor,
     req: &BuildRequest,
     image: &BaseImage,
     dir: &Path,
 ) -> Result<(Accel, String), BuildError> {
-    let built = build::build(req, &s.cache_dir, &|_| {}).await?;
-    let probe = run::probe_spec(&built.artifact, image, s.vm_cpus, s.vm_memory_mib, dir);
-    let chosen = run::choose_accel(s.accel, arch, &probe).await;
+    let built = exec.build(req, &|_| {}).await?;
+    let chosen = exec.choose_accel(&built.artifact, image, dir).await;
     tracing::info!(accel = %chosen.1, "accelerator of the bisection's guests");
     Ok(chosen)
 }
@@ -181,9 +181,9 @@ pub(super) async fn run_step(
     req: &BuildRequest,
     runs: u32,
     dir: &Path,
-    record: Option<(&Recorder, i64, u32)>,
+    record: Option<(&Arc<Recorder>, i64, u32)>,
 ) -> StepResult {
-    let built = match build::build(req, &s.cache_dir, &|_| {}).await {
+    let built = match guest.exec.build(req, &|_| {}).await {
         Ok(b) => b,
         Err(e) => {
             tracing::info!(dir = %dir.display(), "bisection step: build failed: {e}");
@@ -207,21 +207,14 @@ pub(super) async fn run_step(
         trial.seed,
         dir.to_owned(),
     );
-    let recorded = record.map(|(recorder, session, batch)| {
-        (
-            recorder,
-            plan.begin_record(recorder, Some(session), None, Some(batch)),
-        )
-    });
-    let on = |o: &TestOutcome| {
-        if let Some((recorder, run)) = &recorded {
-            recorder.add_outcome(run, o);
-        }
+    let mut job = RunJob::new(plan, guest.reason, "lab bisect");
+    job.tag = RunTag {
+        session: record.map(|r| r.1),
+        side: None,
+        batch: record.map(|r| r.2),
     };
-    let report = run::run(&plan, guest.reason, "lab bisect", &on).await;
-    if let Some((recorder, run)) = &recorded {
-        recorder.finish_run(run, &report.manifest);
-    }
+    let recorder = record.map(|r| r.0.clone());
+    let report = exec::run_one(guest.exec, job, recorder, &|_| {}).await;
     classify(&report.outcomes, trial.want, key)
 }
 
@@ -229,6 +222,7 @@ pub(super) async fn run_step(
 /// configs and the patch sets on top, booted, and the test run `req.runs` times.
 pub async fn test_checkout(
     s: &Settings,
+    exec: &dyn Executor,
     req: &CheckoutRequest,
 ) -> Result<CheckoutVerdict, LabError> {
     let head = git::run(&req.repo, &["rev-parse", "HEAD"])?;
@@ -250,7 +244,7 @@ pub async fn test_checkout(
         head.get(..12).unwrap_or(&head),
         std::process::id()
     ));
-    let (accel, reason) = match probe_accel(s, req.arch, &build, &image, &dir).await {
+    let (accel, reason) = match probe_accel(exec, &build, &image, &dir).await {
         Ok(chosen) => chosen,
         Err(e) => {
             return Ok(CheckoutVerdict::BuildFailed {
@@ -269,6 +263,7 @@ pub async fn test_checkout(
         want: Want::of(req.match_crash.as_deref(), false),
     };
     let guest = Guest {
+        exec,
         image: &image,
         accel,
         reason: &reason,

@@ -6,7 +6,8 @@ use super::progress::BuildProgress;
 use super::{kernel_requests, Context};
 use crate::cli::BuildArgs;
 use crate::errors::{LabError, Outcome};
-use crate::kernel::build::{self, Built};
+use crate::exec::Executor;
+use crate::kernel::build::Built;
 
 #[derive(Debug, Serialize)]
 struct BuildJson<'a> {
@@ -28,13 +29,14 @@ struct BuildJson<'a> {
 
 pub async fn run(ctx: &Context, args: &BuildArgs) -> Result<Outcome, LabError> {
     let requests = kernel_requests(ctx, &args.select)?;
+    let exec = super::executor(ctx, None);
     let mut results: Vec<Built> = Vec::new();
     for req in &requests {
         // Progress goes to stderr even with --json (that is stdout's): a CI log that keeps
         // stderr still sees a line at least every 30 s.
         let progress = BuildProgress::new(req.arch.name(), ctx.quiet);
         let report = |e| progress.event(e);
-        let built = build::build(req, &ctx.settings.cache_dir, &report).await;
+        let built = exec.build(req, &report).await;
         progress.finish();
         let built = built?;
         if !args.json.json && !ctx.quiet {

@@ -29,9 +29,10 @@ pub async fn run(ctx: &Context, args: &CalibrateArgs) -> Result<Outcome, LabErro
             }
             req.budget = args.budget.unwrap_or(req.budget);
             req.fresh = true;
+            let exec = super::executor(ctx, None);
             let progress = SessionProgress::new(ctx.quiet);
             let on = |e| progress.event(e);
-            let ran = session::run(s, &req, &on).await;
+            let ran = session::run(s, &exec, &req, &on).await;
             drop(progress);
             let Some((report, _)) = ran? else {
                 return Err(LabError::Interrupted);

@@ -17,9 +17,10 @@ use crate::report::{self, ReportFormat};
 
 pub async fn run(ctx: &Context, args: &CompareArgs) -> Result<Outcome, LabError> {
     let req = request(&ctx.settings, args)?;
+    let exec = super::executor(ctx, args.jobs);
     let progress = SessionProgress::new(ctx.quiet);
     let on = |e| progress.event(e);
-    let ran = session::run(&ctx.settings, &req, &on).await;
+    let ran = session::run(&ctx.settings, &exec, &req, &on).await;
     // The loop is over: no more progress lines among the report's.
     drop(progress);
     let Some((report, dir)) = ran? else {
@@ -85,7 +86,6 @@ fn request(s: &Settings, args: &CompareArgs) -> Result<CompareRequest, LabError>
     req.knobs_a = args.knobs_a.iter().map(|k| k.pair()).collect();
     req.knobs_b = args.knobs_b.iter().map(|k| k.pair()).collect();
     req.config = args.config.clone();
-    req.jobs = args.jobs;
     req.fresh = args.fresh;
     req.stop_on_regression = args.stop_on_regression;
     Ok(req)

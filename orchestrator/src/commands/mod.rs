@@ -16,6 +16,7 @@ use crate::arch::Arch;
 use crate::cli::KernelSelect;
 use crate::config::Settings;
 use crate::errors::LabError;
+use crate::exec::Local;
 use crate::kernel::build::BuildRequest;
 
 /// What every command gets: the resolved settings and the output mode.
@@ -23,6 +24,16 @@ use crate::kernel::build::BuildRequest;
 pub struct Context {
     pub settings: Settings,
     pub quiet: bool,
+}
+
+/// Where a verb's builds and boots happen: this host, `jobs` guests at once (`None`: as many
+/// as its cores hold without overcommitting vCPUs). Says so when an asked number is lowered.
+pub fn executor(ctx: &Context, jobs: Option<usize>) -> Local {
+    let (local, note) = Local::new(&ctx.settings, jobs);
+    if let Some(n) = note {
+        crate::errln!("lab: {n}");
+    }
+    local
 }
 
 /// Turns `--arch/--patches/--config/--kernel` into one build request per arch.

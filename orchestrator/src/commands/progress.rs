@@ -278,7 +278,6 @@ impl SessionProgress {
                     );
                 }
             }
-            SessionEvent::JobsLowered(note) => crate::errln!("lab: {note}"),
             SessionEvent::Unrecorded(summary) => crate::errln!("lab: {summary}"),
             SessionEvent::LoopEnded => {
                 // The budget spent or every question decided: no more "batch running".

@@ -290,8 +290,8 @@ fn runs(
 
 fn run_table(runs: &[RunRow]) -> Vec<String> {
     let mut out = vec![format!(
-        "{:>5} {:>7} {:<4} {:<7} {:<24} {:<12} {:>8} {:>8}  dir",
-        "id", "session", "side", "arch", "kernel", "key", "outcomes", "failures"
+        "{:>5} {:>7} {:<4} {:<7} {:<24} {:<12} {:>8} {:>8}  {:<16} dir",
+        "id", "session", "side", "arch", "kernel", "key", "outcomes", "failures", "where"
     )];
     for r in runs {
         let key: String = r.kernel_key.chars().take(12).collect();
@@ -301,8 +301,15 @@ fn run_table(runs: &[RunRow]) -> Vec<String> {
         } else {
             ""
         };
+        // `local` alone for runs from before placements were recorded.
+        let place = match (&r.job, &r.node) {
+            (Some(job), Some(node)) => format!("{} {job}@{node}", r.engine),
+            (None, Some(node)) => format!("{}@{node}", r.engine),
+            (_, None) => r.engine.clone(),
+        };
+        let place: String = place.chars().take(16).collect();
         out.push(format!(
-            "{:>5} {:>7} {:<4} {:<7} {:<24} {:<12} {:>8} {:>8}  {}{unfinished}",
+            "{:>5} {:>7} {:<4} {:<7} {:<24} {:<12} {:>8} {:>8}  {:<16} {}{unfinished}",
             r.id,
             r.session.map_or_else(|| "-".to_owned(), |s| s.to_string()),
             r.side.as_deref().unwrap_or("-"),
@@ -311,6 +318,7 @@ fn run_table(runs: &[RunRow]) -> Vec<String> {
             key,
             r.outcomes,
             r.failures,
+            place,
             r.dir
         ));
     }

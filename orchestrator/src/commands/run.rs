@@ -7,7 +7,7 @@ use super::progress::BuildProgress;
 use super::{kernel_requests, Context};
 use crate::cli::RunArgs;
 use crate::errors::{LabError, Outcome};
-use crate::kernel::build;
+use crate::exec::{Batch, Executor, RunJob};
 use crate::results::store::{Recorder, Store};
 use crate::results::{OutcomeKind, TestOutcome};
 use crate::run::{self, RunPlan, RunReport};
@@ -26,10 +26,8 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
     }
     let knobs = args.knobs.pairs();
     let seed = args.seed.or_now();
-    let (jobs, note) = run::clamp_jobs(args.jobs.max(1), s.vm_cpus, s.vm_memory_mib);
-    if let Some(n) = note {
-        crate::errln!("lab: {n}");
-    }
+    let exec = super::executor(ctx, Some(args.jobs.max(1)));
+    let jobs = exec.slots();
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -46,19 +44,12 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
     for req in &requests {
         let progress = BuildProgress::new(req.arch.name(), ctx.quiet);
         let report = |e| progress.event(e);
-        let built = build::build(req, &s.cache_dir, &report).await;
+        let built = exec.build(req, &report).await;
         progress.finish();
         let built = built?;
         let base = crate::run::guest_image(&ctx.settings, req.arch, &tests).await?;
         let arch_dir = run_root.join(req.arch.name());
-        let probe = run::probe_spec(
-            &built.artifact,
-            &base,
-            s.vm_cpus,
-            s.vm_memory_mib,
-            &arch_dir,
-        );
-        let (accel, reason) = run::choose_accel(s.accel, req.arch, &probe).await;
+        let (accel, reason) = exec.choose_accel(&built.artifact, &base, &arch_dir).await;
         if !ctx.quiet {
             crate::errln!("lab: {}: {reason}", req.arch);
             crate::errln!(
@@ -69,23 +60,26 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
                 &base.manifest.digest[..12]
             );
         }
-        plans.push(RunPlan::new(
-            built.artifact,
-            base,
-            accel,
-            run::VmSize::of(s),
-            tests.clone(),
-            args.iterations,
-            duration,
-            knobs.clone(),
-            seed,
-            arch_dir,
+        plans.push((
+            reason,
+            RunPlan::new(
+                built.artifact,
+                base,
+                accel,
+                run::VmSize::of(s),
+                tests.clone(),
+                args.iterations,
+                duration,
+                knobs.clone(),
+                seed,
+                arch_dir,
+            ),
         ));
     }
 
     // Shard iterations across VMs: one shard per job and arch, iterations split evenly.
     let mut shards = Vec::new();
-    for plan in &plans {
+    for (reason, plan) in &plans {
         let per_arch = jobs.min(plan.iterations as usize).max(1);
         let base_n = plan.iterations / per_arch as u32;
         let extra = plan.iterations % per_arch as u32;
@@ -100,47 +94,29 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
             } else {
                 plan.dir.clone()
             };
-            shards.push((p, plan.accel));
+            shards.push(RunJob::new(p, reason, &reproduce));
             first += n;
         }
     }
-    let sem = Arc::new(tokio::sync::Semaphore::new(jobs));
     let recorder = Arc::new(Recorder::open(&Store::default_path(&s.cache_dir)));
+    let batch = Batch {
+        jobs: shards,
+        recorder: Some(recorder.clone()),
+    };
     let quiet = ctx.quiet;
-    let mut handles = Vec::new();
-    for (plan, accel) in shards {
-        let sem = sem.clone();
-        let reproduce = reproduce.clone();
-        let recorder = recorder.clone();
-        handles.push(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            let reason = accel.name().to_owned();
-            let recorded = plan.begin_record(&recorder, None, None, None);
-            let on = |o: &TestOutcome| {
-                if !quiet {
-                    crate::errln!(
-                        "  {} {} #{}: {} {}",
-                        o.arch,
-                        o.test,
-                        o.iteration,
-                        o.kind,
-                        o.summary
-                    );
-                }
-                recorder.add_outcome(&recorded, o);
-            };
-            let report = run::run(&plan, &reason, &reproduce, &on).await;
-            recorder.finish_run(&recorded, &report.manifest);
-            report
-        }));
-    }
-    let mut reports: Vec<RunReport> = Vec::new();
-    for h in handles {
-        match h.await {
-            Ok(r) => reports.push(r),
-            Err(e) => return Err(LabError::Task(e)),
+    let on = |_: usize, o: &TestOutcome| {
+        if !quiet {
+            crate::errln!(
+                "  {} {} #{}: {} {}",
+                o.arch,
+                o.test,
+                o.iteration,
+                o.kind,
+                o.summary
+            );
         }
-    }
+    };
+    let reports: Vec<RunReport> = exec.run(batch, &on).await;
     let recorded = recorder.finish();
     if !recorded.is_clean() {
         crate::errln!("lab: {recorded}");

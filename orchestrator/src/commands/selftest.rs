@@ -1,13 +1,14 @@
 //! `lab selftest`: the positive-control matrix, run end to end through `lab run`'s path.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::progress::BuildProgress;
 use super::{kernel_requests, Context};
 use crate::cli::{ArchesArg, KernelSelect, SelftestArgs, StackArgs};
 use crate::errors::{LabError, Outcome};
+use crate::exec::{self, Executor, RunJob};
 use crate::guest::image::{self, ImageInputs};
-use crate::kernel::build;
 use crate::results::store::{Recorder, Store};
 use crate::results::TestOutcome;
 use crate::run::{self, RunPlan};
@@ -62,7 +63,8 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
         arch: args.arch.clone(),
         ..Default::default()
     };
-    let recorder = Recorder::open(&Store::default_path(&s.cache_dir));
+    let recorder = Arc::new(Recorder::open(&Store::default_path(&s.cache_dir)));
+    let exec = super::executor(ctx, Some(1));
     let mut cells = Vec::new();
     for base_req in kernel_requests(ctx, &arches)? {
         let arch = base_req.arch;
@@ -80,12 +82,11 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
             let req = kernel_requests(ctx, &sel)?.remove(0);
             let progress = BuildProgress::new(&format!("{arch} {}", row.label), ctx.quiet);
             let report = |e| progress.event(e);
-            let built = build::build(&req, &s.cache_dir, &report).await;
+            let built = exec.build(&req, &report).await;
             progress.finish();
             let built = built?;
             let dir = root.join(arch.name()).join(format!("row-{ri}"));
-            let probe = run::probe_spec(&built.artifact, &img, s.vm_cpus, s.vm_memory_mib, &dir);
-            let (accel, _) = run::choose_accel(s.accel, arch, &probe).await;
+            let (accel, reason) = exec.choose_accel(&built.artifact, &img, &dir).await;
             let plan = RunPlan::new(
                 built.artifact,
                 img.clone(),
@@ -106,10 +107,8 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
                     plan.iterations
                 );
             }
-            let recorded = plan.begin_record(&recorder, None, None, None);
-            let on = |o: &TestOutcome| recorder.add_outcome(&recorded, o);
-            let report = run::run(&plan, accel.name(), "lab selftest", &on).await;
-            recorder.finish_run(&recorded, &report.manifest);
+            let job = RunJob::new(plan, &reason, "lab selftest");
+            let report = exec::run_one(&exec, job, Some(recorder.clone()), &|_| {}).await;
             let mut by_test: BTreeMap<&str, Vec<&TestOutcome>> = BTreeMap::new();
             for o in &report.outcomes {
                 by_test.entry(o.test.as_str()).or_default().push(o);

@@ -38,11 +38,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::arch::{Accel, Arch};
+use crate::exec::{Batch, Executor, RunJob, RunTag};
 use crate::guest::image::BaseImage;
 use crate::kernel::cache::Artifact;
 use crate::results::store::Recorder;
 use crate::results::{OutcomeKind, TestOutcome};
-use crate::run::{self, RunPlan};
+use crate::run::RunPlan;
 
 use analysis::{Analysis, BootPair, Params};
 use model::{
@@ -77,8 +78,6 @@ pub struct ComparePlan {
     pub cpus: u32,
     pub memory_mib: u32,
     pub boot_timeout: Duration,
-    /// Guests at once.
-    pub jobs: usize,
     pub batch_runs: u32,
     pub budget: Duration,
     /// The design; `max_runs_per_side` is set from the budget unless `max_runs` is given.
@@ -140,6 +139,7 @@ type BatchOutcomes = BTreeMap<(Arch, Side), Vec<TestOutcome>>;
 /// outcomes, which never count; the report says how many there were.
 pub async fn compare(
     plan: &ComparePlan,
+    exec: &dyn Executor,
     recorder: Arc<Recorder>,
     session: i64,
     on: &(dyn Fn(Event) + Send + Sync),
@@ -227,16 +227,9 @@ pub async fn compare(
         if sampler.is_none() && batch_no == 1 {
             on(Event::LoadUnknown);
         }
-        let outcomes = run_batch(
-            plan,
-            batch_no,
-            &open_tests,
-            &recorder,
-            session,
-            on,
-            &mut run_dirs,
-        )
-        .await;
+        let (outcomes, dirs) =
+            run_batch(plan, exec, batch_no, &open_tests, &recorder, session, on).await;
+        run_dirs.extend(dirs);
         let batch_s = batch_start.elapsed().as_secs_f64();
         last_batch_s = last_batch_s.max(batch_s);
         let load = match sampler {
@@ -517,26 +510,26 @@ fn boot_pairs(plan: &ComparePlan, outcomes: &mut BatchOutcomes, contended: bool)
         .collect()
 }
 
-/// One batch: for each arch with open tests, one boot of each side, in ABBA order, as many
-/// at once as `jobs` allows. Every outcome goes to the store as it arrives.
+/// One batch: for each arch with open tests, one boot of each side, in ABBA order, on one
+/// host per arch (the executor's host group), as many at once as the executor holds. Every
+/// outcome goes to the store as it arrives. Returns the outcomes and the runs' folders.
 async fn run_batch(
     plan: &ComparePlan,
+    exec: &dyn Executor,
     batch_no: usize,
     open_tests: &BTreeMap<Arch, Vec<String>>,
     recorder: &Arc<Recorder>,
     session: i64,
     on: &(dyn Fn(Event) + Send + Sync),
-    run_dirs: &mut Vec<PathBuf>,
-) -> BatchOutcomes {
+) -> (BatchOutcomes, Vec<PathBuf>) {
     let order = if batch_no % 2 == 1 {
         [Side::A, Side::B]
     } else {
         [Side::B, Side::A]
     };
-    let sem = Arc::new(tokio::sync::Semaphore::new(plan.jobs.max(1)));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Side, TestOutcome)>();
-    let mut handles = Vec::new();
-    for ap in &plan.arches {
+    let mut jobs = Vec::new();
+    let mut sides = Vec::new();
+    for (group, ap) in plan.arches.iter().enumerate() {
         let Some(tests) = open_tests.get(&ap.arch).filter(|t| !t.is_empty()) else {
             continue;
         };
@@ -549,7 +542,6 @@ async fn run_batch(
                 .dir
                 .join(ap.arch.name())
                 .join(format!("batch-{batch_no:03}-{}", side.name()));
-            run_dirs.push(dir.clone());
             let run_plan = RunPlan::new(
                 artifact,
                 ap.image.clone(),
@@ -568,55 +560,38 @@ async fn run_batch(
                     .wrapping_add(u64::from(side == Side::B) << 19),
                 dir,
             );
-            let recorder = recorder.clone();
-            let sem = sem.clone();
-            let tx = tx.clone();
-            let reason = ap.accel_reason.clone();
-            let reproduce = plan.reproduce.clone();
-            handles.push(tokio::spawn(async move {
-                let _permit = sem.acquire_owned().await;
-                let recorded = run_plan.begin_record(
-                    &recorder,
-                    Some(session),
-                    Some(side.name()),
-                    Some(batch_no as u32),
-                );
-                let on_outcome = |o: &TestOutcome| {
-                    recorder.add_outcome(&recorded, o);
-                    // The receiver lives until every task is joined.
-                    let _ = tx.send((side, o.clone()));
-                };
-                let report = run::run(&run_plan, &reason, &reproduce, &on_outcome).await;
-                recorder.finish_run(&recorded, &report.manifest);
-                (run_plan.arch, side, report.outcomes)
-            }));
-        }
-    }
-    drop(tx);
-    let mut out: BatchOutcomes = BTreeMap::new();
-    let forward = async {
-        while let Some((side, o)) = rx.recv().await {
-            on(Event::Outcome {
-                side,
-                outcome: Box::new(o),
+            jobs.push(RunJob {
+                plan: run_plan,
+                host_group: group,
+                accel_reason: ap.accel_reason.clone(),
+                reproduce: plan.reproduce.clone(),
+                tag: RunTag {
+                    session: Some(session),
+                    side: Some(side.name()),
+                    batch: Some(batch_no as u32),
+                },
             });
-        }
-    };
-    let collect = async {
-        let mut results = Vec::new();
-        for h in handles {
-            results.push(h.await);
-        }
-        results
-    };
-    let ((), results) = tokio::join!(forward, collect);
-    for r in results {
-        match r {
-            Ok((arch, side, outcomes)) => {
-                out.entry((arch, side)).or_default().extend(outcomes);
-            }
-            Err(e) => on(Event::StoreError(format!("a run task failed: {e}"))),
+            sides.push((ap.arch, side));
         }
     }
-    out
+    let batch = Batch {
+        jobs,
+        recorder: Some(recorder.clone()),
+    };
+    let on_outcome = |i: usize, o: &TestOutcome| {
+        on(Event::Outcome {
+            side: sides[i].1,
+            outcome: Box::new(o.clone()),
+        });
+    };
+    let reports = exec.run(batch, &on_outcome).await;
+    let mut out: BatchOutcomes = BTreeMap::new();
+    let mut dirs = Vec::new();
+    for ((arch, side), report) in sides.iter().zip(reports) {
+        dirs.push(report.dir);
+        out.entry((*arch, *side))
+            .or_default()
+            .extend(report.outcomes);
+    }
+    (out, dirs)
 }

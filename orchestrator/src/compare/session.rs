@@ -22,10 +22,10 @@ use super::{ArchPlan, ComparePlan, Event};
 use crate::arch::Arch;
 use crate::config::Settings;
 use crate::errors::LabError;
-use crate::kernel::build::{self, BuildEvent, BuildRequest};
+use crate::exec::Executor;
+use crate::kernel::build::{BuildEvent, BuildRequest};
 use crate::kernel::cache::{Artifact, Cache};
 use crate::results::store::{RecordSummary, Recorder, Store};
-use crate::run;
 use crate::stats::Spending;
 
 /// What one side of a comparison names.
@@ -108,8 +108,8 @@ impl NamedSide {
 }
 
 /// Everything a comparison is asked to do, resolved: no defaults are left to pick except
-/// the tests (`None`: what the sides exercise) and the guests at once (`None`: as many as
-/// fit without overcommitting vCPUs).
+/// the tests (`None`: what the sides exercise). Where its runs happen, and how many at
+/// once, is the executor's business.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompareRequest {
     pub a: NamedSide,
@@ -133,7 +133,6 @@ pub struct CompareRequest {
     pub knobs_b: Vec<(String, String)>,
     /// Extra config fragments for both sides.
     pub config: Vec<String>,
-    pub jobs: Option<usize>,
     /// Do not reuse stored runs.
     pub fresh: bool,
     pub stop_on_regression: bool,
@@ -172,7 +171,6 @@ impl CompareRequest {
             knobs_a: Vec::new(),
             knobs_b: Vec::new(),
             config: Vec::new(),
-            jobs: None,
             fresh: false,
             stop_on_regression: false,
             seed,
@@ -247,8 +245,6 @@ pub enum SessionEvent {
     },
     /// Runs per boot were taken from the calibration: how many, and whose advice.
     RunsPerBoot { runs: u32, why: String },
-    /// The guests at once that were asked for do not fit the host; why, and how many will run.
-    JobsLowered(String),
     /// An unfinished session with the same key is picked up; its batches are replayed.
     Resuming { session: i64, created_at: String },
     /// The session is open and the loop starts.
@@ -267,6 +263,7 @@ pub enum SessionEvent {
 /// in the store). Returns the report and the comparison's folder.
 pub async fn run(
     s: &Settings,
+    exec: &dyn Executor,
     req: &CompareRequest,
     on: &(dyn Fn(SessionEvent) + Send + Sync),
 ) -> Result<Option<(CompareReport, PathBuf)>, LabError> {
@@ -282,8 +279,8 @@ pub async fn run(
 
     // Both sides through the cache, then one image per arch (both sides share it, so the
     // test binaries are the same).
-    let a_arts = resolve_side(s, &req.a.spec, &req.arches, &req.config, on).await?;
-    let b_arts = resolve_side(s, &req.b.spec, &req.arches, &req.config, on).await?;
+    let a_arts = resolve_side(s, exec, &req.a.spec, &req.arches, &req.config, on).await?;
+    let b_arts = resolve_side(s, exec, &req.b.spec, &req.arches, &req.config, on).await?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -296,14 +293,7 @@ pub async fn run(
     let mut calibrations: Vec<Option<Calibration>> = Vec::new();
     for ((arch, a), b) in req.arches.iter().zip(a_arts).zip(b_arts) {
         let image = crate::run::guest_image(s, *arch, &tests).await?;
-        let probe = run::probe_spec(
-            &a,
-            &image,
-            s.vm_cpus,
-            s.vm_memory_mib,
-            &dir.join(arch.name()),
-        );
-        let (accel, reason) = run::choose_accel(s.accel, *arch, &probe).await;
+        let (accel, reason) = exec.choose_accel(&a, &image, &dir.join(arch.name())).await;
         on(SessionEvent::Accel {
             arch: *arch,
             reason: reason.clone(),
@@ -338,19 +328,6 @@ pub async fn run(
             accel_reason: reason,
         });
     }
-    // By default no vCPU overcommit: guests that fight for the host's cores measure the
-    // fight, not the kernel (under TCG, two 2-vCPU guests on 2 cores turned a 40 µs futex
-    // wake-up p50 into 450 µs, with a spread that hid everything).
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let asked_jobs = req
-        .jobs
-        .unwrap_or_else(|| (cores / s.vm_cpus.max(1) as usize).max(1))
-        .max(1);
-    let (jobs, note) = run::clamp_jobs(asked_jobs.min(64), s.vm_cpus, s.vm_memory_mib);
-    // Only a number that was asked for is worth a word when it is lowered.
-    if let (Some(n), Some(_)) = (note, req.jobs) {
-        on(SessionEvent::JobsLowered(n));
-    }
     let batch_runs = match req.runs_per_boot {
         Some(n) => n,
         None => {
@@ -380,7 +357,6 @@ pub async fn run(
         cpus: s.vm_cpus,
         memory_mib: s.vm_memory_mib,
         boot_timeout: s.boot_timeout,
-        jobs,
         batch_runs,
         budget: req.budget,
         params: Params {
@@ -403,7 +379,7 @@ pub async fn run(
 
     let mut store = Store::open(&Store::default_path(&s.cache_dir))?;
     let key = session_key(&plan);
-    tracing::debug!(%key, jobs, tests = ?plan.tests, dir = %dir.display(), "comparison planned");
+    tracing::debug!(%key, engine = exec.engine(), slots = exec.slots(), tests = ?plan.tests, dir = %dir.display(), "comparison planned");
     let args_json = serde_json::json!({
         "a": req.a.name, "b": req.b.name, "arches": req.arches, "tests": plan.tests,
         "budget_s": req.budget.as_secs(), "alpha": req.alpha, "margin": req.margin_rate,
@@ -441,7 +417,7 @@ pub async fn run(
         dir: dir.clone(),
     })));
     let on_loop = |e: Event| on(SessionEvent::Loop(e));
-    let report = super::compare(&plan, recorder.clone(), session, &on_loop).await;
+    let report = super::compare(&plan, exec, recorder.clone(), session, &on_loop).await;
     on(SessionEvent::LoopEnded);
     if crate::process::interrupted().is_some() {
         // The finished runs are in the store; the same request resumes.
@@ -514,6 +490,7 @@ fn default_tests(s: &Settings, sides: &[&SideSpec]) -> (Vec<String>, TestsFrom) 
 /// Builds (or finds) one side's kernel for every arch, in the order of `arches`.
 async fn resolve_side(
     s: &Settings,
+    exec: &dyn Executor,
     spec: &SideSpec,
     arches: &[Arch],
     config: &[String],
@@ -531,7 +508,7 @@ async fn resolve_side(
     for req in &requests {
         on(SessionEvent::Building { arch: req.arch });
         let report = |e| on(SessionEvent::Build(e));
-        let built = build::build(req, &s.cache_dir, &report).await;
+        let built = exec.build(req, &report).await;
         on(SessionEvent::Built {
             arch: req.arch,
             kernel: built.as_ref().ok().map(|b| BuiltKernel {
@@ -723,7 +700,7 @@ mod tests {
         assert_eq!(r.alpha, s.compare.alpha);
         assert_eq!(r.duration, s.compare.duration);
         assert_eq!(r.arches, s.arches);
-        assert_eq!((r.tests, r.jobs, r.max_runs), (None, None, None));
+        assert_eq!((r.tests, r.max_runs), (None, None));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::compare::model::{CompareReport, Overall, QuestionKind, QuestionResult
 use crate::compare::session::{self, CompareRequest, NamedSide, SessionEvent};
 use crate::config::Settings;
 use crate::errors::LabError;
+use crate::exec::Executor;
 use crate::io_error::io;
 use crate::kernel::source::DefKind;
 
@@ -78,6 +79,7 @@ pub enum GateEvent {
 /// judge (or was interrupted).
 pub async fn run(
     s: &Settings,
+    exec: &dyn Executor,
     req: &GateRequest,
     on: &(dyn Fn(GateEvent) + Send + Sync),
 ) -> Result<GateReport, LabError> {
@@ -95,7 +97,7 @@ pub async fn run(
             subject: subject.to_owned(),
         })
     };
-    let (rows, all_built) = series::check_patches(s, &series, &req.arches, &on_patch).await?;
+    let (rows, all_built) = series::check_patches(s, exec, &series, &req.arches, &on_patch).await?;
     let (mut failures, mut warnings) = findings(&rows);
     let mut report = GateReport {
         format_version: GATE_FORMAT_VERSION,
@@ -124,12 +126,12 @@ pub async fn run(
             "runtime comparison of git ranges is not supported yet; compare the tip with `lab compare`".into(),
         );
     } else {
-        let (compare, dir) = runtime_check(s, req, &series, on).await?;
+        let (compare, dir) = runtime_check(s, exec, req, &series, on).await?;
         report.compare_dir = Some(dir);
         match compare.overall {
             Overall::Regression => {
                 failures.push("the tip regresses against base (lab compare)".into());
-                report.culprit = culprit(s, req, &series, &compare, on).await?;
+                report.culprit = culprit(s, exec, req, &series, &compare, on).await?;
             }
             Overall::Infra => infra = true,
             Overall::NoRegressionInconclusive => warnings.push(
@@ -150,6 +152,7 @@ pub async fn run(
 /// only asks whether there is one. Returns its report and folder.
 async fn runtime_check(
     s: &Settings,
+    exec: &dyn Executor,
     req: &GateRequest,
     series: &Series,
     on: &(dyn Fn(GateEvent) + Send + Sync),
@@ -168,7 +171,7 @@ async fn runtime_check(
     compare.stop_on_regression = true;
     tracing::debug!(series = %series.path.display(), "comparing the tip with base");
     let on_session = |e| on(GateEvent::Compare(e));
-    let Some((report, dir)) = session::run(s, &compare, &on_session).await? else {
+    let Some((report, dir)) = session::run(s, exec, &compare, &on_session).await? else {
         return Err(LabError::Interrupted);
     };
     for e in crate::report::write_folder(&report, &dir) {
@@ -182,6 +185,7 @@ async fn runtime_check(
 /// bisection reached no conclusion.
 async fn culprit(
     s: &Settings,
+    exec: &dyn Executor,
     req: &GateRequest,
     series: &Series,
     compare: &CompareReport,
@@ -192,7 +196,7 @@ async fn culprit(
     };
     tracing::debug!(test = %q.test, arch = %q.arch, "looking for the patch that regressed");
     if series.set.patches.len() > 1 {
-        return bisect_series(s, req, series, q, on).await;
+        return bisect_series(s, exec, req, series, q, on).await;
     }
     Ok(series.set.patches.first().map(|p| Culprit {
         test: q.test.clone(),
@@ -212,6 +216,7 @@ async fn culprit(
 /// Bisects the series for the regression `q`.
 async fn bisect_series(
     s: &Settings,
+    exec: &dyn Executor,
     req: &GateRequest,
     series: &Series,
     q: &QuestionResult,
@@ -226,7 +231,7 @@ async fn bisect_series(
         Vec::new(),
     )?;
     let (session, st) =
-        crate::bisect::driver::bisect_new(s, state, &|e| on(GateEvent::Bisect(e))).await?;
+        crate::bisect::driver::bisect_new(s, exec, state, &|e| on(GateEvent::Bisect(e))).await?;
     Ok(st.conclusion.map(|c| {
         let p = series.set.patches.get(c.culprit.saturating_sub(1));
         Culprit {
@@ -290,6 +295,7 @@ fn verdict(failures: &[String], infra: bool) -> GateVerdict {
 /// b4 mode: the per-patch checks of one patch mail, each as a b4 CI-check result.
 pub async fn check_mail(
     s: &Settings,
+    exec: &dyn Executor,
     req: &MailRequest,
     on: &(dyn Fn(GateEvent) + Send + Sync),
 ) -> Result<Vec<b4::CheckResult>, LabError> {
@@ -309,7 +315,7 @@ pub async fn check_mail(
         })
     };
     let rows = match series::load(s, &spec) {
-        Ok(series) => series::check_patches(s, &series, &req.arches, &on_patch).await,
+        Ok(series) => series::check_patches(s, exec, &series, &req.arches, &on_patch).await,
         Err(e) => Err(e),
     };
     // The copy was only for the patch loader; a leftover in the cache is harmless.

@@ -21,8 +21,9 @@ use super::warnings::{new_warnings, warnings_by_file, CompilerWarning};
 use crate::arch::Arch;
 use crate::config::Settings;
 use crate::errors::LabError;
+use crate::exec::Executor;
 use crate::io_error::io;
-use crate::kernel::build::{self, BuildError, BuildRequest, Built};
+use crate::kernel::build::{BuildError, BuildRequest, Built};
 use crate::kernel::patch::{self, Patch, PatchSet};
 use crate::kernel::source::{DefKind, KernelDef, Source};
 
@@ -124,6 +125,7 @@ struct ArchState {
 /// as its checks start. Returns one row per patch and whether every build passed.
 pub async fn check_patches(
     s: &Settings,
+    exec: &dyn Executor,
     series: &Series,
     arches: &[Arch],
     on_patch: &(dyn Fn(usize, &str) + Send + Sync),
@@ -133,7 +135,7 @@ pub async fn check_patches(
     // The base kernel: its full build log is the "before" of every file.
     for &arch in arches {
         let req = BuildRequest::with_settings(s, arch, series.kernel.clone(), Vec::new(), &[]);
-        let built = build::build(&req, &s.cache_dir, &|_| {}).await?;
+        let built = exec.build(&req, &|_| {}).await?;
         let log = std::fs::read_to_string(built.artifact.log()).unwrap_or_default();
         states.insert(
             arch,
@@ -186,7 +188,7 @@ pub async fn check_patches(
             );
             tracing::debug!(%arch, patch = index, "building the series up to this patch");
             let started = Instant::now();
-            let result = build::build(&req, &s.cache_dir, &|_| {}).await;
+            let result = exec.build(&req, &|_| {}).await;
             let st = states.entry(arch).or_default();
             match result {
                 Err(BuildError::Patch(e)) => {

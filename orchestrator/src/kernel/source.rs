@@ -420,7 +420,7 @@ impl Source {
     }
 
     /// Reads pristine files of this source, for applying patches in memory.
-    pub fn reader(&self) -> Result<Box<dyn TreeReader>, SourceError> {
+    pub fn reader(&self) -> Result<Box<dyn TreeReader + Send + Sync>, SourceError> {
         match &self.def.kind {
             DefKind::Tarball { .. } => Ok(Box::new(DirReader(self.pristine_dir()?))),
             DefKind::Git { repo, .. } => Ok(Box::new(GitReader {

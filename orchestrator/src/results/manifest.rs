@@ -32,6 +32,49 @@ pub struct BootRecord {
     pub error: Option<String>,
 }
 
+/// Where a run happened: the engine that placed it, the engine's job id, and the host.
+/// Every stored run has one, so a run can be traced to a node and its job, and a run lost
+/// to the engine is told from one the kernel failed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Placement {
+    /// `local`, `slurm`, ...
+    pub engine: String,
+    /// The engine's id of the job that ran it; `None` for a run on this host.
+    pub job: Option<String>,
+    /// The host that booted the guest.
+    pub node: String,
+}
+
+impl Placement {
+    /// A run on the machine this lab runs on.
+    pub fn this_host() -> Placement {
+        Placement {
+            engine: "local".into(),
+            job: None,
+            node: host_name(),
+        }
+    }
+
+    /// A run `engine` lost before any host took it.
+    pub fn unplaced(engine: &str) -> Placement {
+        Placement {
+            engine: engine.to_owned(),
+            job: None,
+            node: "(none)".into(),
+        }
+    }
+}
+
+/// This machine's name (`/proc/sys/kernel/hostname`, else `localhost`).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 /// The record of a run, written as the run directory's manifest.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case")]
@@ -56,6 +99,9 @@ pub struct RunManifest {
     pub deadline_scale: f64,
     pub reproduce: String,
     pub boots: Vec<BootRecord>,
+    /// Where it ran; absent in manifests written before lab recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
 }
 
 /// Why a manifest could not be saved. Each message reads after "failed to" and names the file.
@@ -119,6 +165,11 @@ pub(crate) mod tests {
             deadline_scale: 5.0,
             reproduce: "lab run".into(),
             boots: vec![],
+            placement: Some(Placement {
+                engine: "slurm".into(),
+                job: Some("12_3".into()),
+                node: "n1".into(),
+            }),
         }
     }
 
@@ -138,6 +189,15 @@ pub(crate) mod tests {
         }
         let back: RunManifest = serde_json::from_str(&text).expect("parse");
         assert_eq!(back, manifest());
+    }
+
+    #[test]
+    fn a_manifest_from_before_placements_still_reads() {
+        let mut v = serde_json::to_value(manifest()).expect("encode");
+        assert_eq!(v["placement"]["job"], "12_3");
+        v.as_object_mut().expect("object").remove("placement");
+        let old: RunManifest = serde_json::from_value(v).expect("parse");
+        assert_eq!(old.placement, None);
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! never turns the rest of the run into noise. Teardown runs on every path: power off over
 //! SSH, then SIGTERM to QEMU's process group, a grace period, SIGKILL.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,14 +17,16 @@ use crate::guest::image::{self, BaseImage};
 use crate::io_error::with_causes;
 use crate::kernel::cache::Artifact;
 use crate::results::crash::CrashKind;
-use crate::results::manifest::{BootRecord, RunManifest, MANIFEST_FORMAT_VERSION};
+use crate::results::manifest::{BootRecord, Placement, RunManifest, MANIFEST_FORMAT_VERSION};
 use crate::results::store::{condition_digest, test_digests, NewRun, RecordedRun, Recorder};
 use crate::results::{OutcomeKind, TestOutcome};
 use crate::transport::ssh::{SshSession, SshTarget, Stream};
 use crate::vm::machine::machine;
 use crate::vm::qemu::{self, Vm, VmError, VmSpec};
 
+mod accel;
 mod folder;
+pub use accel::{choose_accel, probe_spec};
 pub use folder::stderr_file;
 use folder::{keep_stderr, set_aside_earlier_results, STDERR_KEPT_LINES};
 
@@ -122,6 +123,7 @@ impl RunPlan {
         session: Option<i64>,
         side: Option<&str>,
         batch: Option<u32>,
+        placement: &Placement,
     ) -> RecordedRun {
         let condition = condition_digest(
             self.duration.as_millis() as u64,
@@ -141,6 +143,7 @@ impl RunPlan {
             test_digests: &test_digests(&self.image.manifest.programs),
             condition: &condition,
             dir: &self.dir,
+            placement,
         })
     }
 }
@@ -604,12 +607,15 @@ pub async fn guest_image(
     image::for_tests(s, arch, tests, kselftest).await
 }
 
-/// Runs the whole plan: boots as many guests as needed, runs every test iteration, tears
-/// everything down. Outcomes are appended to `results.jsonl` as they come.
+/// Runs the whole plan on this host: boots as many guests as needed, runs every test
+/// iteration, tears everything down. Outcomes are appended to `results.jsonl` as they come.
+/// `placement` says where this is (the manifest keeps it); callers go through an executor
+/// (`crate::exec`), which knows.
 pub async fn run(
     plan: &RunPlan,
     accel_reason: &str,
     reproduce: &str,
+    placement: &Placement,
     on_outcome: &(dyn Fn(&TestOutcome) + Send + Sync),
 ) -> RunReport {
     let _ = std::fs::create_dir_all(&plan.dir);
@@ -627,16 +633,7 @@ pub async fn run(
     let results_path = plan.dir.join("results.jsonl");
     set_aside_earlier_results(&results_path);
     let record = |o: &TestOutcome, outcomes: &mut Vec<TestOutcome>| {
-        if let Ok(line) = serde_json::to_string(o) {
-            use std::io::Write;
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&results_path)
-            {
-                let _ = writeln!(f, "{line}");
-            }
-        }
+        append_result(&results_path, o);
         on_outcome(o);
         outcomes.push(o.clone());
     };
@@ -711,9 +708,78 @@ pub async fn run(
             }
         }
     }
+    let manifest = manifest_of(plan, accel_reason, reproduce, placement, boots);
+    save_manifest(&manifest, &plan.dir);
+    RunReport {
+        manifest,
+        outcomes,
+        dir: plan.dir.clone(),
+    }
+}
+
+/// The report of a run that never started, or whose host was lost: every test iteration an
+/// infra-error that says `why`, and a manifest with no boots, saved in the run directory
+/// like any other. An engine that loses a run reports it this way, so that a lost run is
+/// never a kernel's failure and never silently missing.
+pub fn lost(
+    plan: &RunPlan,
+    accel_reason: &str,
+    reproduce: &str,
+    placement: &Placement,
+    why: &str,
+) -> RunReport {
+    let _ = std::fs::create_dir_all(&plan.dir);
+    let outcomes: Vec<TestOutcome> = (0..plan.iterations)
+        .flat_map(|i| {
+            plan.tests.iter().map(move |t| {
+                TestOutcome::infra(
+                    t,
+                    plan.arch,
+                    i,
+                    test_seed(plan.seed, t, i),
+                    format!("run lost: {why}"),
+                )
+            })
+        })
+        .collect();
+    let results_path = plan.dir.join("results.jsonl");
+    set_aside_earlier_results(&results_path);
+    for o in &outcomes {
+        append_result(&results_path, o);
+    }
+    let manifest = manifest_of(plan, accel_reason, reproduce, placement, Vec::new());
+    save_manifest(&manifest, &plan.dir);
+    RunReport {
+        manifest,
+        outcomes,
+        dir: plan.dir.clone(),
+    }
+}
+
+/// Appends one outcome to the run directory's `results.jsonl`.
+fn append_result(path: &Path, o: &TestOutcome) {
+    if let Ok(line) = serde_json::to_string(o) {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+fn manifest_of(
+    plan: &RunPlan,
+    accel_reason: &str,
+    reproduce: &str,
+    placement: &Placement,
+    boots: Vec<BootRecord>,
+) -> RunManifest {
     let boot1 = plan.dir.join("boot-1");
     let spec = spec_for(plan, &plan.dir, &boot1.join(INITRAMFS), 0);
-    let manifest = RunManifest {
+    RunManifest {
         format_version: MANIFEST_FORMAT_VERSION,
         arch: plan.arch,
         kernel_key: plan.artifact.manifest.key.clone(),
@@ -740,163 +806,22 @@ pub async fn run(
         deadline_scale: plan.accel.deadline_scale(),
         reproduce: reproduce.to_owned(),
         boots,
-    };
-    // The run directory is the record that does not depend on the results store, so a
-    // manifest that cannot be saved there is said, not dropped.
-    if let Err(e) = manifest.save(&plan.dir) {
+        placement: Some(placement.clone()),
+    }
+}
+
+/// Saves the manifest in the run directory. That is the record that does not depend on the
+/// results store, so a manifest that cannot be saved there is said, not dropped.
+fn save_manifest(manifest: &RunManifest, dir: &Path) {
+    if let Err(e) = manifest.save(dir) {
         let cause = std::error::Error::source(&e).map_or_else(String::new, |c| format!(": {c}"));
         tracing::warn!("failed to {e}{cause}");
     }
-    RunReport {
-        manifest,
-        outcomes,
-        dir: plan.dir.clone(),
-    }
-}
-
-/// The boot that [`choose_accel`] probes KVM with: the run's kernel and base image, no network.
-pub fn probe_spec(
-    artifact: &Artifact,
-    image: &BaseImage,
-    cpus: u32,
-    memory_mib: u32,
-    dir: &Path,
-) -> VmSpec {
-    VmSpec {
-        arch: artifact.manifest.arch,
-        image: artifact.image(),
-        vmlinux: artifact.vmlinux(),
-        initramfs: image.path.clone(),
-        cpus,
-        memory_mib,
-        accel: Accel::Tcg,
-        cmdline_extra: vec![],
-        dir: dir.to_owned(),
-        ssh_port: None,
-    }
-}
-
-/// Where the probe's answer is remembered, and the key it is valid for: the host kernel,
-/// the QEMU version and the arch. The cache folder is found from the probe's run folder.
-fn probe_memo_path(arch: Arch, run_dir: &Path) -> Option<(PathBuf, String)> {
-    let cache = run_dir
-        .ancestors()
-        .find(|a| a.file_name().is_some_and(|n| n == "runs"))?
-        .parent()?
-        .to_owned();
-    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let key = format!("{}|{}|{arch}", host.trim(), qemu_version(arch));
-    Some((
-        cache.join("memo").join(format!("kvm-probe-{arch}.json")),
-        key,
-    ))
-}
-
-/// Chooses the accelerator for `arch`: forced by the lab definition, or probed. The probe
-/// boots the real kernel under KVM with a short deadline, because a `/dev/kvm` that opens is
-/// not proof that a stock kernel boots on it (KERNEL-NOTES: paravirtual KVM hosts). The
-/// answer is remembered for the rest of this lab process.
-pub async fn choose_accel(
-    choice: crate::config::AccelChoice,
-    arch: Arch,
-    probe_spec: &VmSpec,
-) -> (Accel, String) {
-    use crate::config::AccelChoice;
-    static PROBED: Mutex<BTreeMap<Arch, (Accel, String)>> = Mutex::new(BTreeMap::new());
-    match choice {
-        AccelChoice::Tcg => {
-            return (
-                Accel::Tcg,
-                "TCG: forced by vm.accel in the lab definition".into(),
-            )
-        }
-        AccelChoice::Kvm => {
-            return (
-                Accel::Kvm,
-                "KVM: forced by vm.accel in the lab definition".into(),
-            )
-        }
-        AccelChoice::Auto => {}
-    }
-    if let Some(known) = PROBED.lock().ok().and_then(|p| p.get(&arch).cloned()) {
-        return known;
-    }
-    // A probe costs a boot attempt; its answer holds for this host, kernel and QEMU for a
-    // day, so it is remembered in the cache.
-    let memo = probe_memo_path(arch, &probe_spec.dir);
-    let fresh = memo.as_ref().and_then(|(path, key)| {
-        let text = std::fs::read_to_string(path).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_secs();
-        let age = now.saturating_sub(v.get("time")?.as_u64()?);
-        (v.get("key")?.as_str()? == key && age < 86_400).then(|| {
-            let kvm = v.get("kvm")?.as_bool()?;
-            let why = v.get("reason")?.as_str()?.to_owned();
-            Some((
-                if kvm { Accel::Kvm } else { Accel::Tcg },
-                format!("{why} (probed {} min ago)", age / 60),
-            ))
-        })?
-    });
-    let answer = match fresh {
-        Some(a) => a,
-        None => {
-            let a = match qemu::probe_kvm(probe_spec, Duration::from_secs(8)).await {
-                Ok(()) => (Accel::Kvm, "KVM: a probe boot reached READY".to_owned()),
-                Err(why) => (Accel::Tcg, format!("TCG: {why}")),
-            };
-            if let Some((path, key)) = &memo {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let v = serde_json::json!({"key": key, "time": now, "kvm": a.0 == Accel::Kvm, "reason": a.1});
-                if let Some(dir) = path.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                let _ = std::fs::write(path, v.to_string());
-            }
-            a
-        }
-    };
-    if let Ok(mut p) = PROBED.lock() {
-        p.insert(arch, answer.clone());
-    }
-    answer
-}
-
-/// How many VMs may run at once: what was asked, within the cores and the memory. The note,
-/// when the ask was lowered, says why.
-pub fn clamp_jobs(asked: usize, cpus_per_vm: u32, mem_per_vm: u32) -> (usize, Option<String>) {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let avail_mib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(4096, |kb| kb / 1024);
-    let by_mem = ((avail_mib * 3 / 4) / u64::from(mem_per_vm.max(1))).max(1) as usize;
-    let by_cpu = (cores * 2 / cpus_per_vm.max(1) as usize).max(1);
-    let jobs = asked.min(by_mem).min(by_cpu).max(1);
-    let note = (jobs < asked).then(|| format!("--jobs {asked} lowered to {jobs}: {cores} cores, {avail_mib} MiB available, {cpus_per_vm} vCPUs and {mem_per_vm} MiB per guest"));
-    (jobs, note)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jobs_never_exceed_memory_or_cores() {
-        let (j, note) = clamp_jobs(1000, 2, 512);
-        assert!((1..1000).contains(&j));
-        assert!(note.is_some());
-        assert_eq!(clamp_jobs(1, 2, 512).0, 1);
-    }
 
     #[test]
     fn seeds_are_reproducible_and_distinct() {

@@ -364,6 +364,34 @@ mod tests {
     }
 
     #[test]
+    fn runs_of_a_v1_store_read_as_local_after_the_placement_migration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("results.db");
+        {
+            let mut conn = Connection::open(&path).expect("raw open");
+            schema::apply_migrations(&mut conn, &path, &MIGRATIONS[..1]).expect("v1");
+            conn.execute(
+                "INSERT INTO runs (arch, kernel_key, kernel_label, image_digest, condition, dir, started_at)
+                 VALUES ('x86_64', 'k', 'base', 'i', 'c', '/runs/old', '2026-01-01T00:00:00Z')",
+                [],
+            )
+            .expect("a v1 run");
+        }
+        let store = Store::open(&path).expect("migrates");
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+        let runs = store.runs(None, 10).expect("runs");
+        assert_eq!(runs.len(), 1);
+        assert_eq!(
+            (
+                runs[0].engine.as_str(),
+                runs[0].job.clone(),
+                runs[0].node.clone()
+            ),
+            ("local", None, None)
+        );
+    }
+
+    #[test]
     fn a_store_from_a_newer_lab_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("results.db");

@@ -45,6 +45,12 @@ pub struct RunRow {
     pub outcomes: u64,
     /// Outcomes that count against the kernel: fail, kernel-crash, hang.
     pub failures: u64,
+    /// The engine that placed the run (`local` for runs before lab recorded it).
+    pub engine: String,
+    /// The engine's job id; `None` for a run on the controller's host.
+    pub job: Option<String>,
+    /// The host that booted it; `None` for runs before lab recorded it.
+    pub node: Option<String>,
 }
 
 /// An outcome read back from the store, with where it came from.
@@ -321,7 +327,8 @@ fn session_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
 /// The failure count matches `OutcomeKind::is_kernel_failure` (checked by a test).
 const RUN_COLUMNS: &str = "r.id, r.session_id, r.side, r.batch, r.arch, r.kernel_key, r.kernel_label, r.dir, r.started_at, r.finished_at,
      (SELECT count(*) FROM outcomes o WHERE o.run_id = r.id),
-     (SELECT count(*) FROM outcomes o WHERE o.run_id = r.id AND o.kind IN ('fail', 'kernel-crash', 'hang'))";
+     (SELECT count(*) FROM outcomes o WHERE o.run_id = r.id AND o.kind IN ('fail', 'kernel-crash', 'hang')),
+     r.engine, r.job_id, r.node";
 
 fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -337,6 +344,9 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
         finished_at: r.get(9)?,
         outcomes: r.get(10)?,
         failures: r.get(11)?,
+        engine: r.get(12)?,
+        job: r.get(13)?,
+        node: r.get(14)?,
     })
 }
 

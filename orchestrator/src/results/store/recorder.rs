@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::{now_rfc3339, Store, StoreError};
 use crate::arch::Arch;
-use crate::results::manifest::{RunManifest, MANIFEST_FILE};
+use crate::results::manifest::{Placement, RunManifest, MANIFEST_FILE};
 use crate::results::TestOutcome;
 
 /// What [`Store::begin_run`] records about a run before it starts.
@@ -39,6 +39,8 @@ pub struct NewRun<'a> {
     /// [`condition_digest`] of the run: outcomes are reused only under the same conditions.
     pub condition: &'a str,
     pub dir: &'a Path,
+    /// Where it runs: engine, job and node.
+    pub placement: &'a Placement,
 }
 
 /// Where guest test programs sit in the image; the image manifest keys its digests by path.
@@ -160,8 +162,8 @@ impl Store {
             },
             |tx| {
                 tx.execute(
-                    "INSERT INTO runs (session_id, side, batch, arch, kernel_key, kernel_label, image_digest, condition, dir, started_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    "INSERT INTO runs (session_id, side, batch, arch, kernel_key, kernel_label, image_digest, condition, dir, started_at, engine, job_id, node)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                     params![
                         run.session,
                         run.side,
@@ -173,6 +175,9 @@ impl Store {
                         run.condition,
                         run.dir.to_string_lossy(),
                         now_rfc3339(),
+                        run.placement.engine,
+                        run.placement.job,
+                        run.placement.node,
                     ],
                 )?;
                 let id = tx.last_insert_rowid();
@@ -593,6 +598,7 @@ mod tests {
         ));
         assert!(store.session(42).expect("read").is_none());
         let digests = BTreeMap::new();
+        let placement = Placement::this_host();
         let run = NewRun {
             session: Some(42),
             side: None,
@@ -604,6 +610,7 @@ mod tests {
             test_digests: &digests,
             condition: "c",
             dir: Path::new("/tmp/x"),
+            placement: &placement,
         };
         // Foreign keys are on: a run of a session that does not exist is refused.
         assert!(matches!(
@@ -628,6 +635,11 @@ mod tests {
             test_digests: digests,
             condition: "c",
             dir,
+            placement: Box::leak(Box::new(Placement {
+                engine: "slurm".into(),
+                job: Some("77_1".into()),
+                node: "n2".into(),
+            })),
         }
     }
 
@@ -655,6 +667,15 @@ mod tests {
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].outcomes, 1);
         assert!(runs[0].finished_at.is_some());
+        assert_eq!(
+            (
+                runs[0].engine.as_str(),
+                runs[0].job.as_deref(),
+                runs[0].node.as_deref()
+            ),
+            ("slurm", Some("77_1"), Some("n2")),
+            "the placement is stored with the run"
+        );
         let row = recorder
             .read(|s| s.session(session))
             .flatten()

@@ -91,6 +91,13 @@ CREATE TABLE crashes (
 CREATE INDEX crashes_outcome ON crashes (outcome_id);
 CREATE INDEX crashes_fingerprint ON crashes (fingerprint_id);
 "#,
+    // v2: where each run happened (exec/): the engine, its job id and the node. Runs of
+    // earlier labs were all local; their host was not recorded.
+    r#"
+ALTER TABLE runs ADD COLUMN engine TEXT NOT NULL DEFAULT 'local';
+ALTER TABLE runs ADD COLUMN job_id TEXT;
+ALTER TABLE runs ADD COLUMN node TEXT;
+"#,
 ];
 
 /// The schema version this lab writes and understands.
