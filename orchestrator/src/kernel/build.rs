@@ -52,10 +52,18 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Io(#[from] IoError),
+    /// A build handed to a cluster did not leave its kernel in the artifact store.
+    #[error("the build job {job} ({engine}) left no kernel in the cache: {why}")]
+    Job {
+        engine: String,
+        job: String,
+        why: String,
+    },
 }
 
-/// What to build.
-#[derive(Debug, Clone)]
+/// What to build. It serializes, so that a build can be handed to a worker on another host
+/// (`lab worker build`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BuildRequest {
     pub arch: Arch,
     pub kernel: KernelDef,
