@@ -137,8 +137,8 @@ fn runs_of(session: i64) -> Vec<lab::results::store::RunRow> {
 #[test]
 fn a_comparison_runs_as_jobs_pairs_share_a_node_and_a_lost_node_is_infrastructure() {
     let cluster = Cluster::start(36817);
-    // n1 is taken by another job when the comparison starts, so its first batch goes to n2;
-    // n2 goes down while it runs; the rest of the comparison runs on n1.
+    // n1 is taken by another job for 20 s when the comparison starts, so its first batch
+    // goes to n2; n2 goes down while it runs and stays out; the rest runs on n1.
     let blocker = cluster.tool(
         "sbatch",
         &[
@@ -146,7 +146,7 @@ fn a_comparison_runs_as_jobs_pairs_share_a_node_and_a_lost_node_is_infrastructur
             "--nodelist=n1",
             "--cpus-per-task=2",
             "--job-name=blocker",
-            "--wrap=sleep 40",
+            "--wrap=sleep 20",
         ],
     );
     let child = cluster
@@ -160,7 +160,7 @@ fn a_comparison_runs_as_jobs_pairs_share_a_node_and_a_lost_node_is_infrastructur
             "--tests",
             "futex_errno",
             "--budget",
-            "150s",
+            "90s",
             "--fresh",
             "--json",
         ])
@@ -177,10 +177,16 @@ fn a_comparison_runs_as_jobs_pairs_share_a_node_and_a_lost_node_is_infrastructur
             .any(|l| l.contains("RUNNING") && l.ends_with(" n2") && !l.contains(blocker.trim()));
         if running_on_n2 {
             // Let the worker boot its guest first: the node dies mid-run.
-            std::thread::sleep(Duration::from_secs(4));
+            std::thread::sleep(Duration::from_secs(2));
+            // Down kills its job (NODE_FAIL); drain keeps it out when its slurmd registers
+            // again (the cluster returns a down node to service by itself).
             cluster.tool(
                 "scontrol",
                 &["update", "nodename=n2", "state=down", "reason=lab-test"],
+            );
+            cluster.tool(
+                "scontrol",
+                &["update", "nodename=n2", "state=drain", "reason=lab-test"],
             );
             downed = true;
             break;
@@ -191,7 +197,11 @@ fn a_comparison_runs_as_jobs_pairs_share_a_node_and_a_lost_node_is_infrastructur
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     eprintln!("{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     let queue_after = cluster.queue();
-    cluster.tool("scontrol", &["update", "nodename=n2", "state=resume"]);
+    // Back to service for whatever runs next on this cluster.
+    let _ = Command::new("scontrol")
+        .args(["update", "nodename=n2", "state=resume"])
+        .env("SLURM_CONF", cluster.conf())
+        .status();
     assert!(downed, "a run of the comparison reached n2");
     assert_eq!(out.status.code(), Some(0), "no regression, exit 0");
     let rep = report(&stdout);

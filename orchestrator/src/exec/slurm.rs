@@ -321,6 +321,7 @@ impl Slurm {
     }
 
     async fn run_batch(&self, batch: Batch, on: OnOutcome<'_>) -> Vec<RunReport> {
+        let started = Instant::now();
         let lost_all = |why: &str| -> Vec<RunReport> {
             batch
                 .jobs
@@ -412,7 +413,10 @@ impl Slurm {
             }
         }
         // Once every task has left the queue, the batch is ingested in job order.
+        let submitted_at = Instant::now();
         self.wait_gone(&submitted).await;
+        let ran_s = submitted_at.elapsed().as_secs_f64();
+        let ingest_started = Instant::now();
         let mut reports: Vec<Option<RunReport>> = vec![None; batch.jobs.len()];
         for next in 0..groups.len() {
             let job_id = task_of[next].as_ref().map(|(id, t)| format!("{id}_{t}"));
@@ -447,6 +451,15 @@ impl Slurm {
                 reports[i] = Some(report);
             }
         }
+        // The figures docs/scale.md models time to verdict with.
+        tracing::info!(
+            jobs = batch.jobs.len(),
+            arrays = submitted.len(),
+            submit_s = format!("{:.2}", (submitted_at - started).as_secs_f64()),
+            queue_and_run_s = format!("{ran_s:.2}"),
+            ingest_s = format!("{:.3}", ingest_started.elapsed().as_secs_f64()),
+            "slurm batch"
+        );
         reports
             .into_iter()
             .zip(&batch.jobs)
