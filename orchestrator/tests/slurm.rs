@@ -106,28 +106,6 @@ fn report(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout).expect("lab compare --json prints the report")
 }
 
-/// Processes whose command line holds `needle`.
-fn processes_with(needle: &str) -> Vec<String> {
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<u32>().is_ok())
-        })
-        .filter_map(|e| {
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let zombie = stat
-                .rsplit_once(") ")
-                .is_some_and(|(_, r)| r.starts_with('Z'));
-            (cmd.contains(needle) && !zombie).then_some(cmd)
-        })
-        .collect()
-}
-
 /// The runs of a session: (batch, side) to (job, node), with the count of infra outcomes.
 fn runs_of(session: i64) -> Vec<lab::results::store::RunRow> {
     let store = Store::open(&common::cache_dir().join("results.db")).expect("store");
@@ -302,7 +280,7 @@ fn a_known_bad_kernel_is_found_and_ctrl_c_leaves_no_job_and_no_process() {
     }
     std::thread::sleep(Duration::from_secs(3));
     assert!(
-        !processes_with(" worker run ").is_empty(),
+        !common::processes_with(" worker run ").is_empty(),
         "a worker is running"
     );
     Command::new("kill")
@@ -315,7 +293,7 @@ fn a_known_bad_kernel_is_found_and_ctrl_c_leaves_no_job_and_no_process() {
     // slurmd takes a moment to reap what scancel stopped.
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline
-        && (!cluster.queue().is_empty() || !processes_with(" worker run ").is_empty())
+        && (!cluster.queue().is_empty() || !common::processes_with(" worker run ").is_empty())
     {
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -325,13 +303,13 @@ fn a_known_bad_kernel_is_found_and_ctrl_c_leaves_no_job_and_no_process() {
         cluster.queue()
     );
     assert!(
-        processes_with(" worker run ").is_empty(),
+        common::processes_with(" worker run ").is_empty(),
         "no worker left: {:?}",
-        processes_with(" worker run ")
+        common::processes_with(" worker run ")
     );
     let cache = common::cache_dir().join("slurm");
     assert!(
-        processes_with("qemu-system")
+        common::processes_with("qemu-system")
             .iter()
             .all(|p| !p.contains(cache.to_str().unwrap_or("-"))),
         "no guest of the cancelled job left"

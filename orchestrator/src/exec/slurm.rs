@@ -223,13 +223,7 @@ impl Slurm {
     ) -> Result<Built, BuildError> {
         let started = Instant::now();
         if let Some(artifact) = build::lookup(req, &self.cache_dir)? {
-            return Ok(Built {
-                artifact,
-                cached: true,
-                touched: Vec::new(),
-                compiled: 0,
-                seconds: started.elapsed().as_secs_f64(),
-            });
+            return Ok(Built::cached(artifact, started));
         }
         let job_err = |job: &str, why: String| BuildError::Job {
             engine: ENGINE.into(),

@@ -163,6 +163,19 @@ pub struct Built {
     pub seconds: f64,
 }
 
+impl Built {
+    /// A kernel found in the cache, looked up since `started`.
+    pub fn cached(artifact: Artifact, started: Instant) -> Built {
+        Built {
+            artifact,
+            cached: true,
+            touched: Vec::new(),
+            compiled: 0,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
 /// Fixed make variables: reproducible builds, whoever and whenever builds them.
 pub fn make_vars(arch: Arch, cross_compile: &str) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
@@ -294,13 +307,7 @@ pub async fn build(
     if let Ok(cfg) = std::fs::read(&plan.config_memo) {
         if let Some(artifact) = plan.cache.get(&plan.key(&sha256_hex(&cfg))) {
             tracing::info!(arch = %req.arch, key = %artifact.manifest.key, "build: cache hit (config known)");
-            return Ok(Built {
-                artifact,
-                cached: true,
-                touched: Vec::new(),
-                compiled: 0,
-                seconds: started.elapsed().as_secs_f64(),
-            });
+            return Ok(Built::cached(artifact, started));
         }
     }
 
