@@ -312,6 +312,22 @@ mod tests {
             ),
             (UnknownArch("mips".into()).into(), EXIT_USAGE),
             (
+                crate::exec::EngineError::NoNodes {
+                    partition: "run".into(),
+                }
+                .into(),
+                EXIT_INFRA,
+            ),
+            (
+                BuildError::Job {
+                    engine: "slurm".into(),
+                    job: "7".into(),
+                    why: "node down".into(),
+                }
+                .into(),
+                EXIT_INFRA,
+            ),
+            (
                 SelftestError::Invalid {
                     path: path(),
                     why: "w".into(),
