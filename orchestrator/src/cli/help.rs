@@ -73,8 +73,8 @@ Builds the checkout in the current directory (its HEAD) with the lab's configs, 
 Exit codes (git bisect run's): 0 every run passed (good); 1 a run failed (bad); 125 build or boot failure, or a crash with another fingerprint (skip); 128 lab itself could not work (git bisect stops).";
 
 pub const WORKER_EXAMPLES: &str = "Examples (as a Slurm job runs it):
-  lab worker run ~/.cache/lab/slurm/lab-4242/batch-003/x86_64/task-0.json
-  lab worker build ~/.cache/lab/slurm/lab-4242/build-000/request.json
+  lab worker run ~/.cache/lab/slurm/lab-buildhost-4242/batch-003/x86_64/task-0.json
+  lab worker build ~/.cache/lab/slurm/lab-buildhost-4242/build-000/request.json
 
 The controller (lab compare --engine slurm, ...) writes the job files and ingests the run folders; the worker never writes the results store.";
 

@@ -40,6 +40,10 @@ use crate::run::{self, RunReport};
 /// The engine's name, as runs record it.
 const ENGINE: &str = "slurm";
 
+/// How long `squeue` may keep failing (the controller unreachable) before a batch's jobs are
+/// given up: their unfinished runs become infra-errors.
+const QUEUE_GIVE_UP: Duration = Duration::from_secs(120);
+
 /// What `lab worker run` reads: the runs of one host group, in order.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct GroupFile {
@@ -121,7 +125,13 @@ impl Slurm {
             memory_mib: s.vm_memory_mib,
             make_jobs: s.make_jobs(),
             slots,
-            name: format!("lab-{}", std::process::id()),
+            // Host and pid: two controllers on two hosts never share a name, so one never
+            // cancels the other's jobs.
+            name: format!(
+                "lab-{}-{}",
+                crate::results::manifest::host_name(),
+                std::process::id()
+            ),
             seq: AtomicUsize::new(0),
             cfg,
         })
@@ -189,6 +199,7 @@ impl Slurm {
             &[
                 "--noheader",
                 "--array",
+                "--me",
                 "--name",
                 &self.name,
                 "--format=%i|%T",
@@ -204,7 +215,7 @@ impl Slurm {
 
     /// Cancels every job of this controller; waits until the queue has none of them.
     async fn cancel_all(&self) {
-        if let Err(e) = client("scancel", &["--name", &self.name]).await {
+        if let Err(e) = client("scancel", &["--me", "--name", &self.name]).await {
             tracing::warn!("failed to cancel the jobs named {}: {e}", self.name);
         }
         for _ in 0..50 {
@@ -281,7 +292,7 @@ impl Slurm {
         let name = self.name.clone();
         crate::process::on_interrupt(move || {
             let _ = std::process::Command::new("scancel")
-                .args(["--name", &name])
+                .args(["--me", "--name", &name])
                 .status();
         })
     }
@@ -289,14 +300,28 @@ impl Slurm {
     /// Waits until none of `ids` (jobs or job arrays) is in the queue; on Ctrl-C, cancels
     /// every job of this controller and returns.
     async fn wait_gone(&self, ids: &[String]) {
+        let mut failing_since: Option<Instant> = None;
         loop {
             if crate::process::interrupted().is_some() {
                 self.cancel_all().await;
                 return;
             }
             let queued = match self.queued().await {
-                Ok(q) => q,
+                Ok(q) => {
+                    failing_since = None;
+                    q
+                }
                 Err(e) => {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > QUEUE_GIVE_UP {
+                        // The runs are lost to the engine: their folders say what finished.
+                        tracing::warn!(
+                            "squeue has failed for {} s ({e}); cancelling this batch's jobs",
+                            QUEUE_GIVE_UP.as_secs()
+                        );
+                        self.cancel_all().await;
+                        return;
+                    }
                     tracing::warn!("squeue: {e}; asking again");
                     tokio::time::sleep(self.cfg.slurm_poll).await;
                     continue;
