@@ -37,7 +37,7 @@ use crate::run::{RunPlan, RunReport};
 mod local;
 pub mod slurm;
 pub mod worker;
-pub use local::{clamp_jobs, Local};
+pub use local::Local;
 pub use slurm::Slurm;
 
 /// Why an engine could not be used or reached.
