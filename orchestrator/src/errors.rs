@@ -174,6 +174,8 @@ pub enum LabError {
     Results(#[from] ResultsError),
     #[error(transparent)]
     Io(#[from] IoError),
+    #[error(transparent)]
+    Engine(#[from] crate::exec::EngineError),
     #[error("write to {stream}")]
     Output {
         stream: &'static str,
@@ -223,6 +225,7 @@ impl LabError {
             | LabError::Store(_)
             | LabError::Results(_)
             | LabError::Io(_)
+            | LabError::Engine(_)
             | LabError::Output { .. }
             | LabError::Task(_)
             | LabError::Interrupted => EXIT_INFRA,
@@ -256,7 +259,10 @@ impl LabError {
                     | SourceError::Io(_) => EXIT_INFRA,
                 },
                 BuildError::Cache(c) => cache_exit_code(c),
-                BuildError::Spawn(_) | BuildError::Make { .. } | BuildError::Io(_) => EXIT_INFRA,
+                BuildError::Spawn(_)
+                | BuildError::Make { .. }
+                | BuildError::Io(_)
+                | BuildError::Job { .. } => EXIT_INFRA,
             },
         }
     }
@@ -305,6 +311,22 @@ mod tests {
                 EXIT_USAGE,
             ),
             (UnknownArch("mips".into()).into(), EXIT_USAGE),
+            (
+                crate::exec::EngineError::NoNodes {
+                    partition: "run".into(),
+                }
+                .into(),
+                EXIT_INFRA,
+            ),
+            (
+                BuildError::Job {
+                    engine: "slurm".into(),
+                    job: "7".into(),
+                    why: "node down".into(),
+                }
+                .into(),
+                EXIT_INFRA,
+            ),
             (
                 SelftestError::Invalid {
                     path: path(),

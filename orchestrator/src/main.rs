@@ -30,7 +30,12 @@ fn init_logging(verbose: u8, quiet: bool) {
 }
 
 async fn dispatch(cli: Cli) -> Result<Outcome, LabError> {
-    let settings = Settings::discover(cli.lab.as_deref())?;
+    let mut settings = Settings::discover(cli.lab.as_deref())?;
+    if let Some(engine) = &cli.engine {
+        settings.engine.kind = engine
+            .parse()
+            .map_err(|why: String| LabError::usage("--engine", why))?;
+    }
     tracing::info!(
         root = %settings.root.display(),
         cache = %settings.cache_dir.display(),
@@ -51,6 +56,7 @@ async fn dispatch(cli: Cli) -> Result<Outcome, LabError> {
         Command::Bisect(args) => commands::bisect::run(&ctx, args).await,
         Command::BisectStep(args) => Ok(commands::bisect::step(&ctx, args).await),
         Command::Gate(args) => commands::gate::run(&ctx, args).await,
+        Command::Worker(cmd) => commands::worker::run(&ctx, cmd).await,
     }
 }
 

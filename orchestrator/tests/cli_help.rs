@@ -32,6 +32,9 @@ const VERBS: &[&[&str]] = &[
     &["bisect"],
     &["bisect-step"],
     &["gate"],
+    &["worker"],
+    &["worker", "run"],
+    &["worker", "build"],
 ];
 
 #[test]

@@ -45,25 +45,7 @@ fn text(o: &Output) -> String {
 
 /// Processes whose command line names the cluster's folder.
 fn processes_of(dir: &Path) -> Vec<String> {
-    let needle = dir.to_str().expect("utf-8");
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<u32>().is_ok())
-        })
-        .filter_map(|e| {
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let zombie = stat
-                .rsplit_once(") ")
-                .is_some_and(|(_, r)| r.starts_with('Z'));
-            (cmd.contains(needle) && !zombie).then_some(cmd)
-        })
-        .collect()
+    common::processes_with(dir.to_str().expect("utf-8"))
 }
 
 #[test]

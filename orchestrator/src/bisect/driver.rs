@@ -105,7 +105,7 @@ pub struct Begun {
 
 /// Opens the results store that bisections are kept in.
 pub fn open_store(s: &Settings) -> Result<Store, LabError> {
-    Ok(Store::open(&Store::default_path(&s.cache_dir))?)
+    Ok(Store::open(&s.store.clone())?)
 }
 
 /// A stored bisection: session `id` (finished or not), or else the latest bisect session, the

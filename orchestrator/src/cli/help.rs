@@ -72,6 +72,12 @@ pub const BISECT_STEP_EXAMPLES: &str = "Examples:
 Builds the checkout in the current directory (its HEAD) with the lab's configs, boots it and runs the test --runs times.
 Exit codes (git bisect run's): 0 every run passed (good); 1 a run failed (bad); 125 build or boot failure, or a crash with another fingerprint (skip); 128 lab itself could not work (git bisect stops).";
 
+pub const WORKER_EXAMPLES: &str = "Examples (as a Slurm job runs it):
+  lab worker run ~/.cache/lab/slurm/lab-buildhost-4242/batch-003/x86_64/task-0.json
+  lab worker build ~/.cache/lab/slurm/lab-buildhost-4242/build-000/request.json
+
+The controller (lab compare --engine slurm, ...) writes the job files and ingests the run folders; the worker never writes the results store.";
+
 pub const GATE_EXAMPLES: &str = "Examples:
   lab gate patches/futex-lockless-wakeup-revert          a directory of .patch files (or a series file)
   lab gate my-series.mbox --arch x86_64 --budget 3m

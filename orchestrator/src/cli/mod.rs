@@ -29,6 +29,10 @@ pub struct Cli {
     /// Only errors and results.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Where builds and boots happen: local (this host) or slurm (jobs on the cluster that
+    /// SLURM_CONF names); default: [engine] kind in the lab definition.
+    #[arg(long, global = true, env = "LAB_ENGINE", value_name = "ENGINE", value_parser = ["local", "slurm"])]
+    pub engine: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -68,6 +72,24 @@ pub enum Command {
     /// warnings, then compare the tip against base and bisect a regression.
     #[command(after_help = GATE_EXAMPLES)]
     Gate(GateArgs),
+    /// A cluster node's half of `--engine slurm`: make the runs or the build a job file
+    /// describes, leaving results where the controller reads them. Jobs run it; people don't.
+    #[command(subcommand, after_help = WORKER_EXAMPLES)]
+    Worker(WorkerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkerCommand {
+    /// Make the runs of one host group (a job array task's file), in order, on this node.
+    Run {
+        /// The group's job file, written by the controller.
+        file: PathBuf,
+    },
+    /// Build one kernel request into the shared cache.
+    Build {
+        /// The build's job file, written by the controller.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

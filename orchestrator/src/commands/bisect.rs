@@ -50,8 +50,8 @@ pub async fn run(ctx: &Context, args: &BisectArgs) -> Result<Outcome, LabError> 
     };
     let progress = BisectProgress::new(ctx.quiet);
     let on = |e| progress.event(e);
-    let exec = super::executor(ctx, None);
-    let state = driver::drive(&ctx.settings, &exec, session, state, store, &on).await?;
+    let exec = super::executor(ctx, None)?;
+    let state = driver::drive(&ctx.settings, &*exec, session, state, store, &on).await?;
     print_log(session, &state, args.json.json);
     Ok(match &state.conclusion {
         Some(c) if c.confident && state.identical_to_parent != Some(true) => Outcome::Pass,
@@ -274,8 +274,8 @@ async fn step_inner(ctx: &Context, args: &BisectStepArgs) -> Result<i32, LabErro
         match_crash: args.match_crash.clone(),
     };
     let head12 = |head: &str| head.get(..12).unwrap_or(head).to_owned();
-    let exec = super::executor(ctx, None);
-    Ok(match test_checkout(&ctx.settings, &exec, &req).await? {
+    let exec = super::executor(ctx, None)?;
+    Ok(match test_checkout(&ctx.settings, &*exec, &req).await? {
         CheckoutVerdict::BuildFailed { head, why } => {
             crate::errln!(
                 "lab: bisect-step: {}: build failed, skip: {why}",

@@ -6,7 +6,6 @@ use super::progress::BuildProgress;
 use super::{kernel_requests, Context};
 use crate::cli::BuildArgs;
 use crate::errors::{LabError, Outcome};
-use crate::exec::Executor;
 use crate::kernel::build::Built;
 
 #[derive(Debug, Serialize)]
@@ -29,7 +28,7 @@ struct BuildJson<'a> {
 
 pub async fn run(ctx: &Context, args: &BuildArgs) -> Result<Outcome, LabError> {
     let requests = kernel_requests(ctx, &args.select)?;
-    let exec = super::executor(ctx, None);
+    let exec = super::executor(ctx, None)?;
     let mut results: Vec<Built> = Vec::new();
     for req in &requests {
         // Progress goes to stderr even with --json (that is stdout's): a CI log that keeps

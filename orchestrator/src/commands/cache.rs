@@ -25,7 +25,7 @@ fn prune_runs(
     now: u64,
 ) -> Result<Outcome, LabError> {
     let cache_dir = &ctx.settings.cache_dir;
-    let store = Store::open(&Store::default_path(cache_dir))?;
+    let store = Store::open(&ctx.settings.store)?;
     let open: Vec<PathBuf> = store
         .open_session_run_dirs()?
         .into_iter()

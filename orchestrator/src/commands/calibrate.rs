@@ -29,10 +29,10 @@ pub async fn run(ctx: &Context, args: &CalibrateArgs) -> Result<Outcome, LabErro
             }
             req.budget = args.budget.unwrap_or(req.budget);
             req.fresh = true;
-            let exec = super::executor(ctx, None);
+            let exec = super::executor(ctx, None)?;
             let progress = SessionProgress::new(ctx.quiet);
             let on = |e| progress.event(e);
-            let ran = session::run(s, &exec, &req, &on).await;
+            let ran = session::run(s, &*exec, &req, &on).await;
             drop(progress);
             let Some((report, _)) = ran? else {
                 return Err(LabError::Interrupted);
@@ -40,7 +40,7 @@ pub async fn run(ctx: &Context, args: &CalibrateArgs) -> Result<Outcome, LabErro
             report.session
         }
     };
-    let path = Store::default_path(&s.cache_dir);
+    let path = s.store.clone();
     let store = Store::open(&path)?;
     let rows = store.session_outcomes(session)?;
     let runs = store.session_runs(session)?;

@@ -17,10 +17,10 @@ use crate::report::{self, ReportFormat};
 
 pub async fn run(ctx: &Context, args: &CompareArgs) -> Result<Outcome, LabError> {
     let req = request(&ctx.settings, args)?;
-    let exec = super::executor(ctx, args.jobs);
+    let exec = super::executor(ctx, args.jobs)?;
     let progress = SessionProgress::new(ctx.quiet);
     let on = |e| progress.event(e);
-    let ran = session::run(&ctx.settings, &exec, &req, &on).await;
+    let ran = session::run(&ctx.settings, &*exec, &req, &on).await;
     // The loop is over: no more progress lines among the report's.
     drop(progress);
     let Some((report, dir)) = ran? else {

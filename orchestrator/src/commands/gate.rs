@@ -47,8 +47,8 @@ pub async fn run(ctx: &Context, args: &GateArgs) -> Result<Outcome, LabError> {
         bisect: BisectProgress::new(ctx.quiet),
     };
     let on = |e| progress.event(e);
-    let exec = super::executor(ctx, None);
-    let report = pipeline::run(s, &exec, &req, &on).await?;
+    let exec = super::executor(ctx, None)?;
+    let report = pipeline::run(s, &*exec, &req, &on).await?;
     finish(ctx, args, &report)
 }
 
@@ -148,8 +148,8 @@ async fn b4_check(ctx: &Context, args: &GateArgs) -> Result<Outcome, LabError> {
         series: range(args),
     };
     // b4 reads stdout; the per-patch lines would only be noise on its stderr.
-    let exec = super::executor(ctx, None);
-    let results = pipeline::check_mail(&ctx.settings, &exec, &req, &|_| {}).await?;
+    let exec = super::executor(ctx, None)?;
+    let results = pipeline::check_mail(&ctx.settings, &*exec, &req, &|_| {}).await?;
     if args.b4_lines {
         crate::out!("{}", b4::to_prep_lines(&results));
     } else {

@@ -11,12 +11,14 @@ pub mod progress;
 pub mod results;
 pub mod run;
 pub mod selftest;
+pub mod worker;
 
 use crate::arch::Arch;
 use crate::cli::KernelSelect;
+use crate::config::EngineKind;
 use crate::config::Settings;
 use crate::errors::LabError;
-use crate::exec::Local;
+use crate::exec::{Executor, Local, Slurm};
 use crate::kernel::build::BuildRequest;
 
 /// What every command gets: the resolved settings and the output mode.
@@ -26,14 +28,32 @@ pub struct Context {
     pub quiet: bool,
 }
 
-/// Where a verb's builds and boots happen: this host, `jobs` guests at once (`None`: as many
-/// as its cores hold without overcommitting vCPUs). Says so when an asked number is lowered.
-pub fn executor(ctx: &Context, jobs: Option<usize>) -> Local {
-    let (local, note) = Local::new(&ctx.settings, jobs);
-    if let Some(n) = note {
-        crate::errln!("lab: {n}");
+/// Where a verb's builds and boots happen: the engine of `[engine] kind` (or `--engine`).
+/// Locally, `jobs` guests at once (`None`: as many as the cores hold without overcommitting
+/// vCPUs), said when an asked number is lowered; on a cluster, as many as its run partition
+/// holds.
+pub fn executor(ctx: &Context, jobs: Option<usize>) -> Result<Box<dyn Executor>, LabError> {
+    match ctx.settings.engine.kind {
+        EngineKind::Local => {
+            let (local, note) = Local::new(&ctx.settings, jobs);
+            if let Some(n) = note {
+                crate::errln!("lab: {n}");
+            }
+            Ok(Box::new(local))
+        }
+        EngineKind::Slurm => {
+            let slurm = Slurm::new(&ctx.settings)?;
+            if !ctx.quiet {
+                crate::errln!(
+                    "lab: engine slurm: {} guests at once on partition {}, jobs named {}",
+                    slurm.slots(),
+                    ctx.settings.engine.slurm_run_partition,
+                    slurm.job_name()
+                );
+            }
+            Ok(Box::new(slurm))
+        }
     }
-    local
 }
 
 /// Turns `--arch/--patches/--config/--kernel` into one build request per arch.

@@ -17,7 +17,7 @@ use crate::report::{self, ReportFormat};
 use crate::results::store::{RunRow, SessionRow, Store, StoreError};
 
 pub fn run(ctx: &Context, cmd: &ResultsCommand) -> Result<Outcome, LabError> {
-    let path = Store::default_path(&ctx.settings.cache_dir);
+    let path = ctx.settings.store.clone();
     let store = open(&path)?;
     match cmd {
         ResultsCommand::List { limit, json } => list(&store, &path, *limit, *json),

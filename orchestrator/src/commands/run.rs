@@ -7,8 +7,8 @@ use super::progress::BuildProgress;
 use super::{kernel_requests, Context};
 use crate::cli::RunArgs;
 use crate::errors::{LabError, Outcome};
-use crate::exec::{Batch, Executor, RunJob};
-use crate::results::store::{Recorder, Store};
+use crate::exec::{Batch, RunJob};
+use crate::results::store::Recorder;
 use crate::results::{OutcomeKind, TestOutcome};
 use crate::run::{self, RunPlan, RunReport};
 
@@ -26,7 +26,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
     }
     let knobs = args.knobs.pairs();
     let seed = args.seed.or_now();
-    let exec = super::executor(ctx, Some(args.jobs.max(1)));
+    let exec = super::executor(ctx, Some(args.jobs.max(1)))?;
     let jobs = exec.slots();
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -101,7 +101,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
             first += n;
         }
     }
-    let recorder = Arc::new(Recorder::open(&Store::default_path(&s.cache_dir)));
+    let recorder = Arc::new(Recorder::open(&s.store.clone()));
     let batch = Batch {
         jobs: shards,
         recorder: Some(recorder.clone()),

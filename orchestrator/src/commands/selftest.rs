@@ -7,9 +7,9 @@ use super::progress::BuildProgress;
 use super::{kernel_requests, Context};
 use crate::cli::{ArchesArg, KernelSelect, SelftestArgs, StackArgs};
 use crate::errors::{LabError, Outcome};
-use crate::exec::{self, Executor, RunJob};
+use crate::exec::{self, RunJob};
 use crate::guest::image::{self, ImageInputs};
-use crate::results::store::{Recorder, Store};
+use crate::results::store::Recorder;
 use crate::results::TestOutcome;
 use crate::run::{self, RunPlan};
 use crate::selftest::{self, matches, observe, Expected, Observed};
@@ -63,8 +63,8 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
         arch: args.arch.clone(),
         ..Default::default()
     };
-    let recorder = Arc::new(Recorder::open(&Store::default_path(&s.cache_dir)));
-    let exec = super::executor(ctx, Some(1));
+    let recorder = Arc::new(Recorder::open(&s.store.clone()));
+    let exec = super::executor(ctx, Some(1))?;
     let mut cells = Vec::new();
     for base_req in kernel_requests(ctx, &arches)? {
         let arch = base_req.arch;
@@ -108,7 +108,7 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
                 );
             }
             let job = RunJob::new(plan, &reason, "lab selftest");
-            let report = exec::run_one(&exec, job, Some(recorder.clone()), &|_| {}).await;
+            let report = exec::run_one(&*exec, job, Some(recorder.clone()), &|_| {}).await;
             let mut by_test: BTreeMap<&str, Vec<&TestOutcome>> = BTreeMap::new();
             for o in &report.outcomes {
                 by_test.entry(o.test.as_str()).or_default().push(o);

@@ -222,8 +222,11 @@ pub async fn compare(
         }
         batch_no += 1;
         let batch_start = Instant::now();
-        let sampler = contention::Sampler::start();
-        if sampler.is_none() && batch_no == 1 {
+        let sampler = exec
+            .guests_here()
+            .then(contention::Sampler::start)
+            .flatten();
+        if sampler.is_none() && batch_no == 1 && exec.guests_here() {
             on(Event::LoadUnknown);
         }
         let (outcomes, dirs) =

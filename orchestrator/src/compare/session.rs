@@ -377,7 +377,7 @@ pub async fn run(
         reproduce: req.reproduce.clone(),
     };
 
-    let mut store = Store::open(&Store::default_path(&s.cache_dir))?;
+    let mut store = Store::open(&s.store.clone())?;
     let key = session_key(&plan);
     tracing::debug!(%key, engine = exec.engine(), slots = exec.slots(), tests = ?plan.tests, dir = %dir.display(), "comparison planned");
     let args_json = serde_json::json!({

@@ -62,7 +62,61 @@ struct LabFile {
     tests: TestsSection,
     #[serde(default)]
     compare: CompareSection,
+    #[serde(default)]
+    results: ResultsSection,
+    #[serde(default)]
+    engine: EngineSection,
     target: Option<TargetSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ResultsSection {
+    store: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct EngineSection {
+    kind: Option<String>,
+    slurm_build_partition: Option<String>,
+    slurm_run_partition: Option<String>,
+    slurm_features: Option<BTreeMap<String, String>>,
+    slurm_lab: Option<String>,
+    slurm_poll: Option<String>,
+}
+
+/// Which engine builds and boots (`[engine] kind`, `--engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    Local,
+    Slurm,
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<EngineKind, String> {
+        match s {
+            "local" => Ok(EngineKind::Local),
+            "slurm" => Ok(EngineKind::Slurm),
+            _ => Err(format!("{s:?}: use \"local\" or \"slurm\"")),
+        }
+    }
+}
+
+/// `[engine]`, resolved.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub kind: EngineKind,
+    pub slurm_build_partition: String,
+    pub slurm_run_partition: String,
+    /// Per guest arch, the node feature its runs need (`sbatch --constraint`).
+    pub slurm_features: BTreeMap<Arch, String>,
+    /// The lab binary the nodes run; `None`: this one.
+    pub slurm_lab: Option<PathBuf>,
+    /// How often the queue is looked at.
+    pub slurm_poll: Duration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +250,9 @@ pub struct Settings {
     /// The cargo workspace holding guest-tests/.
     pub guest_source: PathBuf,
     pub compare: CompareSettings,
+    /// The SQLite results store.
+    pub store: PathBuf,
+    pub engine: EngineSettings,
     pub target: Option<Target>,
 }
 
@@ -533,6 +590,49 @@ impl Settings {
                 .unwrap_or_default(),
         };
 
+        let store_raw: String = pick!(results.store, "results.store");
+        let store = if store_raw.is_empty() {
+            cache_dir.join("results.db")
+        } else {
+            rel(store_raw)
+        };
+
+        let kind_raw: String = pick!(engine.kind, "engine.kind");
+        let mut slurm_features = BTreeMap::new();
+        let mut features = defaults.engine.slurm_features.clone().unwrap_or_default();
+        features.extend(user.engine.slurm_features.clone().unwrap_or_default());
+        for (name, feature) in features {
+            let arch = name
+                .parse::<Arch>()
+                .map_err(|e| bad("engine.slurm-features", &name, &e.to_string()))?;
+            if !feature.is_empty() {
+                slurm_features.insert(arch, feature);
+            }
+        }
+        let poll_raw: String = pick!(engine.slurm_poll, "engine.slurm-poll");
+        let lab_raw: String = pick!(engine.slurm_lab, "engine.slurm-lab");
+        let engine = EngineSettings {
+            kind: kind_raw
+                .parse()
+                .map_err(|why: String| bad("engine.kind", &kind_raw, &why))?,
+            slurm_build_partition: pick!(
+                engine.slurm_build_partition,
+                "engine.slurm-build-partition"
+            ),
+            slurm_run_partition: pick!(engine.slurm_run_partition, "engine.slurm-run-partition"),
+            slurm_features,
+            slurm_lab: (!lab_raw.is_empty()).then(|| rel(lab_raw)),
+            slurm_poll: parse_duration(&poll_raw)
+                .filter(|d| *d >= Duration::from_millis(100) && *d <= Duration::from_secs(600))
+                .ok_or_else(|| {
+                    bad(
+                        "engine.slurm-poll",
+                        &poll_raw,
+                        "use a duration from 100ms to 10m, such as \"2s\"",
+                    )
+                })?,
+        };
+
         let target = match user.target.clone() {
             None => None,
             Some(t) => Some(Target {
@@ -569,6 +669,8 @@ impl Settings {
             test_duration,
             guest_source,
             compare,
+            store,
+            engine,
             target,
             root,
         })
@@ -711,6 +813,15 @@ mod tests {
         "vm",
         "tests",
         "compare",
+        "results",
+        "store",
+        "engine",
+        "kind",
+        "slurm-build-partition",
+        "slurm-run-partition",
+        "slurm-features",
+        "slurm-lab",
+        "slurm-poll",
         "target",
         "base",
         "dir",

@@ -63,6 +63,10 @@ impl Executor for Local {
         self.slots
     }
 
+    fn guests_here(&self) -> bool {
+        true
+    }
+
     fn build<'a>(
         &'a self,
         req: &'a BuildRequest,

@@ -35,7 +35,43 @@ use crate::results::TestOutcome;
 use crate::run::{RunPlan, RunReport};
 
 mod local;
+pub mod slurm;
+pub mod worker;
 pub use local::Local;
+pub use slurm::Slurm;
+
+/// Why an engine could not be used or reached.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the engine cannot find this lab binary to run on its nodes; set engine.slurm-lab")]
+    NoBinary {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{tool} failed: {why}")]
+    Client { tool: &'static str, why: String },
+    #[error("the slurm partition {partition:?} has no nodes (engine.slurm-run-partition)")]
+    NoNodes { partition: String },
+    #[error("{}: a path with a quote or a newline cannot be handed to a job's shell", path.display())]
+    OddPath { path: std::path::PathBuf },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the job file {}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the job file {} is not one this lab reads ({why}); the controller and the nodes must run the same lab", path.display())]
+    JobFile {
+        path: std::path::PathBuf,
+        why: String,
+    },
+}
 
 /// A boxed future that can cross threads: what the trait's methods return, so that an
 /// executor can be chosen at run time (`&dyn Executor`).
@@ -107,6 +143,10 @@ pub trait Executor: Send + Sync {
 
     /// How many guests it boots at once: the controller sizes its batches by this.
     fn slots(&self) -> usize;
+
+    /// Whether its guests run on this host, where lab can see what else loads the CPUs
+    /// (compare's contention check). A cluster's nodes are not watched from here.
+    fn guests_here(&self) -> bool;
 
     /// The kernel of `req`, from the artifact store or built.
     fn build<'a>(

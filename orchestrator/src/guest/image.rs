@@ -84,7 +84,7 @@ pub struct ImageManifest {
 }
 
 /// A base image on disk.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BaseImage {
     pub path: PathBuf,
     pub manifest: ImageManifest,

@@ -52,10 +52,18 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Io(#[from] IoError),
+    /// A build handed to a cluster did not leave its kernel in the artifact store.
+    #[error("the build job {job} ({engine}) left no kernel in the cache: {why}")]
+    Job {
+        engine: String,
+        job: String,
+        why: String,
+    },
 }
 
-/// What to build.
-#[derive(Debug, Clone)]
+/// What to build. It serializes, so that a build can be handed to a worker on another host
+/// (`lab worker build`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BuildRequest {
     pub arch: Arch,
     pub kernel: KernelDef,
@@ -153,6 +161,19 @@ pub struct Built {
     /// Compile steps make ran.
     pub compiled: u64,
     pub seconds: f64,
+}
+
+impl Built {
+    /// A kernel found in the cache, looked up since `started`.
+    pub fn cached(artifact: Artifact, started: Instant) -> Built {
+        Built {
+            artifact,
+            cached: true,
+            touched: Vec::new(),
+            compiled: 0,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
 }
 
 /// Fixed make variables: reproducible builds, whoever and whenever builds them.
@@ -286,13 +307,7 @@ pub async fn build(
     if let Ok(cfg) = std::fs::read(&plan.config_memo) {
         if let Some(artifact) = plan.cache.get(&plan.key(&sha256_hex(&cfg))) {
             tracing::info!(arch = %req.arch, key = %artifact.manifest.key, "build: cache hit (config known)");
-            return Ok(Built {
-                artifact,
-                cached: true,
-                touched: Vec::new(),
-                compiled: 0,
-                seconds: started.elapsed().as_secs_f64(),
-            });
+            return Ok(Built::cached(artifact, started));
         }
     }
 

@@ -115,7 +115,7 @@ pub struct Manifest {
 }
 
 /// A kernel in the cache.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Artifact {
     pub dir: PathBuf,
     pub manifest: Manifest,

@@ -57,7 +57,7 @@ pub enum PatchError {
 }
 
 /// One patch: a file (or one message of an mbox), with its file diffs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Patch {
     /// How errors and manifests name it: `set/file` or `file#n` for an mbox message.
     pub label: String,
@@ -74,7 +74,7 @@ impl Patch {
 }
 
 /// The changes to one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileDiff {
     /// Path before (None: the patch creates the file).
     pub old: Option<String>,
@@ -89,7 +89,7 @@ impl FileDiff {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Hunk {
     pub old_start: usize,
     /// Context and removed lines, in order, each with its line ending.
@@ -99,7 +99,7 @@ pub struct Hunk {
 }
 
 /// A named, ordered list of patches (one stacking layer).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PatchSet {
     pub name: String,
     pub source: PathBuf,

@@ -79,7 +79,7 @@ struct GitDef {
 }
 
 /// A kernel definition, read and checked, not yet resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct KernelDef {
     pub name: String,
     pub path: PathBuf,
@@ -87,7 +87,7 @@ pub struct KernelDef {
     pub kind: DefKind,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum DefKind {
     Tarball {
         path: PathBuf,

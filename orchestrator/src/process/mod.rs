@@ -18,6 +18,46 @@ pub mod warden;
 /// Process groups of live children.
 static GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
+/// What to undo on Ctrl-C besides the child groups, such as jobs queued on a cluster, by id.
+type Cleanup = Box<dyn Fn() + Send + Sync>;
+static CLEANUPS: Mutex<Vec<(u64, Cleanup)>> = Mutex::new(Vec::new());
+static NEXT_CLEANUP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Runs `f` if lab is interrupted (Ctrl-C, SIGTERM) while the guard lives, before the child
+/// groups are stopped. For what a process group cannot hold: a cluster's jobs. `f` blocks
+/// the exit, so it must be quick (it gets no more than the grace of the children).
+#[must_use = "the cleanup is dropped with its guard"]
+pub fn on_interrupt(f: impl Fn() + Send + Sync + 'static) -> CleanupGuard {
+    let id = NEXT_CLEANUP.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if let Ok(mut c) = CLEANUPS.lock() {
+        c.push((id, Box::new(f)));
+    }
+    CleanupGuard(id)
+}
+
+/// Removes its cleanup when dropped.
+#[derive(Debug)]
+pub struct CleanupGuard(u64);
+
+impl Drop for CleanupGuard {
+    fn drop(&mut self) {
+        if let Ok(mut c) = CLEANUPS.lock() {
+            c.retain(|(id, _)| *id != self.0);
+        }
+    }
+}
+
+fn run_cleanups() {
+    // Taken out first: a cleanup that panics or blocks must not hold the lock.
+    let cleanups: Vec<(u64, Cleanup)> = CLEANUPS
+        .lock()
+        .map(|mut c| std::mem::take(&mut *c))
+        .unwrap_or_default();
+    for (_, f) in cleanups {
+        f();
+    }
+}
+
 /// The exit code an interrupt asked for (0: none yet).
 static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
@@ -119,9 +159,12 @@ pub fn install_interrupt_handler() {
         };
         INTERRUPTED.store(code, std::sync::atomic::Ordering::SeqCst);
         crate::errln!("lab: interrupted; stopping child processes");
-        tokio::task::spawn_blocking(|| terminate_all(Duration::from_secs(3)))
-            .await
-            .ok();
+        tokio::task::spawn_blocking(|| {
+            run_cleanups();
+            terminate_all(Duration::from_secs(3));
+        })
+        .await
+        .ok();
         std::process::exit(code);
     });
 }
@@ -268,6 +311,26 @@ impl Drop for Child {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cleanups_run_while_their_guard_lives_and_only_once() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::Arc;
+        let kept = Arc::new(AtomicU32::new(0));
+        let dropped = Arc::new(AtomicU32::new(0));
+        let k = kept.clone();
+        let _guard = on_interrupt(move || {
+            k.fetch_add(1, Ordering::SeqCst);
+        });
+        let d = dropped.clone();
+        drop(on_interrupt(move || {
+            d.fetch_add(1, Ordering::SeqCst);
+        }));
+        run_cleanups();
+        run_cleanups();
+        assert_eq!(kept.load(Ordering::SeqCst), 1);
+        assert_eq!(dropped.load(Ordering::SeqCst), 0);
+    }
 
     #[tokio::test]
     async fn terminate_kills_the_whole_group() {

@@ -30,8 +30,9 @@ pub use accel::{choose_accel, probe_spec};
 pub use folder::stderr_file;
 use folder::{keep_stderr, set_aside_earlier_results, STDERR_KEPT_LINES};
 
-/// Everything one run on one arch needs.
-#[derive(Debug, Clone)]
+/// Everything one run on one arch needs. It serializes, so that a run can be handed to a
+/// worker on another host (`lab worker run`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunPlan {
     pub arch: Arch,
     pub artifact: Artifact,

@@ -97,3 +97,25 @@ pub fn built(r: &Ran) -> serde_json::Value {
         .cloned()
         .expect("one kernel")
 }
+
+/// The command lines of the live (not zombie) processes whose command line holds `needle`.
+pub fn processes_with(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .filter_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let zombie = stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, r)| r.starts_with('Z'));
+            (cmd.contains(needle) && !zombie).then_some(cmd)
+        })
+        .collect()
+}
