@@ -143,8 +143,10 @@ fn cyclictest(params: &TestParams, r: &mut TestResult) {
         r.verdict = Verdict::Fail;
         r.summary = format!(
             "cyclictest exited {}: {}",
-            ran.code
-                .map_or_else(|| format!("on signal {}", ran.signal.unwrap_or(0)), |c| c.to_string()),
+            ran.code.map_or_else(
+                || format!("on signal {}", ran.signal.unwrap_or(0)),
+                |c| c.to_string()
+            ),
             ran.stderr.lines().last().unwrap_or("(no message)")
         );
         return;
