@@ -123,7 +123,13 @@ pub const KSELFTEST_PREFIX: &str = "kselftest:";
 pub const RT_PREFIX: &str = "rt:";
 
 /// The rt-tests programs lab runs as `rt:<program>`.
-pub const RT_PROGRAMS: &[&str] = &["cyclictest"];
+pub const RT_PROGRAMS: &[&str] = &[
+    "cyclictest",
+    "ptsematest",
+    "pmqtest",
+    "sigwaittest",
+    "svsematest",
+];
 
 /// The guest image of one arch with the programs of `tests`: built (cargo, a no-op when
 /// nothing changed) and assembled (cached by content). `kselftest` says where `kselftest:`

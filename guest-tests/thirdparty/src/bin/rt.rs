@@ -15,6 +15,14 @@
 //! overflows: a censored figure is never passed on as a value) and `latency_ns_max`.
 //! Verdicts: cyclictest failing to run, or a non-zero `return_code`, fails; a wake-up later
 //! than the bound fails, with the thread and the figure; a missing program is a skip.
+//!
+//! `rt:ptsematest` (a POSIX mutex: futexes), `rt:pmqtest` (POSIX message queues),
+//! `rt:sigwaittest` (signals) and `rt:svsematest` (SysV semaphores) run pairs of SCHED_FIFO
+//! threads, a sender waking a receiver every millisecond: one pair per CPU (`--smp`; one
+//! pair for `sigwaittest`, which has no `--smp`). Their files have no histogram, only each
+//! pair's extremes and mean, so the metrics are `latency_ns_avg` (the mean over every
+//! wake-up) and `latency_ns_max`. The verdicts are cyclictest's, with timeouts
+//! (`pmqtest`) failing too.
 
 use std::path::Path;
 use std::process::Command;
@@ -25,6 +33,7 @@ use lab_guest_tests::knobs::{Knobs, PARAMETERS_DIR};
 use lab_guest_tests::sys::now_ns;
 use lab_proto::{TestParams, TestResult, Verdict};
 use lab_thirdparty::cyclictest::{CyclictestJson, Quantile};
+use lab_thirdparty::pairs::PairJson;
 
 /// The wake-up interval, µs.
 const INTERVAL_US: u64 = 1000;
@@ -69,6 +78,9 @@ fn main() {
     if knobs.is_some() {
         match program.as_str() {
             "cyclictest" => cyclictest(&params, &mut r),
+            "ptsematest" | "pmqtest" | "sigwaittest" | "svsematest" => {
+                pair_test(&program, &params, &mut r);
+            }
             other => {
                 r.verdict = Verdict::Skip;
                 r.summary = format!("rt:{other}: lab does not know this rt-tests program");
@@ -94,14 +106,129 @@ fn main() {
     });
 }
 
-fn cyclictest(params: &TestParams, r: &mut TestResult) {
-    let program = Path::new("/usr/bin/cyclictest");
-    if !program.is_file() {
+/// Runs one rt-tests program with `args` and `--json`, under the deadline of `params`, and
+/// returns its JSON text; `None` when `r` already holds the verdict (it could not run, hung
+/// or exited non-zero).
+fn run_json(
+    program: &str,
+    args: &[String],
+    params: &TestParams,
+    r: &mut TestResult,
+) -> Option<String> {
+    let path = Path::new("/usr/bin").join(program);
+    if !path.is_file() {
         r.verdict = Verdict::Skip;
-        r.summary = format!("{} is not in the guest image", program.display());
-        return;
+        r.summary = format!("{} is not in the guest image", path.display());
+        return None;
     }
-    let json = format!("/tmp/cyclictest-{}.json", std::process::id());
+    let json = format!("/tmp/{program}-{}.json", std::process::id());
+    let allowance = Duration::from_millis(params.duration_ms)
+        + BASE_ALLOWANCE.mul_f64(params.deadline_scale.max(1.0));
+    let mut cmd = Command::new(&path);
+    cmd.args(args).arg(format!("--json={json}"));
+    let ran = match run_in_group(cmd, allowance) {
+        Ok(ran) => ran,
+        Err(why) => {
+            r.verdict = Verdict::Fail;
+            r.summary = why;
+            return None;
+        }
+    };
+    for line in ran.stderr.lines().chain(ran.stdout.lines()) {
+        eprintln!("{program}: {line}");
+    }
+    if ran.timed_out {
+        r.verdict = Verdict::Hang;
+        r.summary = format!(
+            "{program} still running after {:.0} s: its process group was killed",
+            allowance.as_secs_f64()
+        );
+        return None;
+    }
+    let text = std::fs::read_to_string(&json).unwrap_or_default();
+    let _ = std::fs::remove_file(&json);
+    eprintln!("{program} json: {}", text.replace('\n', " "));
+    if ran.code != Some(0) {
+        r.verdict = Verdict::Fail;
+        r.summary = format!(
+            "{program} exited {}: {}",
+            ran.code.map_or_else(
+                || format!("on signal {}", ran.signal.unwrap_or(0)),
+                |c| c.to_string()
+            ),
+            ran.stderr.lines().last().unwrap_or("(no message)")
+        );
+        return None;
+    }
+    Some(text)
+}
+
+/// A wake-up later than this many µs fails a run.
+fn bound_us(params: &TestParams) -> u64 {
+    (BOUND_US as f64 * params.deadline_scale.max(1.0)) as u64
+}
+
+fn pair_test(program: &str, params: &TestParams, r: &mut TestResult) {
+    let loops = (params.duration_ms * 1000 / INTERVAL_US).max(100);
+    // Short options: rt-tests 2.4's svsematest has no long `--quiet`.
+    let mut args = vec![
+        "-q".to_owned(),
+        "-p95".to_owned(),
+        format!("-i{INTERVAL_US}"),
+        format!("-l{loops}"),
+    ];
+    if program != "sigwaittest" {
+        args.push("-S".to_owned());
+    }
+    let Some(text) = run_json(program, &args, params, r) else {
+        return;
+    };
+    let j = match PairJson::parse(&text) {
+        Ok(j) => j,
+        Err(e) => {
+            r.verdict = Verdict::Fail;
+            r.summary = format!("{program}'s --json file cannot be read: {e}");
+            return;
+        }
+    };
+    let s = j.summary();
+    r.samples = s.samples;
+    r.counters.insert("wakeups".into(), s.samples);
+    r.counters.insert("pairs".into(), j.pairs.len() as u64);
+    r.counters.insert("timeouts".into(), s.timeouts);
+    if let Some(mean) = s.mean {
+        r.metrics.insert("latency_ns_avg".into(), mean * 1000.0);
+    }
+    let max = s.max.unwrap_or(0);
+    r.metrics.insert("latency_ns_max".into(), max as f64 * 1000.0);
+    let bound = bound_us(params);
+    let figures = format!(
+        "{} wake-ups in {} pair(s): min {} µs, mean {:.1} µs, max {max} µs (pair {})",
+        s.samples,
+        j.pairs.len(),
+        s.min.unwrap_or(0),
+        s.mean.unwrap_or(0.0),
+        s.worst_pair.map_or_else(|| "-".into(), |p| p.to_string())
+    );
+    if j.return_code != 0 {
+        r.verdict = Verdict::Fail;
+        r.summary = format!("{program}'s return_code is {}: {figures}", j.return_code);
+    } else if s.samples == 0 {
+        r.verdict = Verdict::Fail;
+        r.summary = format!("{program} measured no wake-up");
+    } else if s.timeouts > 0 {
+        r.verdict = Verdict::Fail;
+        r.summary = format!("{} receive(s) timed out: {figures}", s.timeouts);
+    } else if max > bound {
+        r.verdict = Verdict::Fail;
+        r.summary = format!("a wake-up {max} µs late, over the bound of {bound} µs: {figures}");
+    } else {
+        r.verdict = Verdict::Pass;
+        r.summary = figures;
+    }
+}
+
+fn cyclictest(params: &TestParams, r: &mut TestResult) {
     let loops = (params.duration_ms * 1000 / INTERVAL_US).max(100);
     let args = [
         "--quiet".to_owned(),
@@ -111,46 +238,10 @@ fn cyclictest(params: &TestParams, r: &mut TestResult) {
         format!("--interval={INTERVAL_US}"),
         format!("--loops={loops}"),
         format!("--histogram={HISTOGRAM_US}"),
-        format!("--json={json}"),
     ];
-    let allowance = Duration::from_millis(params.duration_ms)
-        + BASE_ALLOWANCE.mul_f64(params.deadline_scale.max(1.0));
-    let mut cmd = Command::new(program);
-    cmd.args(&args);
-    let ran = match run_in_group(cmd, allowance) {
-        Ok(ran) => ran,
-        Err(why) => {
-            r.verdict = Verdict::Fail;
-            r.summary = why;
-            return;
-        }
+    let Some(text) = run_json("cyclictest", &args, params, r) else {
+        return;
     };
-    for line in ran.stderr.lines().chain(ran.stdout.lines()) {
-        eprintln!("cyclictest: {line}");
-    }
-    if ran.timed_out {
-        r.verdict = Verdict::Hang;
-        r.summary = format!(
-            "cyclictest still running after {:.0} s: its process group was killed",
-            allowance.as_secs_f64()
-        );
-        return;
-    }
-    let text = std::fs::read_to_string(&json).unwrap_or_default();
-    let _ = std::fs::remove_file(&json);
-    eprintln!("cyclictest json: {}", text.replace('\n', " "));
-    if ran.code != Some(0) {
-        r.verdict = Verdict::Fail;
-        r.summary = format!(
-            "cyclictest exited {}: {}",
-            ran.code.map_or_else(
-                || format!("on signal {}", ran.signal.unwrap_or(0)),
-                |c| c.to_string()
-            ),
-            ran.stderr.lines().last().unwrap_or("(no message)")
-        );
-        return;
-    }
     let j = match CyclictestJson::parse(&text) {
         Ok(j) => j,
         Err(e) => {
@@ -178,7 +269,7 @@ fn cyclictest(params: &TestParams, r: &mut TestResult) {
     }
     let max = l.max.unwrap_or(0);
     r.metrics.insert("latency_ns_max".into(), ns(max));
-    let bound = (BOUND_US as f64 * params.deadline_scale.max(1.0)) as u64;
+    let bound = bound_us(params);
     let worst = j
         .thread
         .iter()
