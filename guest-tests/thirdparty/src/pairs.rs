@@ -136,7 +136,10 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> String {
-        let path = format!("{}/tests/fixtures/{name}-host-2.4.json", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/{name}-host-2.4.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
@@ -156,7 +159,10 @@ mod tests {
             assert_eq!(s.max, Some(max), "{name}");
             assert_eq!(s.worst_pair, Some(0), "{name}");
             let mean = s.mean.unwrap_or(-1.0);
-            assert!(mean >= s.min.unwrap_or(0) as f64 && mean <= max as f64, "{name}: {s:?}");
+            assert!(
+                mean >= s.min.unwrap_or(0) as f64 && mean <= max as f64,
+                "{name}: {s:?}"
+            );
             assert!(j.cmdline.contains(name), "{name}: {}", j.cmdline);
         }
     }
@@ -169,14 +175,20 @@ mod tests {
         let s = PairJson::parse(text).expect("parses").summary();
         assert_eq!(s.samples, 400);
         assert_eq!(s.mean, Some(15.0));
-        assert_eq!((s.min, s.max, s.worst_pair, s.timeouts), (Some(1), Some(900), Some(1), 3));
+        assert_eq!(
+            (s.min, s.max, s.worst_pair, s.timeouts),
+            (Some(1), Some(900), Some(1), 3)
+        );
     }
 
     #[test]
     fn figures_out_of_order_are_refused_and_no_samples_is_no_figure() {
         let bad = r#"{"file_version": 1, "return_code": 0, "thread": {
             "0": {"sender": {"samples": 10}, "receiver": {"min": 9, "avg": 5.0, "max": 7}}}}"#;
-        assert!(matches!(PairJson::parse(bad), Err(ReadError::Inconsistent(_))));
+        assert!(matches!(
+            PairJson::parse(bad),
+            Err(ReadError::Inconsistent(_))
+        ));
         let empty = r#"{"file_version": 1, "return_code": 0, "thread": {}}"#;
         let s = PairJson::parse(empty).expect("parses").summary();
         assert_eq!((s.samples, s.mean, s.max), (0, None, None));

@@ -200,7 +200,8 @@ fn pair_test(program: &str, params: &TestParams, r: &mut TestResult) {
         r.metrics.insert("latency_ns_avg".into(), mean * 1000.0);
     }
     let max = s.max.unwrap_or(0);
-    r.metrics.insert("latency_ns_max".into(), max as f64 * 1000.0);
+    r.metrics
+        .insert("latency_ns_max".into(), max as f64 * 1000.0);
     let bound = bound_us(params);
     let figures = format!(
         "{} wake-ups in {} pair(s): min {} µs, mean {:.1} µs, max {max} µs (pair {})",
