@@ -94,7 +94,10 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
             } else {
                 plan.dir.clone()
             };
-            shards.push(RunJob::new(p, reason, &reproduce));
+            let mut job = RunJob::new(p, reason, &reproduce);
+            // Shards need not share a host: an engine with many may spread them.
+            job.host_group = shards.len();
+            shards.push(job);
             first += n;
         }
     }

@@ -67,7 +67,8 @@ pub struct RunJob {
 }
 
 impl RunJob {
-    /// A job of its own host group, recorded with no session.
+    /// A job in host group 0, recorded with no session. Jobs of one batch that need not
+    /// share a host get host groups of their own.
     pub fn new(plan: RunPlan, accel_reason: &str, reproduce: &str) -> RunJob {
         RunJob {
             plan,
