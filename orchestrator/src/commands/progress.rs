@@ -400,7 +400,6 @@ impl SessionProgress {
             Event::BudgetSpent { elapsed_s } => crate::errln!(
                 "lab: budget spent at {elapsed_s:.0}s; the open questions are inconclusive"
             ),
-            Event::StoreError(e) => crate::errln!("lab: results store: {e}"),
         }
     }
 }

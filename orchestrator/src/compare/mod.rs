@@ -129,7 +129,6 @@ pub enum Event {
     BudgetSpent {
         elapsed_s: f64,
     },
-    StoreError(String),
 }
 
 /// A test's outcomes of one run, per arch and side.

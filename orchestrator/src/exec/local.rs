@@ -157,7 +157,7 @@ impl Local {
 
 /// How many VMs may run at once: what was asked, within the cores and the memory. The note,
 /// when the ask was lowered, says why.
-pub fn clamp_jobs(asked: usize, cpus_per_vm: u32, mem_per_vm: u32) -> (usize, Option<String>) {
+fn clamp_jobs(asked: usize, cpus_per_vm: u32, mem_per_vm: u32) -> (usize, Option<String>) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let avail_mib = std::fs::read_to_string("/proc/meminfo")
         .ok()

@@ -35,7 +35,7 @@ use crate::results::TestOutcome;
 use crate::run::{RunPlan, RunReport};
 
 mod local;
-pub use local::{clamp_jobs, Local};
+pub use local::Local;
 
 /// A boxed future that can cross threads: what the trait's methods return, so that an
 /// executor can be chosen at run time (`&dyn Executor`).

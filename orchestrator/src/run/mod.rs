@@ -708,13 +708,7 @@ pub async fn run(
             }
         }
     }
-    let manifest = manifest_of(plan, accel_reason, reproduce, placement, boots);
-    save_manifest(&manifest, &plan.dir);
-    RunReport {
-        manifest,
-        outcomes,
-        dir: plan.dir.clone(),
-    }
+    finish(plan, accel_reason, reproduce, placement, boots, outcomes)
 }
 
 /// The report of a run that never started, or whose host was lost: every test iteration an
@@ -747,7 +741,27 @@ pub fn lost(
     for o in &outcomes {
         append_result(&results_path, o);
     }
-    let manifest = manifest_of(plan, accel_reason, reproduce, placement, Vec::new());
+    finish(
+        plan,
+        accel_reason,
+        reproduce,
+        placement,
+        Vec::new(),
+        outcomes,
+    )
+}
+
+/// The end of every run, made or lost: its manifest, saved in the run directory, and its
+/// report.
+fn finish(
+    plan: &RunPlan,
+    accel_reason: &str,
+    reproduce: &str,
+    placement: &Placement,
+    boots: Vec<BootRecord>,
+    outcomes: Vec<TestOutcome>,
+) -> RunReport {
+    let manifest = manifest_of(plan, accel_reason, reproduce, placement, boots);
     save_manifest(&manifest, &plan.dir);
     RunReport {
         manifest,
