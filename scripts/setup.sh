@@ -18,7 +18,7 @@ APT_PACKAGES=(
 )
 
 # Packages fetched as .deb files (not installed) for the guest image, per Debian arch.
-GUEST_DEBS=(dropbear-bin libc6 libcrypt1 libtomcrypt1 libtommath1 zlib1g libgmp10 busybox-static)
+GUEST_DEBS=(dropbear-bin libc6 libcrypt1 libtomcrypt1 libtommath1 zlib1g libgmp10 busybox-static rt-tests libnuma1)
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -25,9 +25,10 @@ pub const DEV: Mount = Mount {
     data: c"mode=0755",
 };
 
-/// In order: /dev/pts needs /dev. `newinstance` is the default since Linux 4.7 and harmless
-/// before; `ptmxmode=0666` lets non-root tests open /dev/pts/ptmx too.
-const ALL: [Mount; 6] = [
+/// In order: /dev/pts and /dev/shm need /dev. `newinstance` is the default since Linux 4.7
+/// and harmless before; `ptmxmode=0666` lets non-root tests open /dev/pts/ptmx too. POSIX
+/// shared memory lives on /dev/shm (glibc's `shm_open`): rt-tests' cyclictest fails without it.
+const ALL: [Mount; 7] = [
     Mount {
         fstype: c"proc",
         target: c"/proc",
@@ -46,6 +47,12 @@ const ALL: [Mount; 6] = [
         target: c"/dev/pts",
         flags: libc::MS_NOSUID | libc::MS_NOEXEC,
         data: c"newinstance,ptmxmode=0666,mode=0620",
+    },
+    Mount {
+        fstype: c"tmpfs",
+        target: c"/dev/shm",
+        flags: libc::MS_NOSUID | libc::MS_NODEV,
+        data: c"mode=1777",
     },
     Mount {
         fstype: c"tmpfs",

@@ -64,6 +64,10 @@ pub const GUEST_DEBS: &[&str] = &[
     "zlib1g",
     "libgmp10",
     "busybox-static",
+    // rt-tests' programs (`rt:` tests), dynamically linked; libnuma1 is their one library
+    // beyond libc.
+    "rt-tests",
+    "libnuma1",
 ];
 
 /// lab's own fault programs (guest-tests/faults), always in the image for lab's own tests.
@@ -113,6 +117,19 @@ pub struct KselftestInputs {
 /// Tests named `kselftest:<collection>/<program>` are kselftest programs run by the guest
 /// adapter (`guest-tests/thirdparty/src/bin/kselftest.rs`).
 pub const KSELFTEST_PREFIX: &str = "kselftest:";
+
+/// Tests named `rt:<program>` are rt-tests programs from Debian's `rt-tests`, run by the
+/// guest adapter (`guest-tests/thirdparty/src/bin/rt.rs`).
+pub const RT_PREFIX: &str = "rt:";
+
+/// The rt-tests programs lab runs as `rt:<program>`.
+pub const RT_PROGRAMS: &[&str] = &[
+    "cyclictest",
+    "ptsematest",
+    "pmqtest",
+    "sigwaittest",
+    "svsematest",
+];
 
 /// The guest image of one arch with the programs of `tests`: built (cargo, a no-op when
 /// nothing changed) and assembled (cached by content). `kselftest` says where `kselftest:`
@@ -406,6 +423,19 @@ pub fn assemble(
                 &mut files,
             )?;
             tracing::debug!(test = t, binary = %binary.display(), "image: kselftest program");
+            continue;
+        }
+        if let Some(program) = t.strip_prefix(RT_PREFIX) {
+            if !RT_PROGRAMS.contains(&program) {
+                return Err(ImageError::UnknownTest {
+                    name: t.to_owned(),
+                    path: PathBuf::from(format!("usr/bin/{program}")),
+                });
+            }
+            let binary = rootfs.join("usr/bin").join(program);
+            add_program(&binary, &format!("usr/bin/{program}"), &mut files)?;
+            // The adapter, under the test's name: it runs the program it is named after.
+            add_program(&programs.join("rt"), &format!("lab/bin/{t}"), &mut files)?;
             continue;
         }
         let p = programs.join(t);

@@ -14,12 +14,11 @@
 //! fails; a program still running at the deadline is a hang (its whole process group is
 //! killed); a program that skipped every case is a skip, never a pass.
 
-use std::io::Read as _;
-use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use lab_guest_tests::child::run_in_group;
 use lab_guest_tests::knobs::{Knobs, PARAMETERS_DIR};
 use lab_guest_tests::sys::now_ns;
 use lab_proto::{TestParams, TestResult, Verdict};
@@ -203,67 +202,28 @@ fn run(name: &str, params: &TestParams, r: &mut TestResult) {
     }
 }
 
-struct Ran {
-    stdout: String,
-    stderr: String,
-    exit: Exit,
-    timed_out: bool,
-}
-
-/// Runs `program args` in its own process group; kills the group at `allowance`.
+/// Runs `program args` (in the program's folder) in its own process group, under `allowance`.
 fn run_one(program: &Path, args: &str, allowance: Duration) -> Result<Ran, String> {
-    let mut child = Command::new(program)
-        .args(args.split_whitespace())
-        .current_dir(program.parent().unwrap_or(Path::new("/")))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
-    let pgid = child.id() as i32;
-    let read = |mut s: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = s.read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let out = child.stdout.take().map(|s| read(Box::new(s)));
-    let err = child.stderr.take().map(|s| read(Box::new(s)));
-    let deadline = Instant::now() + allowance;
-    let mut timed_out = false;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                timed_out = true;
-                // SAFETY: kill(2) on the process group this adapter created for the program.
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
-                match child.wait() {
-                    Ok(s) => break s,
-                    Err(e) => return Err(format!("wait for {}: {e}", program.display())),
-                }
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("wait for {}: {e}", program.display())),
-        }
-    };
-    // Whatever the program left running in its group goes with it.
-    // SAFETY: as above; ESRCH when the group is already empty is fine.
-    unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    let join = |h: Option<std::thread::JoinHandle<String>>| {
-        h.and_then(|h| h.join().ok()).unwrap_or_default()
-    };
-    let exit = match (status.code(), status.signal()) {
+    let mut cmd = Command::new(program);
+    cmd.args(args.split_whitespace())
+        .current_dir(program.parent().unwrap_or(Path::new("/")));
+    let ran = run_in_group(cmd, allowance)?;
+    let exit = match (ran.code, ran.signal) {
         (Some(c), _) => Exit::Code(c),
         (None, Some(s)) => Exit::Signal(s),
         (None, None) => Exit::Code(-1),
     };
     Ok(Ran {
-        stdout: join(out),
-        stderr: join(err),
+        stdout: ran.stdout,
+        stderr: ran.stderr,
         exit,
-        timed_out,
+        timed_out: ran.timed_out,
     })
+}
+
+struct Ran {
+    stdout: String,
+    stderr: String,
+    exit: Exit,
+    timed_out: bool,
 }
