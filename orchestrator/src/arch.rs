@@ -84,13 +84,15 @@ impl fmt::Display for Arch {
 pub enum Accel {
     Kvm,
     Tcg,
+    /// No emulator: a board (`[target]`) runs the kernel on its own CPUs.
+    Native,
 }
 
 impl Accel {
     /// Deadlines inside the guest scale with the accelerator: TCG emulates every instruction.
     pub fn deadline_scale(self) -> f64 {
         match self {
-            Accel::Kvm => 1.0,
+            Accel::Kvm | Accel::Native => 1.0,
             Accel::Tcg => 5.0,
         }
     }
@@ -99,6 +101,7 @@ impl Accel {
         match self {
             Accel::Kvm => "kvm",
             Accel::Tcg => "tcg",
+            Accel::Native => "native",
         }
     }
 }

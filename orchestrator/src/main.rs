@@ -41,9 +41,38 @@ async fn dispatch(cli: Cli) -> Result<Outcome, LabError> {
         cache = %settings.cache_dir.display(),
         "settings resolved"
     );
+    let target = match &cli.target {
+        None => None,
+        Some(name) => {
+            if cli.engine.as_deref().is_some_and(|e| e != "local") {
+                return Err(LabError::usage(
+                    "--target",
+                    "a board is driven from this host: drop --engine, or --target",
+                ));
+            }
+            match settings.targets.get(name) {
+                Some(t) => Some(t.clone()),
+                None => {
+                    let known: Vec<&str> = settings.targets.keys().map(String::as_str).collect();
+                    return Err(LabError::usage(
+                        "--target",
+                        format!(
+                            "{name:?} is not a [target.NAME] of the lab definition{}",
+                            if known.is_empty() {
+                                " (it has none)".to_owned()
+                            } else {
+                                format!("; it has {}", known.join(", "))
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+    };
     let ctx = Context {
         settings,
         quiet: cli.quiet,
+        target,
     };
     match &cli.command {
         Command::Build(args) => commands::build::run(&ctx, args).await,

@@ -44,6 +44,7 @@ async fn kernel_and_image(arch: Arch) -> (Artifact, BaseImage) {
         let ctx = Context {
             settings: s.clone(),
             quiet: true,
+            target: None,
         };
         let sel = lab::cli::KernelSelect {
             arch: lab::cli::ArchesArg::of(&[arch]),

@@ -33,6 +33,10 @@ pub struct Cli {
     /// SLURM_CONF names); default: [engine] kind in the lab definition.
     #[arg(long, global = true, env = "LAB_ENGINE", value_name = "ENGINE", value_parser = ["local", "slurm"])]
     pub engine: Option<String>,
+    /// Boot on this board instead: a `[target.NAME]` of the lab definition, driven over
+    /// SSH, its kernels installed by the target's install hook, one run at a time.
+    #[arg(long, global = true, env = "LAB_TARGET", value_name = "NAME")]
+    pub target: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -26,6 +26,8 @@ use crate::kernel::build::BuildRequest;
 pub struct Context {
     pub settings: Settings,
     pub quiet: bool,
+    /// The board of `--target`: runs boot there instead of in QEMU.
+    pub target: Option<crate::config::Target>,
 }
 
 /// Where a verb's builds and boots happen: the engine of `[engine] kind` (or `--engine`).
@@ -33,6 +35,20 @@ pub struct Context {
 /// vCPUs), said when an asked number is lowered; on a cluster, as many as its run partition
 /// holds.
 pub fn executor(ctx: &Context, jobs: Option<usize>) -> Result<Box<dyn Executor>, LabError> {
+    if let Some(t) = &ctx.target {
+        if !ctx.quiet {
+            crate::errln!(
+                "lab: target {}: {} {}@{}:{}, kernels installed by: {}",
+                t.name,
+                t.arch,
+                t.user,
+                t.host,
+                t.port,
+                t.install
+            );
+        }
+        return Ok(Box::new(crate::exec::Board::new(&ctx.settings, t.clone())));
+    }
     match ctx.settings.engine.kind {
         EngineKind::Local => {
             let (local, note) = Local::new(&ctx.settings, jobs);

@@ -36,7 +36,7 @@ pub enum ConfigError {
     #[error("{path}: {key} = {value:?} is not valid: {why}")]
     Value {
         path: PathBuf,
-        key: &'static str,
+        key: String,
         value: String,
         why: String,
     },
@@ -66,7 +66,8 @@ struct LabFile {
     results: ResultsSection,
     #[serde(default)]
     engine: EngineSection,
-    target: Option<TargetSection>,
+    #[serde(default)]
+    target: BTreeMap<String, TargetSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,6 +202,11 @@ struct TargetSection {
     user: Option<String>,
     key: String,
     arch: String,
+    install: String,
+    console: Option<String>,
+    boot_timeout: Option<String>,
+    install_timeout: Option<String>,
+    workdir: Option<String>,
 }
 
 /// How the VM accelerator is chosen.
@@ -211,14 +217,28 @@ pub enum AccelChoice {
     Tcg,
 }
 
-/// A resolved SSH target.
-#[derive(Debug, Clone)]
+/// A board, or any machine lab does not start itself: `[target.NAME]`, resolved. lab logs
+/// in over SSH; the hooks install kernels and show the console.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Target {
+    pub name: String,
     pub host: String,
     pub port: u16,
     pub user: String,
     pub key: PathBuf,
     pub arch: Arch,
+    /// Shell command that installs a kernel and boots the board into it (see lab.toml).
+    pub install: String,
+    /// Shell command whose standard output is the board's console; `None`: the kernel log
+    /// over SSH.
+    pub console: Option<String>,
+    /// From the install hook's end to a login on the new kernel.
+    pub boot_timeout: Duration,
+    pub install_timeout: Duration,
+    /// Where on the board lab unpacks its guest image, one folder per image.
+    pub workdir: String,
+    /// The folder the hooks run in: the lab.toml's.
+    pub root: PathBuf,
 }
 
 /// The lab definition, resolved: defaults applied, paths absolute, values checked.
@@ -253,7 +273,8 @@ pub struct Settings {
     /// The SQLite results store.
     pub store: PathBuf,
     pub engine: EngineSettings,
-    pub target: Option<Target>,
+    /// `[target.NAME]`, by name.
+    pub targets: BTreeMap<String, Target>,
 }
 
 fn parse_file(path: &Path, text: &str) -> Result<LabFile, ConfigError> {
@@ -417,9 +438,9 @@ impl Settings {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."));
         let root = std::path::absolute(&root).unwrap_or(root);
-        let bad = |key: &'static str, value: &str, why: &str| ConfigError::Value {
+        let bad = |key: &str, value: &str, why: &str| ConfigError::Value {
             path: path.to_owned(),
-            key,
+            key: key.to_owned(),
             value: value.to_owned(),
             why: why.to_owned(),
         };
@@ -633,18 +654,63 @@ impl Settings {
                 })?,
         };
 
-        let target = match user.target.clone() {
-            None => None,
-            Some(t) => Some(Target {
-                arch: t.arch.parse().map_err(|e: crate::arch::UnknownArch| {
-                    bad("target.arch", &t.arch, &e.to_string())
-                })?,
-                host: t.host,
-                port: t.port.unwrap_or(22),
-                user: t.user.unwrap_or_else(|| "root".to_owned()),
-                key: rel(t.key),
-            }),
-        };
+        let mut targets = BTreeMap::new();
+        for (name, t) in &user.target {
+            let key = |k: &str| format!("target.{name}.{k}");
+            names::check_target(name).map_err(|e| bad("target", name, &e.why))?;
+            let arch = t.arch.parse().map_err(|e: crate::arch::UnknownArch| {
+                bad(&key("arch"), &t.arch, &e.to_string())
+            })?;
+            let timeout = |k: &str, v: &Option<String>, default: &str| {
+                let raw = v.clone().unwrap_or_else(|| default.to_owned());
+                parse_duration(&raw)
+                    .filter(|d| {
+                        *d >= Duration::from_secs(1) && *d <= Duration::from_secs(24 * 3600)
+                    })
+                    .ok_or_else(|| {
+                        bad(
+                            &key(k),
+                            &raw,
+                            "use a duration from 1s to 24h, such as \"5m\"",
+                        )
+                    })
+            };
+            if t.install.trim().is_empty() {
+                return Err(bad(
+                    &key("install"),
+                    &t.install,
+                    "name the command that installs a kernel on the board and boots it",
+                ));
+            }
+            let workdir = t
+                .workdir
+                .clone()
+                .unwrap_or_else(|| "/var/tmp/lab".to_owned());
+            if !workdir.starts_with('/') || workdir.contains(['\'', '\n', '"', '\\', '$', '`']) {
+                return Err(bad(
+                    &key("workdir"),
+                    &workdir,
+                    "use an absolute path on the board without quotes or shell characters",
+                ));
+            }
+            targets.insert(
+                name.clone(),
+                Target {
+                    name: name.clone(),
+                    host: t.host.clone(),
+                    port: t.port.unwrap_or(22),
+                    user: t.user.clone().unwrap_or_else(|| "root".to_owned()),
+                    key: rel(t.key.clone()),
+                    arch,
+                    install: t.install.clone(),
+                    console: t.console.clone().filter(|c| !c.trim().is_empty()),
+                    boot_timeout: timeout("boot-timeout", &t.boot_timeout, "5m")?,
+                    install_timeout: timeout("install-timeout", &t.install_timeout, "10m")?,
+                    workdir,
+                    root: root.clone(),
+                },
+            );
+        }
 
         Ok(Settings {
             file: file_path,
@@ -671,7 +737,7 @@ impl Settings {
             compare,
             store,
             engine,
-            target,
+            targets,
             root,
         })
     }
@@ -731,6 +797,44 @@ mod tests {
             shipped, DEFAULT_LAB_TOML,
             "lab.toml and default-lab.toml drifted apart"
         );
+    }
+
+    #[test]
+    fn targets_are_named_tables_with_an_install_hook() {
+        let s = load(
+            "[target.rockpi]\narch = \"arm64\"\nhost = \"b\"\nkey = \"k\"\n\
+             install = \"scripts/i.sh\"\n",
+        )
+        .expect("a target");
+        let t = &s.targets["rockpi"];
+        assert_eq!((t.arch, t.port, t.user.as_str()), (Arch::Arm64, 22, "root"));
+        assert_eq!(t.key, Path::new("/lab/k"));
+        assert_eq!(t.workdir, "/var/tmp/lab");
+        assert_eq!(t.console, None);
+        assert_eq!(t.boot_timeout, Duration::from_secs(300));
+        let no_hook = load("[target.b]\narch = \"arm64\"\nhost = \"b\"\nkey = \"k\"\n")
+            .expect_err("install is required");
+        assert!(no_hook.to_string().contains("install"), "{no_hook}");
+        let blank =
+            load("[target.b]\narch = \"arm64\"\nhost = \"b\"\nkey = \"k\"\ninstall = \" \"\n")
+                .expect_err("a blank hook");
+        assert!(blank.to_string().contains("target.b.install"), "{blank}");
+        let workdir = load(
+            "[target.b]\narch = \"arm64\"\nhost = \"b\"\nkey = \"k\"\ninstall = \"i\"\n\
+             workdir = \"tmp/$x\"\n",
+        )
+        .expect_err("a relative workdir");
+        assert!(
+            workdir.to_string().contains("target.b.workdir"),
+            "{workdir}"
+        );
+        let name = load(
+            "[target.\"a b\"]\narch = \"arm64\"\nhost = \"b\"\nkey = \"k\"\ninstall = \"i\"\n",
+        )
+        .expect_err("a name with a space");
+        assert!(name.to_string().contains("white space"), "{name}");
+        // The one-table form of earlier versions names no target.
+        assert!(load("[target]\nhost = \"b\"\n").is_err());
     }
 
     #[test]
@@ -851,6 +955,10 @@ mod tests {
         "user",
         "key",
         "arch",
+        "install",
+        "console",
+        "install-timeout",
+        "workdir",
     ];
 
     /// Values of every TOML type, and of every shape the resolver checks: out of range,

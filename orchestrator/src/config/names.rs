@@ -73,6 +73,11 @@ pub fn check_patch_set(name: &str) -> Result<(), NameError> {
     check("patch set", name, SET_EXTRA)
 }
 
+/// A `[target.NAME]`'s name, as `--target` gives it: letters, digits and `_ . + -`.
+pub fn check_target(name: &str) -> Result<(), NameError> {
+    check("target", name, SET_EXTRA)
+}
+
 /// `s` as one word for a POSIX shell: in single quotes, each `'` written as `'\''`. Words
 /// of safe characters only are left as they are, for readable logs.
 pub fn shell_quote(s: &str) -> String {

@@ -34,9 +34,11 @@ use crate::results::store::{RecordedRun, Recorder};
 use crate::results::TestOutcome;
 use crate::run::{RunPlan, RunReport};
 
+mod board;
 mod local;
 pub mod slurm;
 pub mod worker;
+pub use board::Board;
 pub use local::Local;
 pub use slurm::Slurm;
 

@@ -461,7 +461,8 @@ pub fn assemble(
     ));
     for applet in [
         "sh", "cat", "ls", "echo", "mkdir", "rm", "sleep", "dmesg", "uname", "ps", "kill", "grep",
-        "sync",
+        "sync", // and what a board's shell needs to unpack an image and run in it (run/board.rs)
+        "cpio", "chroot", "mount", "touch",
     ] {
         files.push(Entry::symlink(&format!("bin/{applet}"), "busybox"));
     }

@@ -25,6 +25,7 @@ use crate::vm::machine::machine;
 use crate::vm::qemu::{self, Vm, VmError, VmSpec};
 
 mod accel;
+pub mod board;
 mod folder;
 pub use accel::{choose_accel, probe_spec};
 pub use folder::stderr_file;
@@ -213,11 +214,17 @@ fn spec_for(plan: &RunPlan, dir: &Path, initramfs: &Path, port: u16) -> VmSpec {
     }
 }
 
-/// A booted, logged-in guest.
+/// A booted, logged-in guest: a QEMU guest, or a board.
 pub struct Guest {
+    /// The console: QEMU itself, or a board's console process.
     pub vm: Vm,
     pub ssh: SshSession,
     pub boot: BootRecord,
+    /// Words before `/lab/bin/<test>`: none in a guest, a chroot into the unpacked guest
+    /// image on a board.
+    pub command_prefix: Vec<String>,
+    /// A board is not powered off at the end: only its console is let go.
+    pub board: bool,
 }
 
 /// A boot's initramfs, in its folder while QEMU starts.
@@ -344,7 +351,13 @@ pub async fn boot(plan: &RunPlan, dir: &Path) -> Result<Guest, (BootRecord, Boot
         match ssh {
             Ok(ssh) => {
                 rec.ssh_ms = Some(ssh_ms);
-                return Ok(Guest { vm, ssh, boot: rec });
+                return Ok(Guest {
+                    vm,
+                    ssh,
+                    boot: rec,
+                    command_prefix: Vec::new(),
+                    board: false,
+                });
             }
             Err(e) => {
                 let reports = vm.reports();
@@ -380,8 +393,13 @@ fn empty_boot(dir: &Path, err: &str) -> BootRecord {
     }
 }
 
-/// Powers the guest off over SSH and waits for QEMU to exit; kills it if it does not.
+/// Powers the guest off over SSH and waits for QEMU to exit; kills it if it does not. A
+/// board stays up (its next install reboots it); lab stops reading its console.
 pub async fn teardown(guest: &mut Guest) {
+    if guest.board {
+        guest.vm.kill().await;
+        return;
+    }
     let _ = guest
         .ssh
         .exec("poweroff", None, Duration::from_secs(5), |_, _| {})
@@ -408,7 +426,11 @@ pub async fn run_test(
         knobs: plan.knobs.clone(),
     };
     // The guest's shell sees every word quoted; the names were checked where they came in.
-    let command = std::iter::once(format!("/lab/bin/{test}"))
+    let command = guest
+        .command_prefix
+        .iter()
+        .cloned()
+        .chain(std::iter::once(format!("/lab/bin/{test}")))
         .chain(params.to_args())
         .map(|w| crate::config::names::shell_quote(&w))
         .collect::<Vec<_>>()
@@ -619,6 +641,38 @@ pub async fn run(
     placement: &Placement,
     on_outcome: &(dyn Fn(&TestOutcome) + Send + Sync),
 ) -> RunReport {
+    run_with(plan, None, accel_reason, reproduce, placement, on_outcome).await
+}
+
+/// Runs the whole plan on the board `target`, as [`run`] does in QEMU guests: each boot is
+/// an install through the target's hook (see [`board`]).
+pub async fn run_on_board(
+    plan: &RunPlan,
+    target: &crate::config::Target,
+    accel_reason: &str,
+    reproduce: &str,
+    placement: &Placement,
+    on_outcome: &(dyn Fn(&TestOutcome) + Send + Sync),
+) -> RunReport {
+    run_with(
+        plan,
+        Some(target),
+        accel_reason,
+        reproduce,
+        placement,
+        on_outcome,
+    )
+    .await
+}
+
+async fn run_with(
+    plan: &RunPlan,
+    target: Option<&crate::config::Target>,
+    accel_reason: &str,
+    reproduce: &str,
+    placement: &Placement,
+    on_outcome: &(dyn Fn(&TestOutcome) + Send + Sync),
+) -> RunReport {
     let _ = std::fs::create_dir_all(&plan.dir);
     let mut queue: std::collections::VecDeque<Job> = (0..plan.iterations)
         .flat_map(|i| {
@@ -642,7 +696,11 @@ pub async fn run(
     while !queue.is_empty() {
         boot_no += 1;
         let dir = plan.dir.join(format!("boot-{boot_no}"));
-        match boot(plan, &dir).await {
+        let booted = match target {
+            None => boot(plan, &dir).await,
+            Some(t) => board::boot(plan, t, &dir).await,
+        };
+        match booted {
             Err((rec, failure)) => {
                 boots.push(rec);
                 consecutive_boot_failures += 1;
@@ -709,7 +767,15 @@ pub async fn run(
             }
         }
     }
-    finish(plan, accel_reason, reproduce, placement, boots, outcomes)
+    let mut report = finish(plan, accel_reason, reproduce, placement, boots, outcomes);
+    if let Some(t) = target {
+        // A board's boot is the install hook, not a QEMU command line.
+        report.manifest.cmdline = board::cmdline(plan);
+        report.manifest.qemu_command = board::reproduce(plan, t);
+        report.manifest.qemu_version = format!("none: target {} ({})", t.name, t.host);
+        save_manifest(&report.manifest, &plan.dir);
+    }
+    report
 }
 
 /// The report of a run that never started, or whose host was lost: every test iteration an

@@ -98,7 +98,8 @@ impl VmSpec {
             self.accel.name().into(),
             "-cpu".into(),
             match self.accel {
-                Accel::Kvm => m.cpu_kvm,
+                // A native run never starts QEMU; were it asked to, the host's CPU is it.
+                Accel::Kvm | Accel::Native => m.cpu_kvm,
                 Accel::Tcg => m.cpu_tcg,
             }
             .into(),
@@ -187,15 +188,41 @@ impl ConsoleState {
     }
 }
 
-/// A running guest. Dropping it kills QEMU's process group.
+/// A running guest, or any machine whose console lab reads from a process's output (a
+/// board's console hook, its kernel log over SSH). Dropping it kills that process's group.
 pub struct Vm {
-    pub spec: VmSpec,
     pub child: process::Child,
     pub console_path: PathBuf,
     pub started: Instant,
     pub state: Arc<Mutex<ConsoleState>>,
     pub changed: Arc<Notify>,
     stderr_path: PathBuf,
+}
+
+/// How a console process prints the kernel's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleFormat {
+    /// A serial line: QEMU's `-serial stdio`, a board's console hook.
+    Serial,
+    /// Records of `/dev/kmsg` (`prio,seq,usec,flags;text`), as `cat /dev/kmsg` prints them;
+    /// they are written out as `[seconds] text`, the way a serial console shows them.
+    Kmsg,
+}
+
+/// A `/dev/kmsg` record as a console line: `[    1.234567] text`. Continuation lines
+/// (the record's dictionary, which start with a space) are not console text: `None`.
+pub fn kmsg_line(record: &str) -> Option<String> {
+    if record.starts_with(' ') {
+        return None;
+    }
+    let Some((head, text)) = record.split_once(';') else {
+        return Some(record.to_owned());
+    };
+    let usec = head.split(',').nth(2).and_then(|u| u.parse::<u64>().ok());
+    Some(match usec {
+        Some(us) => format!("[{:5}.{:06}] {text}", us / 1_000_000, us % 1_000_000),
+        None => text.to_owned(),
+    })
 }
 
 impl Vm {
@@ -213,15 +240,30 @@ impl Vm {
                 .into(),
             });
         }
-        std::fs::create_dir_all(&spec.dir).map_err(|source| {
+        let mut cmd = tokio::process::Command::new(m.qemu);
+        cmd.args(spec.qemu_args());
+        Vm::watch(m.qemu, cmd, &spec.dir, "qemu.log", ConsoleFormat::Serial).await
+    }
+
+    /// Starts `cmd` (named `program` in errors) in its own process group and reads its
+    /// standard output as a console into `dir/console.log`, through the console watcher;
+    /// its standard error goes to `dir/<stderr_name>`.
+    pub async fn watch(
+        program: &str,
+        mut cmd: tokio::process::Command,
+        dir: &Path,
+        stderr_name: &str,
+        format: ConsoleFormat,
+    ) -> Result<Vm, VmError> {
+        std::fs::create_dir_all(dir).map_err(|source| {
             VmError::Io(IoError {
                 what: "cannot create",
-                path: spec.dir.clone(),
+                path: dir.to_owned(),
                 source,
             })
         })?;
-        let console_path = spec.dir.join("console.log");
-        let stderr_path = spec.dir.join("qemu.log");
+        let console_path = dir.join("console.log");
+        let stderr_path = dir.join(stderr_name);
         let stderr_file = std::fs::File::create(&stderr_path).map_err(|source| {
             VmError::Io(IoError {
                 what: "cannot create",
@@ -229,12 +271,10 @@ impl Vm {
                 source,
             })
         })?;
-        let mut cmd = tokio::process::Command::new(m.qemu);
-        cmd.args(spec.qemu_args())
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr_file));
-        let mut child = process::spawn(m.qemu, &mut cmd)?;
+        let mut child = process::spawn(program, &mut cmd)?;
         let started = Instant::now();
         let state = Arc::new(Mutex::new(ConsoleState::default()));
         let changed = Arc::new(Notify::new());
@@ -262,13 +302,25 @@ impl Vm {
                             Ok(0) | Err(_) => break,
                             Ok(_) => {}
                         }
-                        let _ = file.write_all(&buf).await;
-                        let line = String::from_utf8_lossy(&buf);
-                        let line = line.trim_end_matches(['\n', '\r']);
-                        let events = watcher.feed_line(line);
+                        let raw = String::from_utf8_lossy(&buf);
+                        let raw = raw.trim_end_matches(['\n', '\r']);
+                        let line = match format {
+                            ConsoleFormat::Serial => {
+                                let _ = file.write_all(&buf).await;
+                                raw.to_owned()
+                            }
+                            ConsoleFormat::Kmsg => match kmsg_line(raw) {
+                                Some(l) => {
+                                    let _ = file.write_all(format!("{l}\n").as_bytes()).await;
+                                    l
+                                }
+                                None => continue,
+                            },
+                        };
+                        let events = watcher.feed_line(&line);
                         if let Ok(mut s) = state.lock() {
                             s.lines += 1;
-                            apply_line(&mut s, line, events);
+                            apply_line(&mut s, &line, events);
                         }
                         changed.notify_waiters();
                     }
@@ -283,7 +335,6 @@ impl Vm {
             });
         }
         Ok(Vm {
-            spec,
             child,
             console_path,
             started,
@@ -534,6 +585,23 @@ pub fn console_tail(path: &Path, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kmsg_records_read_as_console_lines() {
+        assert_eq!(
+            kmsg_line("4,339,5176,-;WARNING: CPU: 0 PID: 1 at kernel/futex/waitwake.c:42 x")
+                .as_deref(),
+            Some("[    0.005176] WARNING: CPU: 0 PID: 1 at kernel/futex/waitwake.c:42 x")
+        );
+        assert_eq!(
+            kmsg_line("6,2,12345678901,-; <TASK>").as_deref(),
+            Some("[12345.678901]  <TASK>")
+        );
+        // The record's dictionary is not console text.
+        assert_eq!(kmsg_line(" SUBSYSTEM=virtio"), None);
+        // Text that is not a record is kept as it is.
+        assert_eq!(kmsg_line("plain").as_deref(), Some("plain"));
+    }
 
     fn spec(arch: Arch) -> VmSpec {
         VmSpec {
