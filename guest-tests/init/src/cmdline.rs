@@ -14,11 +14,38 @@ pub enum Mode {
     Ssh,
     /// Print READY and power off at once: the smoke boot right after a kernel build.
     Marker,
+    /// Run the tests the command line names, print a CASE marker for each and DONE, and
+    /// power off: for labs where no host logs in, such as LAVA (see [`RunSpec`]).
+    Run,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What `lab.mode=run` runs: `lab.tests=a,b lab.iterations=N lab.duration_ms=MS
+/// lab.seed=S lab.scale=F`, each iteration of every test in turn, as the host's runner does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpec {
+    pub tests: Vec<String>,
+    pub iterations: u32,
+    pub duration_ms: u64,
+    pub seed: u64,
+    pub deadline_scale: f64,
+}
+
+impl Default for RunSpec {
+    fn default() -> Self {
+        RunSpec {
+            tests: Vec::new(),
+            iterations: 1,
+            duration_ms: 3000,
+            seed: 0,
+            deadline_scale: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub mode: Mode,
+    pub run: RunSpec,
     pub address: Ipv4Addr,
     pub prefix: u8,
     pub gateway: Ipv4Addr,
@@ -30,6 +57,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             mode: Mode::Ssh,
+            run: RunSpec::default(),
             address: Ipv4Addr::new(10, 0, 2, 15),
             prefix: 24,
             gateway: Ipv4Addr::new(10, 0, 2, 2),
@@ -75,7 +103,8 @@ pub fn parse(cmdline: &str) -> Result<Config, CmdlineError> {
                 cfg.mode = match value {
                     "ssh" => Mode::Ssh,
                     "marker" => Mode::Marker,
-                    _ => return Err(invalid("lab.mode", "`ssh` or `marker`")),
+                    "run" => Mode::Run,
+                    _ => return Err(invalid("lab.mode", "`ssh`, `marker` or `run`")),
                 }
             }
             "lab.ip" => {
@@ -97,6 +126,41 @@ pub fn parse(cmdline: &str) -> Result<Config, CmdlineError> {
                     .ok()
                     .filter(|&port| port != 0)
                     .ok_or_else(|| invalid("lab.ssh_port", "a TCP port from 1 to 65535"))?;
+            }
+            "lab.tests" => {
+                cfg.run.tests = value.split(',').map(str::to_owned).collect();
+                if cfg.run.tests.iter().any(|t| {
+                    t.is_empty()
+                        || t.starts_with(['-', '.'])
+                        || t.split('/').any(|p| p.is_empty() || p == "..")
+                        || !t.chars().all(|c| c.is_ascii_alphanumeric() || "_.:/+-".contains(c))
+                }) {
+                    return Err(invalid("lab.tests", "test names separated by commas"));
+                }
+            }
+            "lab.iterations" => {
+                cfg.run.iterations = value
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| invalid("lab.iterations", "a count from 1"))?;
+            }
+            "lab.duration_ms" => {
+                cfg.run.duration_ms = value
+                    .parse()
+                    .map_err(|_| invalid("lab.duration_ms", "milliseconds"))?;
+            }
+            "lab.seed" => {
+                cfg.run.seed = value
+                    .parse()
+                    .map_err(|_| invalid("lab.seed", "an unsigned 64-bit number"))?;
+            }
+            "lab.scale" => {
+                cfg.run.deadline_scale = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite() && *f > 0.0)
+                    .ok_or_else(|| invalid("lab.scale", "a positive number, such as 5"))?;
             }
             _ => {}
         }
@@ -157,6 +221,27 @@ mod tests {
                 prefix: 16,
                 gateway: Ipv4Addr::new(192, 168, 0, 1),
                 ssh_port: 2222,
+                run: RunSpec::default(),
+            }
+        );
+    }
+
+    #[test]
+    fn run_mode_reads_what_to_run() {
+        let cfg = parse(
+            "lab.mode=run lab.tests=futex_errno,rt:cyclictest lab.iterations=3 \
+             lab.duration_ms=500 lab.seed=42 lab.scale=5",
+        )
+        .expect("valid");
+        assert_eq!(cfg.mode, Mode::Run);
+        assert_eq!(
+            cfg.run,
+            RunSpec {
+                tests: vec!["futex_errno".into(), "rt:cyclictest".into()],
+                iterations: 3,
+                duration_ms: 500,
+                seed: 42,
+                deadline_scale: 5.0,
             }
         );
     }
@@ -171,6 +256,12 @@ mod tests {
             ("lab.gw=gateway", "lab.gw"),
             ("lab.ssh_port=0", "lab.ssh_port"),
             ("lab.ssh_port=65536", "lab.ssh_port"),
+            ("lab.tests=a,,b", "lab.tests"),
+            ("lab.tests=../x", "lab.tests"),
+            ("lab.tests=a;b", "lab.tests"),
+            ("lab.iterations=0", "lab.iterations"),
+            ("lab.scale=0", "lab.scale"),
+            ("lab.seed=-1", "lab.seed"),
         ] {
             match parse(line) {
                 Err(CmdlineError::Invalid { param: p, .. }) => assert_eq!(p, param, "{line}"),

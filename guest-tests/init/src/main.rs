@@ -18,6 +18,7 @@
 
 #![cfg_attr(not(test), no_main)]
 
+mod autorun;
 mod cmdline;
 mod console;
 mod fs;
@@ -149,6 +150,13 @@ fn boot() -> Result<(), InitError> {
         console::emit(&Marker::Ready {
             uptime_ms: console::uptime_ms(),
         });
+        return Ok(());
+    }
+    if cfg.mode == Mode::Run {
+        console::emit(&Marker::Ready {
+            uptime_ms: console::uptime_ms(),
+        });
+        autorun::run_all(&cfg.run);
         return Ok(());
     }
 

@@ -34,6 +34,17 @@ pub enum Marker {
     Poweroff,
     /// PID 1 hit an error it cannot recover from; the text says which step.
     Fatal { message: String },
+    /// In `lab.mode=run` (no host to talk to, as under LAVA): one test iteration ended.
+    /// `result` is `pass`, `fail`, `skip` or `unknown` (LAVA's words: a hang is a `fail`,
+    /// no result line is `unknown`); `line` is the test's result line, when it printed one.
+    Case {
+        test: String,
+        iteration: u32,
+        result: String,
+        line: Option<String>,
+    },
+    /// In `lab.mode=run`: every test iteration has ended.
+    Done,
 }
 
 impl fmt::Display for Marker {
@@ -47,6 +58,19 @@ impl fmt::Display for Marker {
             }
             Marker::Poweroff => write!(f, "POWEROFF"),
             Marker::Fatal { message } => write!(f, "FATAL {message}"),
+            Marker::Case {
+                test,
+                iteration,
+                result,
+                line,
+            } => {
+                write!(f, "CASE name={test}.{iteration} result={result}")?;
+                match line {
+                    Some(l) => write!(f, " {l}"),
+                    None => Ok(()),
+                }
+            }
+            Marker::Done => write!(f, "DONE"),
         }
     }
 }
@@ -106,10 +130,40 @@ impl Marker {
             "FATAL" => Some(Marker::Fatal {
                 message: args.to_owned(),
             }),
+            "DONE" => Some(Marker::Done),
+            "CASE" => parse_case(args),
             _ => None,
         };
         Some(marker.ok_or_else(|| MarkerError::Unknown(body.to_owned())))
     }
+}
+
+/// `name=<test>.<iteration> result=<word>[ <result line>]`.
+fn parse_case(args: &str) -> Option<Marker> {
+    let mut parts = args.splitn(3, ' ');
+    let name = parts.next()?.strip_prefix("name=")?;
+    let result = parts.next()?.strip_prefix("result=")?;
+    let (test, iteration) = name.rsplit_once('.')?;
+    if test.is_empty() || !["pass", "fail", "skip", "unknown"].contains(&result) {
+        return None;
+    }
+    Some(Marker::Case {
+        test: test.to_owned(),
+        iteration: iteration.parse().ok()?,
+        result: result.to_owned(),
+        line: parts.next().map(str::to_owned).filter(|l| !l.is_empty()),
+    })
+}
+
+/// Seed of one test iteration, derived from the run seed, so that every run is reproducible
+/// and the host and the guest (`lab.mode=run`) derive the same one.
+pub fn test_seed(seed: u64, test: &str, iteration: u32) -> u64 {
+    let mut h: u64 = seed ^ 0x9e37_79b9_7f4a_7c15;
+    for b in test.bytes().chain(iteration.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
 }
 
 /// What a guest test concluded.
@@ -523,6 +577,42 @@ impl Histogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn case_markers_round_trip_with_and_without_a_result_line() {
+        for m in [
+            Marker::Case {
+                test: "rt:cyclictest".into(),
+                iteration: 3,
+                result: "pass".into(),
+                line: Some("{\"proto\":1,\"test\":\"x y\"}".into()),
+            },
+            Marker::Case {
+                test: "kselftest:futex/futex_wait".into(),
+                iteration: 0,
+                result: "unknown".into(),
+                line: None,
+            },
+            Marker::Done,
+        ] {
+            assert_eq!(Marker::parse(&m.to_string()), Some(Ok(m.clone())));
+        }
+        assert!(matches!(
+            Marker::parse("LAB/1 CASE name=x.1 result=maybe"),
+            Some(Err(MarkerError::Unknown(_)))
+        ));
+        assert!(matches!(
+            Marker::parse("LAB/1 CASE name=x result=pass"),
+            Some(Err(MarkerError::Unknown(_)))
+        ));
+    }
+
+    #[test]
+    fn seeds_differ_by_test_and_iteration() {
+        assert_eq!(test_seed(1, "a", 0), test_seed(1, "a", 0));
+        assert_ne!(test_seed(1, "a", 0), test_seed(1, "a", 1));
+        assert_ne!(test_seed(1, "a", 0), test_seed(1, "b", 0));
+    }
 
     #[test]
     fn markers_round_trip() {

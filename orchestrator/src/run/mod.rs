@@ -173,15 +173,7 @@ pub fn qemu_version(arch: Arch) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Seed of one test iteration, derived from the run seed so every run is reproducible.
-pub fn test_seed(seed: u64, test: &str, iteration: u32) -> u64 {
-    let mut h: u64 = seed ^ 0x9e37_79b9_7f4a_7c15;
-    for b in test.bytes().chain(iteration.to_le_bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    h
-}
+pub use lab_proto::test_seed;
 
 /// The guest deadline for one test: its duration plus a grace that scales with the
 /// accelerator, plus a margin for the host side. Past it the host declares a hang.
