@@ -92,4 +92,8 @@ fi
 # scripts/slurm-localhost.sh), installed without starting any daemon.
 "$(dirname "$0")/slurm-localhost.sh" install
 
+# LAVA's dispatcher (lava-run), for `lab lava` and its smoke test, without systemd: the
+# Debian debs unpacked under $LAB_LAVA_DIR (default /opt/lab-lava).
+"$(dirname "$0")/lava-setup.sh" >/dev/null
+
 log "done"

@@ -86,6 +86,7 @@ async fn dispatch(cli: Cli) -> Result<Outcome, LabError> {
         Command::BisectStep(args) => Ok(commands::bisect::step(&ctx, args).await),
         Command::Gate(args) => commands::gate::run(&ctx, args).await,
         Command::Worker(cmd) => commands::worker::run(&ctx, cmd).await,
+        Command::Lava(cmd) => commands::lava::run(&ctx, cmd).await,
     }
 }
 

@@ -35,6 +35,9 @@ const VERBS: &[&[&str]] = &[
     &["worker"],
     &["worker", "run"],
     &["worker", "build"],
+    &["lava"],
+    &["lava", "job"],
+    &["lava", "ingest"],
 ];
 
 #[test]

@@ -133,7 +133,9 @@ pub fn parse(cmdline: &str) -> Result<Config, CmdlineError> {
                     t.is_empty()
                         || t.starts_with(['-', '.'])
                         || t.split('/').any(|p| p.is_empty() || p == "..")
-                        || !t.chars().all(|c| c.is_ascii_alphanumeric() || "_.:/+-".contains(c))
+                        || !t
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_.:/+-".contains(c))
                 }) {
                     return Err(invalid("lab.tests", "test names separated by commas"));
                 }

@@ -78,6 +78,15 @@ pub const WORKER_EXAMPLES: &str = "Examples (as a Slurm job runs it):
 
 The controller (lab compare --engine slurm, ...) writes the job files and ingests the run folders; the worker never writes the results store.";
 
+pub const LAVA_EXAMPLES: &str = "Examples:
+  lab lava job --arch x86_64 --tests futex_errno --iterations 3 \\
+      --url-base http://labhost:8000 -o job.yaml           artifacts served from lab's cache folder
+  lavacli jobs submit job.yaml                              (LAVA's client; or lava-run on a dispatcher)
+  lavacli jobs logs 1234 --raw > job.log
+  lab lava ingest job.yaml job.log --device qemu-01 --job-id 1234
+
+The guest's PID 1 runs the tests itself (lab.mode=run) and prints a CASE marker per test, which LAVA's monitor turns into test cases; lab reads the whole console from the log, so kernel warnings and oopses are caught and fingerprinted as on every other engine.";
+
 pub const GATE_EXAMPLES: &str = "Examples:
   lab gate patches/futex-lockless-wakeup-revert          a directory of .patch files (or a series file)
   lab gate my-series.mbox --arch x86_64 --budget 3m

@@ -80,6 +80,63 @@ pub enum Command {
     /// describes, leaving results where the controller reads them. Jobs run it; people don't.
     #[command(subcommand, after_help = WORKER_EXAMPLES)]
     Worker(WorkerCommand),
+    /// Boards in a LAVA lab: write a job that boots a lab kernel and runs lab's tests, and
+    /// read its log back into the results store.
+    #[command(subcommand, after_help = LAVA_EXAMPLES)]
+    Lava(LavaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LavaCommand {
+    /// Build the kernel and guest image, and write a LAVA job definition that deploys them
+    /// by URL and sha256, boots them, and runs the tests with lab's console markers.
+    Job(LavaJobArgs),
+    /// Read a LAVA job's log (lava-run's standard error, or `lavacli jobs logs --raw`) into
+    /// the results store, with the device as the run's host.
+    Ingest(LavaIngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LavaJobArgs {
+    #[command(flatten)]
+    pub select: KernelSelect,
+    /// Guest tests to run (default: the suite in lab.toml); repeat or comma-separate.
+    #[command(flatten)]
+    pub tests: TestsArg,
+    /// Times to run each test.
+    #[arg(long, default_value_t = 1)]
+    pub iterations: u32,
+    #[command(flatten)]
+    pub duration: DurationArg,
+    #[command(flatten)]
+    pub seed: SeedArg,
+    /// The LAVA device type the job asks for; `qemu` boots the kernel in LAVA's QEMU.
+    #[arg(long, default_value = "qemu", value_name = "TYPE")]
+    pub device_type: String,
+    /// Where the LAVA dispatcher fetches artifacts: a URL that serves lab's cache folder
+    /// (artifacts/ and images/ under it). Default: file:// of the cache, for a dispatcher
+    /// on this host.
+    #[arg(long, value_name = "URL")]
+    pub url_base: Option<String>,
+    /// Write the job definition here (default: standard output).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LavaIngestArgs {
+    /// The job definition `lab lava job` wrote.
+    pub job: PathBuf,
+    /// The job's log.
+    pub log: PathBuf,
+    /// The device that ran it: the run's host in the store.
+    #[arg(long, value_name = "NAME")]
+    pub device: String,
+    /// LAVA's id of the job.
+    #[arg(long, value_name = "ID")]
+    pub job_id: Option<String>,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod calibrate;
 pub mod compare;
 pub mod gate;
+pub mod lava;
 pub mod progress;
 pub mod results;
 pub mod run;

@@ -35,6 +35,7 @@ use crate::results::TestOutcome;
 use crate::run::{RunPlan, RunReport};
 
 mod board;
+pub mod lava;
 mod local;
 pub mod slurm;
 pub mod worker;

@@ -526,6 +526,15 @@ pub struct RunKeys {
     pub archive: Vec<u8>,
 }
 
+/// The base image of `arch` with `digest` in the cache `cache`, if it is there.
+pub fn cached(cache: &Path, arch: Arch, digest: &str) -> Option<BaseImage> {
+    let short = digest.get(..16)?;
+    let path = cache.join("images").join(format!("{arch}-{short}.cpio"));
+    let json = std::fs::read(path.with_extension("json")).ok()?;
+    let manifest: ImageManifest = serde_json::from_slice(&json).ok()?;
+    (manifest.digest == digest && path.is_file()).then_some(BaseImage { path, manifest })
+}
+
 /// Makes a fresh host key and client key in `dir` and the per-run archive holding them.
 ///
 /// Everything secret stays owner-only: the folder is 0700 and the two private keys are 0600

@@ -810,6 +810,25 @@ pub fn lost(
     )
 }
 
+/// The report of a run that happened elsewhere and was read back (a LAVA job's log): its
+/// outcomes and boots, saved in the run directory like any other run's.
+pub fn recorded(
+    plan: &RunPlan,
+    accel_reason: &str,
+    reproduce: &str,
+    placement: &Placement,
+    boots: Vec<BootRecord>,
+    outcomes: Vec<TestOutcome>,
+) -> RunReport {
+    let _ = std::fs::create_dir_all(&plan.dir);
+    let results_path = plan.dir.join("results.jsonl");
+    set_aside_earlier_results(&results_path);
+    for o in &outcomes {
+        append_result(&results_path, o);
+    }
+    finish(plan, accel_reason, reproduce, placement, boots, outcomes)
+}
+
 /// The end of every run, made or lost: its manifest, saved in the run directory, and its
 /// report.
 fn finish(
