@@ -119,6 +119,52 @@ fn a_lava_job_boots_a_lab_kernel_and_its_results_land_in_the_store() {
     assert_eq!(run.job.as_deref(), Some(job_id.as_str()));
     assert_eq!((run.outcomes, run.failures), (2, 0));
 
+    // The positive control: a kernel that panics under LAVA is a kernel crash with its
+    // fingerprint, read from LAVA's log (here the init the job names does not exist).
+    let crash_job = tmp.path().join("crash.yaml");
+    std::fs::write(
+        &crash_job,
+        text.replace(
+            "lab.mode=run",
+            "lab.mode=run rdinit=/lab/none init=/lab/none",
+        ),
+    )
+    .expect("write");
+    let crash_log = tmp.path().join("crash.log");
+    let ran = Command::new(&lava_run)
+        .args(["--job-id", &format!("{job_id}1"), "--output-dir"])
+        .arg(tmp.path().join("out-crash"))
+        .arg("--device")
+        .arg(fixtures.join("qemu-x86_64.yaml"))
+        .arg("--dispatcher")
+        .arg(fixtures.join("dispatcher.yaml"))
+        .arg(&crash_job)
+        .env("LAVA_DISPATCHER_DOWNLOAD_DIR", tmp.path().join("scratch"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&crash_log).expect("log"))
+        .status()
+        .expect("lava-run runs");
+    assert!(!ran.success(), "LAVA calls the job incomplete");
+    let got = common::run(
+        common::lab(&toml)
+            .args(["lava", "ingest"])
+            .arg(&crash_job)
+            .arg(&crash_log)
+            .args(["--device", &device, "--json"]),
+    );
+    assert_eq!(got.code, 1, "a kernel failure: {}", got.stderr);
+    let v: serde_json::Value = serde_json::from_str(&got.stdout).expect("json");
+    let outcomes = v["outcomes"].as_array().expect("outcomes");
+    assert_eq!(outcomes[0]["kind"], "kernel-crash", "{v}");
+    assert!(
+        outcomes[0]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("Kernel panic")),
+        "{v}"
+    );
+    assert_eq!(outcomes[1]["kind"], "infra-error", "{v}");
+
     // A log that is not LAVA's is refused with its line, and nothing is stored.
     std::fs::write(&log, "{\"lvl\": target\n").expect("write");
     let bad = common::run(
