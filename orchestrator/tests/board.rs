@@ -270,6 +270,42 @@ fn a_board_runs_the_installed_kernel_and_its_console_is_watched() {
     );
     assert_eq!(out.status.code(), Some(3), "infrastructure: {stderr}");
 
+    // A comparison on the board: A and B take turns on it, each boot behind its own install.
+    let out = board
+        .lab("kmsg")
+        .args([
+            "compare",
+            "base",
+            "base",
+            "--arch",
+            "x86_64",
+            "--tests",
+            "futex_errno",
+        ])
+        .args(["--budget", "100s", "--json"])
+        .output()
+        .expect("lab runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "no regression of base on base: {stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("lab compare --json");
+    let session = report["session"].as_i64().expect("a session");
+    let store =
+        lab::results::store::Store::open(&common::cache_dir().join("results.db")).expect("store");
+    let runs = store.session_runs(session).expect("runs");
+    assert!(runs.len() >= 2, "at least one pair: {runs:?}");
+    assert!(
+        runs.iter()
+            .all(|r| r.engine == "board" && r.node.as_deref() == Some("kmsg@127.0.0.1")),
+        "{runs:?}"
+    );
+    assert!(runs.iter().any(|r| r.side.as_deref() == Some("A")));
+    assert!(runs.iter().any(|r| r.side.as_deref() == Some("B")));
+
     // lab let go of the board: no console reader or hook of lab's is left.
     let dir_s = board.dir.display().to_string();
     let left: Vec<String> = common::processes_with(&dir_s)
