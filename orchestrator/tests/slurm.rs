@@ -235,6 +235,22 @@ fn a_comparison_runs_as_jobs_pairs_share_a_node_and_a_lost_node_is_infrastructur
 #[test]
 fn a_known_bad_kernel_is_found_and_ctrl_c_leaves_no_job_and_no_process() {
     let cluster = Cluster::start(36827);
+    // A job an earlier lab on this host left when it was killed (its pid is gone), held so
+    // that it takes no node: found by its name and cancelled when the next lab starts.
+    let gone = (1..4_000_000u32)
+        .rev()
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+        .expect("a free pid");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let orphan = cluster.tool(
+        "sbatch",
+        &[
+            "--parsable",
+            "--hold",
+            &format!("--job-name=lab-{}-{gone}", host.trim()),
+            "--wrap=sleep 600",
+        ],
+    );
     let r = common::run(cluster.lab().args([
         "compare",
         "base",
@@ -252,6 +268,14 @@ fn a_known_bad_kernel_is_found_and_ctrl_c_leaves_no_job_and_no_process() {
     assert_eq!(r.code, 1, "a regression exits 1");
     assert_eq!(report(&r.stdout)["overall"], "regression");
     assert!(cluster.queue().is_empty(), "{:?}", cluster.queue());
+    assert!(
+        r.stderr.contains(&format!(
+            "cancelled job(s) {} left by an earlier lab on this host (pid {gone}, gone)",
+            orphan.trim()
+        )),
+        "{}",
+        r.stderr
+    );
 
     // Another comparison, interrupted while its first job runs.
     let child = cluster

@@ -68,6 +68,12 @@ pub fn executor(ctx: &Context, jobs: Option<usize>) -> Result<Box<dyn Executor>,
                     slurm.job_name()
                 );
             }
+            for (pid, ids) in slurm.orphans() {
+                crate::errln!(
+                    "lab: engine slurm: cancelled job(s) {} left by an earlier lab on this host (pid {pid}, gone)",
+                    ids.join(", ")
+                );
+            }
             Ok(Box::new(slurm))
         }
     }

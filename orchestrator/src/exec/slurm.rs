@@ -79,6 +79,9 @@ pub struct Slurm {
     name: String,
     /// Folders of the jobs' files, one per batch or build.
     seq: AtomicUsize,
+    /// Jobs an earlier lab on this host left in the queue when it died, found by their
+    /// name and cancelled as this one started: (that lab's pid, the job ids).
+    orphans: Vec<(u32, Vec<String>)>,
 }
 
 impl Slurm {
@@ -133,8 +136,15 @@ impl Slurm {
                 std::process::id()
             ),
             seq: AtomicUsize::new(0),
+            orphans: cancel_orphans(),
             cfg,
         })
+    }
+
+    /// Jobs of an earlier lab on this host that died without cancelling them, cancelled as
+    /// this one started: (that lab's pid, job ids).
+    pub fn orphans(&self) -> &[(u32, Vec<String>)] {
+        &self.orphans
     }
 
     /// The job name every job of this controller carries.
@@ -662,6 +672,52 @@ fn blocking(tool: &'static str, args: &[&str]) -> Result<String, EngineError> {
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Finds this user's jobs named `lab-<this host>-<pid>` whose lab is gone (no process
+/// `pid`, or one that is not lab: killed with SIGKILL, or its host rebooted) and cancels
+/// them: nothing would ingest their runs, and they hold nodes. A session that is resumed
+/// (`lab compare` again, `lab bisect --continue`) runs its unfinished batch again. A lab that
+/// is alive keeps its jobs, so two labs on one host never cancel each other's.
+fn cancel_orphans() -> Vec<(u32, Vec<String>)> {
+    let prefix = format!("lab-{}-", crate::results::manifest::host_name());
+    let Ok(out) = blocking("squeue", &["--noheader", "--me", "--format=%F|%j"]) else {
+        return Vec::new();
+    };
+    let mut by_pid: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for line in out.lines() {
+        let Some((id, name)) = line.trim().split_once('|') else {
+            continue;
+        };
+        let Some(pid) = name
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive =
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "lab");
+        if pid != std::process::id() && !alive {
+            let ids = by_pid.entry(pid).or_default();
+            if !ids.iter().any(|i| i == id) {
+                ids.push(id.to_owned());
+            }
+        }
+    }
+    by_pid
+        .into_iter()
+        .filter_map(|(pid, ids)| {
+            let mut args = vec!["--me"];
+            args.extend(ids.iter().map(String::as_str));
+            match blocking("scancel", &args) {
+                Ok(_) => Some((pid, ids)),
+                Err(e) => {
+                    tracing::warn!("cannot cancel the jobs {ids:?} of the gone lab {pid}: {e}");
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// The `job` a run's manifest names, from the environment Slurm gives a job.
