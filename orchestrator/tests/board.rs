@@ -86,7 +86,7 @@ impl Board {
         text.push_str(&target(
             "forgetful",
             hook("QEMU_BOARD_CMDLINE= "),
-            "boot-timeout = \"40s\"\n",
+            "boot-timeout = \"25s\"\n",
         ));
         let toml = common::lab_toml(tmp.path(), &text);
         Board {
@@ -282,7 +282,7 @@ fn a_board_runs_the_installed_kernel_and_its_console_is_watched() {
             "--tests",
             "futex_errno",
         ])
-        .args(["--budget", "100s", "--json"])
+        .args(["--budget", "60s", "--json"])
         .output()
         .expect("lab runs");
     let stderr = String::from_utf8_lossy(&out.stderr);

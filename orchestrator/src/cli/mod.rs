@@ -313,6 +313,14 @@ pub struct CompareArgs {
     pub fresh: bool,
     /// Stop at the first regression (the other questions end inconclusive): enough for a
     /// pass/fail answer, as `lab gate` asks.
+    /// Do not stack the test map's race amplifiers under both sides when a side is a plain
+    /// patch (see guest-tests/test-map.toml).
+    #[arg(long)]
+    pub no_amplify: bool,
+    /// Print the tests this comparison would run and why, and the amplifiers it would
+    /// stack, then exit without building anything.
+    #[arg(long)]
+    pub plan: bool,
     #[arg(long)]
     pub stop_on_regression: bool,
     #[command(flatten)]

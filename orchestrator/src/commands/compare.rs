@@ -17,6 +17,28 @@ use crate::report::{self, ReportFormat};
 
 pub async fn run(ctx: &Context, args: &CompareArgs) -> Result<Outcome, LabError> {
     let req = request(&ctx.settings, args)?;
+    if args.plan {
+        let choice = session::choose(&ctx.settings, &req)?;
+        super::progress::chosen(&choice);
+        let side = |spec: &session::SideSpec| match spec {
+            session::SideSpec::Patches(sets) if sets.is_empty() => "base".to_owned(),
+            session::SideSpec::Patches(sets) => sets.join(" + "),
+            session::SideSpec::Kernel(k) => format!("kernel {k}"),
+            session::SideSpec::Stored(keys) => format!("stored {}", keys.join(",")),
+        };
+        crate::outln!("A: {}", side(&choice.a));
+        crate::outln!("B: {}", side(&choice.b));
+        crate::outln!("tests: {}", choice.tests.join(", "));
+        let knobs: Vec<String> = choice
+            .knobs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !knobs.is_empty() {
+            crate::outln!("knobs: {}", knobs.join(" "));
+        }
+        return Ok(Outcome::Pass);
+    }
     let exec = super::executor(ctx, args.jobs)?;
     let progress = SessionProgress::new(ctx.quiet);
     let on = |e| progress.event(e);
@@ -88,6 +110,7 @@ fn request(s: &Settings, args: &CompareArgs) -> Result<CompareRequest, LabError>
     req.config = args.config.clone();
     req.fresh = args.fresh;
     req.stop_on_regression = args.stop_on_regression;
+    req.no_amplify = args.no_amplify;
     Ok(req)
 }
 

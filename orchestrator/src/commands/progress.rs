@@ -294,6 +294,7 @@ impl SessionProgress {
                 "lab: interrupted; {runs} runs are in the store, and the same command resumes session {session}"
             ),
             _ if self.quiet => {}
+            SessionEvent::Chosen(c) => chosen(&c),
             SessionEvent::Accel { arch, reason } => crate::errln!("lab: {arch}: {reason}"),
             SessionEvent::Calibration {
                 arch,
@@ -404,6 +405,38 @@ impl SessionProgress {
     }
 }
 
+/// Why a comparison runs what it runs: the test map's reasons and its amplifiers.
+pub fn chosen(c: &crate::compare::session::Choice) {
+    match &c.tests_from {
+        TestsFrom::Map(reasons) => {
+            crate::errln!("lab: tests chosen by the test map (guest-tests/test-map.toml):");
+            for r in reasons {
+                crate::errln!("lab:   {r}");
+            }
+            crate::errln!("lab:   -> {}", c.tests.join(", "));
+        }
+        TestsFrom::Uncovered(files) => crate::errln!(
+            "lab: no area of the test map covers {}: the whole suite runs",
+            files.join(", ")
+        ),
+        _ => {}
+    }
+    if !c.amplifiers.is_empty() {
+        crate::errln!(
+            "lab: race amplifiers stacked under both sides: {} with {} on (--no-amplify turns this off)",
+            c.amplifiers.join(", "),
+            c.knobs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    if let Some(why) = &c.not_amplified {
+        crate::errln!("lab: the test map's amplifiers are not stacked: {why}");
+    }
+}
+
 /// The two lines that open a comparison.
 fn started(s: &SessionStart) {
     let tests_from = match &s.tests_from {
@@ -411,6 +444,9 @@ fn started(s: &SessionStart) {
         TestsFrom::Settings => "[compare] tests".to_owned(),
         TestsFrom::Exercised(sets) => format!("exercised by {}", sets.join(", ")),
         TestsFrom::Suite => "the suite".to_owned(),
+        TestsFrom::All => "--tests all".to_owned(),
+        TestsFrom::Map(_) => "chosen by the test map".to_owned(),
+        TestsFrom::Uncovered(_) => "the suite: the test map covers none of the patch".to_owned(),
     };
     crate::errln!(
         "lab: comparing A={} with B={} on {}; {} tests ({tests_from}), budget {}s, alpha {}, margins {} (rates) and {:.0}% (metrics); session {}",

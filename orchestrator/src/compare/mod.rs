@@ -28,6 +28,7 @@ mod boot_value;
 pub mod calibration;
 pub mod contention;
 pub mod model;
+pub mod select;
 pub mod session;
 #[cfg(test)]
 mod simulation;

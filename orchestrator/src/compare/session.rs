@@ -144,6 +144,8 @@ pub struct CompareRequest {
     /// Runs of each test per boot; `None`: from A's calibration where every arch has one,
     /// else `[compare] batch-runs`.
     pub runs_per_boot: Option<u32>,
+    /// Do not stack the test map's race amplifiers under a plain patch's comparison.
+    pub no_amplify: bool,
 }
 
 impl CompareRequest {
@@ -177,8 +179,163 @@ impl CompareRequest {
             reproduce,
             metric_spending: Spending::Pocock,
             runs_per_boot: None,
+            no_amplify: false,
         }
     }
+}
+
+/// What a comparison runs, chosen before anything is built: its tests and why, and its
+/// sides with the test map's amplifiers stacked under both when a side is a plain patch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    pub tests: Vec<String>,
+    pub tests_from: TestsFrom,
+    pub a: SideSpec,
+    pub b: SideSpec,
+    /// The request's knobs, and the amplifiers' (on for both sides).
+    pub knobs: Vec<(String, String)>,
+    /// Amplifier sets stacked under both sides.
+    pub amplifiers: Vec<String>,
+    /// Why the map's amplifiers were not stacked, when it names some.
+    pub not_amplified: Option<String>,
+}
+
+/// The tests `--tests all` names: the suite and every test the map knows.
+pub const ALL_TESTS: &str = "all";
+
+/// Chooses what `req` runs (see [`Choice`]).
+pub fn choose(s: &Settings, req: &CompareRequest) -> Result<Choice, LabError> {
+    let c = &s.compare;
+    let map = || super::select::TestMap::load(&s.guest_source.join("guest-tests/test-map.toml"));
+    let mut amplifiers = Vec::new();
+    let (tests, tests_from) = match &req.tests {
+        Some(t) if t.len() == 1 && t[0].trim() == ALL_TESTS => {
+            let mut all = s.suite.clone();
+            for area in map()
+                .map_err(|e| LabError::usage("--tests", e.to_string()))?
+                .areas
+            {
+                for t in area.tests {
+                    if !all.contains(&t) {
+                        all.push(t);
+                    }
+                }
+            }
+            (all, TestsFrom::All)
+        }
+        Some(tests) => (
+            tests.iter().map(|t| t.trim().to_owned()).collect(),
+            TestsFrom::Request,
+        ),
+        None if !c.tests.is_empty() => (c.tests.clone(), TestsFrom::Settings),
+        None => {
+            let (tests, from) = default_tests(s, &[&req.a.spec, &req.b.spec]);
+            match from {
+                TestsFrom::Suite => match plain_patches(s, &[&req.a.spec, &req.b.spec])? {
+                    None => (tests, from),
+                    Some(patches) => {
+                        let refs: Vec<&crate::kernel::patch::Patch> = patches.iter().collect();
+                        let map = map().map_err(|e| LabError::usage("FILE", e.to_string()))?;
+                        match map.select(&refs) {
+                            Some(sel) => {
+                                amplifiers = sel.amplifiers;
+                                (sel.tests, TestsFrom::Map(sel.reasons))
+                            }
+                            None => {
+                                let files: Vec<String> = super::select::touched(&refs)
+                                    .into_iter()
+                                    .map(|(f, _)| f)
+                                    .collect();
+                                (tests, TestsFrom::Uncovered(files))
+                            }
+                        }
+                    }
+                },
+                other => (tests, other),
+            }
+        }
+    };
+    let mut choice = Choice {
+        tests,
+        tests_from,
+        a: req.a.spec.clone(),
+        b: req.b.spec.clone(),
+        knobs: req.knobs.clone(),
+        amplifiers: Vec::new(),
+        not_amplified: None,
+    };
+    if amplifiers.is_empty() {
+        return Ok(choice);
+    }
+    if req.no_amplify {
+        choice.not_amplified = Some("--no-amplify".into());
+        return Ok(choice);
+    }
+    let (SideSpec::Patches(a), SideSpec::Patches(b)) = (&req.a.spec, &req.b.spec) else {
+        choice.not_amplified = Some(
+            "a side is a kernel definition or a stored build, not patches on the lab's kernel"
+                .into(),
+        );
+        return Ok(choice);
+    };
+    let stack = |sets: &[String]| -> Vec<String> {
+        amplifiers
+            .iter()
+            .filter(|amp| !sets.contains(amp))
+            .cloned()
+            .chain(sets.iter().cloned())
+            .collect()
+    };
+    for amp in &amplifiers {
+        let path = s.patches_dir.join(amp).join("expect.toml");
+        let expect = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| toml::from_str::<crate::selftest::Expect>(&t).ok())
+            .ok_or_else(|| {
+                LabError::usage(
+                    "FILE",
+                    format!(
+                        "{}: the amplifier's expect.toml cannot be read",
+                        path.display()
+                    ),
+                )
+            })?;
+        for k in expect.knobs {
+            let Some((name, value)) = k.split_once('=') else {
+                continue;
+            };
+            if !choice.knobs.iter().any(|(n, _)| n == name) {
+                choice.knobs.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+    choice.a = SideSpec::Patches(stack(a));
+    choice.b = SideSpec::Patches(stack(b));
+    choice.amplifiers = amplifiers;
+    Ok(choice)
+}
+
+/// The patches of the sides' sets that say nothing of what they exercise (plain patches,
+/// no expect.toml), when some side has such a set and every side is patches on the lab's
+/// kernel; `None` otherwise.
+fn plain_patches(
+    s: &Settings,
+    sides: &[&SideSpec],
+) -> Result<Option<Vec<crate::kernel::patch::Patch>>, LabError> {
+    let mut out = Vec::new();
+    for side in sides {
+        let SideSpec::Patches(sets) = side else {
+            return Ok(None);
+        };
+        for set in sets {
+            if s.patches_dir.join(set).join("expect.toml").is_file() {
+                continue;
+            }
+            let loaded = crate::kernel::patch::load_set(set, &s.patches_dir, &s.root)?;
+            out.extend(loaded.patches);
+        }
+    }
+    Ok((!out.is_empty()).then_some(out))
 }
 
 /// Where the tests of a comparison came from, for the line that announces it.
@@ -192,6 +349,12 @@ pub enum TestsFrom {
     Exercised(Vec<String>),
     /// The whole suite.
     Suite,
+    /// `--tests all`: the suite and every test of the test map.
+    All,
+    /// The test map, from what a plain patch changes: one reason per area.
+    Map(Vec<String>),
+    /// The whole suite: no area of the test map covers these files of a plain patch.
+    Uncovered(Vec<String>),
 }
 
 /// A kernel one side got for one arch.
@@ -257,6 +420,8 @@ pub enum SessionEvent {
     Unrecorded(RecordSummary),
     /// Ctrl-C: the runs made so far are in the store, and the same request resumes.
     Interrupted { runs: u64, session: i64 },
+    /// What the comparison runs and why, before anything is built.
+    Chosen(Box<Choice>),
 }
 
 /// Runs a comparison and records it; `None` when it was interrupted (its finished runs are
@@ -268,14 +433,14 @@ pub async fn run(
     on: &(dyn Fn(SessionEvent) + Send + Sync),
 ) -> Result<Option<(CompareReport, PathBuf)>, LabError> {
     let c = &s.compare;
-    let (tests, tests_from) = match &req.tests {
-        Some(tests) => (
-            tests.iter().map(|t| t.trim().to_owned()).collect(),
-            TestsFrom::Request,
-        ),
-        None if !c.tests.is_empty() => (c.tests.clone(), TestsFrom::Settings),
-        None => default_tests(s, &[&req.a.spec, &req.b.spec]),
-    };
+    let choice = choose(s, req)?;
+    on(SessionEvent::Chosen(Box::new(choice.clone())));
+    let mut chosen = req.clone();
+    chosen.a.spec = choice.a;
+    chosen.b.spec = choice.b;
+    chosen.knobs = choice.knobs;
+    let req = &chosen;
+    let (tests, tests_from) = (choice.tests, choice.tests_from);
 
     // Both sides through the cache, then one image per arch (both sides share it, so the
     // test binaries are the same).

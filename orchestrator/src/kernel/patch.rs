@@ -96,6 +96,10 @@ pub struct Hunk {
     pub old_lines: Vec<Vec<u8>>,
     /// Context and added lines, in order.
     pub new_lines: Vec<Vec<u8>>,
+    /// What the header names after its ranges: git's function context,
+    /// `@@ -1,3 +1,3 @@ int futex_wake(...)`; empty when there is none.
+    #[serde(default)]
+    pub section: String,
 }
 
 /// A named, ordered list of patches (one stacking layer).
@@ -358,10 +362,17 @@ pub fn parse_diff(
             let (old_start, old_count, new_count) = parse_hunk_header(header)
                 .ok_or_else(|| malformed(i, format!("bad hunk header {:?}", header.trim_end())))?;
             i += 1;
+            let section = header
+                .strip_prefix("@@ ")
+                .and_then(|r| r.split_once(" @@"))
+                .map_or("", |(_, rest)| rest)
+                .trim()
+                .to_owned();
             let mut hunk = Hunk {
                 old_start,
                 old_lines: Vec::new(),
                 new_lines: Vec::new(),
+                section,
             };
             let (mut seen_old, mut seen_new) = (0, 0);
             while seen_old < old_count || seen_new < new_count {
