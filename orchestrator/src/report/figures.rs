@@ -248,6 +248,19 @@ pub(super) fn decision_effect(q: &QuestionResult, scale: Scale) -> Option<Effect
 /// monitor's repeated confidence interval, the interval the verdict rests on; for metrics the
 /// pairs' geometric-mean ratio B/A with its 95 % t interval, else the monitor's.
 pub(super) fn effect(q: &QuestionResult) -> Option<Effect> {
+    // A metric question with no uncontended pair yet has no estimate (NaN): it shows none
+    // rather than "xNaN".
+    raw_effect(q)
+        .filter(|e| e.estimate.is_finite())
+        .map(|mut e| {
+            e.interval = e
+                .interval
+                .filter(|iv| iv.lower.is_finite() && iv.upper.is_finite());
+            e
+        })
+}
+
+fn raw_effect(q: &QuestionResult) -> Option<Effect> {
     match (&q.question, &q.rate, &q.metric) {
         (QuestionKind::Metric { .. }, _, Some(m)) => match &m.paired_ratio {
             Some(p) => Some(Effect {

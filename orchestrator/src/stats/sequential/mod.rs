@@ -195,9 +195,16 @@ pub enum Decision {
     /// comparison with a budget of about the runs so far plus this estimate.
     Inconclusive {
         more_runs_estimate: u64,
+        /// NaN when no look had data (JSON writes it as `null`, and it reads back as NaN).
+        #[serde(deserialize_with = "nan_if_null")]
         estimate: f64,
         interval: Option<Interval>,
     },
+}
+
+/// An `f64` that JSON may hold as `null`: serde_json writes NaN so.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl Decision {
@@ -578,6 +585,21 @@ fn fixed_n(difference: f64, equivalence: f64) -> FixedN {
 mod tests {
     use super::rate::units_to_settle;
     use super::*;
+
+    #[test]
+    fn an_inconclusive_decision_without_an_estimate_reads_back() {
+        let d = Decision::Inconclusive {
+            more_runs_estimate: u64::MAX,
+            estimate: f64::NAN,
+            interval: None,
+        };
+        let json = serde_json::to_string(&d).expect("serialise");
+        assert!(json.contains("\"estimate\":null"), "{json}");
+        match serde_json::from_str::<Decision>(&json).expect("reads back") {
+            Decision::Inconclusive { estimate, .. } => assert!(estimate.is_nan()),
+            other => panic!("{other:?}"),
+        }
+    }
     use crate::stats::special::{normal_sf, student_t_upper_quantile};
     use crate::stats::Counts;
     use proptest::prelude::*;
