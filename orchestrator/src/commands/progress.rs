@@ -423,7 +423,7 @@ pub fn chosen(c: &crate::compare::session::Choice) {
     }
     if !c.amplifiers.is_empty() {
         crate::errln!(
-            "lab: race amplifiers stacked under both sides: {} with {} on (--no-amplify turns this off)",
+            "lab: race amplifiers stacked under both sides: {} with {} on; only failure rates are compared, as their delays distort timing (--no-amplify turns this off)",
             c.amplifiers.join(", "),
             c.knobs
                 .iter()
