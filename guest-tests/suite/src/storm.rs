@@ -16,6 +16,10 @@
 //!
 //! With signals (`futex_errno_sig`), SIGUSR1 with SA_RESTART hits a random waiter every
 //! ~200 µs, and EINTR is allowed only if that thread's handler ran during the wait.
+//!
+//! With `futex_waitv` (`futex_waitv_errno`), each wait is one `futex_waitv(2)` on
+//! [`WAITV_WORDS`] distinct words, and the same checks hold for the word whose index it
+//! returns: `futex_wait_multiple()` has its own spurious-wake-up retry.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -31,6 +35,17 @@ use crate::sys::{self, errno_name, Errno};
 pub const WAITERS: usize = 4;
 pub const WORDS: usize = 64;
 pub const WAKERS: usize = 2;
+/// Words of one `futex_waitv` call.
+pub const WAITV_WORDS: usize = 4;
+
+/// How the storm's waiters wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode {
+    /// SIGUSR1 noise on the waiters.
+    pub signals: bool,
+    /// `futex_waitv` on [`WAITV_WORDS`] words instead of FUTEX_WAIT on one.
+    pub waitv: bool,
+}
 
 /// No word: a waiter between waits.
 const NONE: u32 = u32::MAX;
@@ -100,53 +115,75 @@ pub fn check_timeout(
     }
 }
 
-fn waiter(
-    st: &State,
-    blocked: &Blocked,
-    i: usize,
-    mut rng: Rng,
-    with_signals: bool,
-) -> (Counts, Problems) {
+fn waiter(st: &State, blocked: &Blocked, i: usize, mut rng: Rng, mode: Mode) -> (Counts, Problems) {
     blocked.register(i);
     let mut c = Counts::default();
     let mut p = Problems::default();
+    let n = if mode.waitv { WAITV_WORDS } else { 1 };
     while !st.stop.load(SeqCst) {
-        let w = rng.index(WORDS);
-        st.current[i].store(w as u32, SeqCst);
-        let word = &st.words[w];
+        // Distinct words; the first is where the wakers aim.
+        let mut ws: Vec<usize> = Vec::with_capacity(n);
+        while ws.len() < n {
+            let w = rng.index(WORDS);
+            if !ws.contains(&w) {
+                ws.push(w);
+            }
+        }
+        st.current[i].store(ws[0] as u32, SeqCst);
         let (kind, timeout) = random_timeout(&mut rng);
         c.inc(kind);
-        let v = word.val.load(SeqCst);
-        let finished_before = word.finished.load(SeqCst);
+        let vals: Vec<u32> = ws.iter().map(|&w| st.words[w].val.load(SeqCst)).collect();
+        let finished_before: Vec<u64> = ws
+            .iter()
+            .map(|&w| st.words[w].finished.load(SeqCst))
+            .collect();
         let handled_before = signals::handled_here();
-        let t0 = blocked.enter(i, w as u64);
-        let r = sys::futex_wait(&word.val, v, timeout);
+        let t0 = blocked.enter(i, ws[0] as u64);
+        let r = if mode.waitv {
+            let words: Vec<&AtomicU32> = ws.iter().map(|&w| &st.words[w].val).collect();
+            sys::futex_waitv(&words, &vals, timeout)
+        } else {
+            sys::futex_wait(&st.words[ws[0]].val, vals[0], timeout).map(|()| 0)
+        };
         let slept = sys::now_ns() - t0;
         blocked.leave(i);
         c.inc("waits");
+        let call = if mode.waitv {
+            "futex_waitv"
+        } else {
+            "FUTEX_WAIT"
+        };
         let what = || {
             format!(
-                "waiter {i}: FUTEX_WAIT on word {w} (timeout {} ns) returned after {} µs",
+                "waiter {i}: {call} on word(s) {ws:?} (timeout {} ns) returned after {} µs",
                 timeout.unwrap_or(0),
                 slept / 1000
             )
         };
         match r {
-            Ok(()) => {
+            Ok(k) if k < n => {
                 c.inc("wakeups");
-                if word.started.load(SeqCst) <= finished_before {
+                if st.words[ws[k]].started.load(SeqCst) <= finished_before[k] {
                     c.inc("unexplained_wakeups");
                     p.add(format!(
-                        "{} with 0 while no FUTEX_WAKE on it was in flight",
-                        what()
+                        "{} with {k} while no FUTEX_WAKE on word {} was in flight",
+                        what(),
+                        ws[k]
                     ));
                 }
+            }
+            Ok(k) => {
+                c.inc("bad_errnos");
+                p.add(format!(
+                    "{} with {k}, not an index of its {n} words",
+                    what()
+                ));
             }
             Err(libc::EAGAIN) => c.inc("eagain"),
             Err(libc::ETIMEDOUT) => check_timeout(timeout, slept, &what(), &mut c, &mut p),
             Err(libc::EINTR) => {
                 c.inc("eintr");
-                if with_signals && signals::handled_here() == handled_before {
+                if mode.signals && signals::handled_here() == handled_before {
                     c.inc("bad_errnos");
                     p.bad_errno(
                         libc::EINTR,
@@ -201,6 +238,18 @@ fn waker(st: &State, k: usize, mut rng: Rng) -> (Counts, Problems) {
 
 /// Runs the storm for the test's duration; `with_signals` adds the SIGUSR1 noise.
 pub fn run(ctx: &Ctx, with_signals: bool) -> Result<TestResult, String> {
+    run_mode(
+        ctx,
+        Mode {
+            signals: with_signals,
+            waitv: false,
+        },
+    )
+}
+
+/// Runs the storm for the test's duration in `mode`.
+pub fn run_mode(ctx: &Ctx, mode: Mode) -> Result<TestResult, String> {
+    let with_signals = mode.signals;
     if with_signals {
         signals::install(true)?;
     }
@@ -217,7 +266,7 @@ pub fn run(ctx: &Ctx, with_signals: bool) -> Result<TestResult, String> {
     for i in 0..WAITERS {
         let (st, b, rng) = (Arc::clone(&st), Arc::clone(&blocked), ctx.rng(i as u64));
         waiters.push(harness::spawn(&format!("waiter{i}"), move || {
-            waiter(&st, &b, i, rng, with_signals)
+            waiter(&st, &b, i, rng, mode)
         })?);
     }
     let mut wakers = Vec::new();
@@ -281,8 +330,13 @@ pub fn run(ctx: &Ctx, with_signals: bool) -> Result<TestResult, String> {
     } else {
         String::new()
     };
+    let calls = if mode.waitv {
+        format!("futex_waitv calls (on {WAITV_WORDS} words each)")
+    } else {
+        "FUTEX_WAITs".to_owned()
+    };
     let stats = format!(
-        "{} FUTEX_WAITs by {WAITERS} waiters on {WORDS} words ({} woken, {} timed out, {} EAGAIN, \
+        "{} {calls} by {WAITERS} waiters on {WORDS} words ({} woken, {} timed out, {} EAGAIN, \
          {} EINTR), {} FUTEX_WAKEs by {WAKERS} wakers{signal_part}: {} bad errnos, {} early \
          timeouts, {} unexplained wake-ups",
         g("waits"),

@@ -136,6 +136,59 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, timeout_ns: Option<u64>) -> R
     check(r).map(drop)
 }
 
+/// The `futex_waitv` system call's number: the same on every arch (generic syscall table).
+/// musl's headers lack it.
+pub const SYS_FUTEX_WAITV: libc::c_long = 449;
+
+/// `struct futex_waitv` of `include/uapi/linux/futex.h`.
+#[repr(C)]
+struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// `FUTEX2_SIZE_U32 | FUTEX2_PRIVATE`.
+const FUTEX2_U32_PRIVATE: u32 = 0x02 | 128;
+
+/// `futex_waitv(2)`: sleeps while every `*words[i] == expected[i]`, at most `timeout_ns`
+/// (relative here; the call takes an absolute CLOCK_MONOTONIC time). `Ok(i)`: a wake-up on
+/// `words[i]` woke us.
+pub fn futex_waitv(
+    words: &[&AtomicU32],
+    expected: &[u32],
+    timeout_ns: Option<u64>,
+) -> Result<usize, Errno> {
+    let waiters: Vec<FutexWaitv> = words
+        .iter()
+        .zip(expected)
+        .map(|(w, v)| FutexWaitv {
+            val: u64::from(*v),
+            uaddr: w.as_ptr() as u64,
+            flags: FUTEX2_U32_PRIVATE,
+            reserved: 0,
+        })
+        .collect();
+    let ts = timeout_ns.map(|t| timespec(now_ns() + t));
+    let tsp = ts
+        .as_ref()
+        .map_or(ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `waiters` holds live, aligned u32 addresses and outlives the call; `tsp` is
+    // null or points to `ts`, which outlives the call.
+    let r = unsafe {
+        libc::syscall(
+            SYS_FUTEX_WAITV,
+            waiters.as_ptr(),
+            waiters.len() as libc::c_uint,
+            0 as libc::c_uint,
+            tsp,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    check(r).map(|i| i as usize)
+}
+
 /// `FUTEX_WAKE | FUTEX_PRIVATE_FLAG`: wakes up to `n` waiters on `word`; returns how many.
 pub fn futex_wake(word: &AtomicU32, n: i32) -> Result<i32, Errno> {
     // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE reads no other argument.

@@ -536,7 +536,11 @@ pub async fn run(
             metric_spending: req.metric_spending,
             // With amplifiers on, their delays change the timing the metrics measure, and
             // differently on A and B when B changes the amplified code: only failure rates.
-            metric_suffixes: if amplified { Vec::new() } else { c.metrics.clone() },
+            metric_suffixes: if amplified {
+                Vec::new()
+            } else {
+                c.metrics.clone()
+            },
             primary: c.primary.clone(),
         },
         max_runs: req.max_runs,
