@@ -146,7 +146,7 @@ fn ingest(ctx: &Context, args: &LavaIngestArgs) -> Result<Outcome, LabError> {
         .cache_dir
         .join("runs")
         .join(format!("lava-{}-{id}", sanitize(&args.device)));
-    let mut plan = RunPlan::new(
+    let plan = RunPlan::new(
         artifact,
         image,
         meta.accel,
@@ -158,7 +158,6 @@ fn ingest(ctx: &Context, args: &LavaIngestArgs) -> Result<Outcome, LabError> {
         meta.seed,
         dir.clone(),
     );
-    plan.cmdline_extra = vec!["lab.mode=run".into()];
     // The evidence first: the job, its log and the console as LAVA logged it.
     let boot_dir = dir.join("boot-1");
     std::fs::create_dir_all(&boot_dir).map_err(|e| bad_file(&boot_dir, e))?;
@@ -190,7 +189,29 @@ fn ingest(ctx: &Context, args: &LavaIngestArgs) -> Result<Outcome, LabError> {
     for o in &outcomes {
         recorder.add_outcome(&recorded, o);
     }
-    let report = run::recorded(&plan, &reason, &reproduce, &placement, boots, outcomes);
+    let mut report = run::recorded(&plan, &reason, &reproduce, &placement, boots, outcomes);
+    // The boot was LAVA's, not a QEMU command line of lab's: say what it was.
+    let spec = JobSpec {
+        arch: meta.arch,
+        kernel_key: meta.kernel_key.clone(),
+        kernel_label: report.manifest.kernel_label.clone(),
+        kernel_url: String::new(),
+        kernel_sha256: String::new(),
+        image_digest: meta.image_digest.clone(),
+        ramdisk_url: String::new(),
+        tests: meta.tests.clone(),
+        iterations: meta.iterations,
+        duration: meta.duration,
+        seed: meta.seed,
+        accel: meta.accel,
+        device_type: String::new(),
+    };
+    report.manifest.cmdline = spec.cmdline();
+    report.manifest.qemu_command = format!("LAVA job {} on device {}", id, args.device);
+    report.manifest.qemu_version = format!("LAVA device {}", args.device);
+    if let Err(e) = report.manifest.save(&dir) {
+        crate::errln!("lab: {e}");
+    }
     recorder.finish_run(&recorded, &report.manifest);
     let summary = recorder.finish();
     if !summary.is_clean() {
