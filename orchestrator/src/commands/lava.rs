@@ -207,7 +207,10 @@ fn ingest(ctx: &Context, args: &LavaIngestArgs) -> Result<Outcome, LabError> {
         device_type: String::new(),
     };
     report.manifest.cmdline = spec.cmdline();
-    report.manifest.qemu_command = format!("LAVA job {} on device {}", id, args.device);
+    report.manifest.qemu_command = match &args.job_id {
+        Some(j) => format!("LAVA job {j} on device {}", args.device),
+        None => format!("a LAVA job on device {}", args.device),
+    };
     report.manifest.qemu_version = format!("LAVA device {}", args.device);
     if let Err(e) = report.manifest.save(&dir) {
         crate::errln!("lab: {e}");
