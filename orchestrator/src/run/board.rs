@@ -186,6 +186,9 @@ async fn login(plan: &RunPlan, target: &Target) -> Result<SshSession, String> {
                 if !answered {
                     seen = format!("last login attempt: {}", with_causes(&e));
                 }
+                // A refusal that is not worth retrying inside connect (a key the old
+                // kernel's system does not take) comes back at once: no busy loop.
+                tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
         };
