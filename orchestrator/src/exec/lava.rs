@@ -315,7 +315,7 @@ pub fn read_log(text: &str) -> Result<JobLog, LavaError> {
 
 /// The outcomes of a job: one per test iteration the job asked for, in the order PID 1 runs
 /// them. A CASE marker gives a test's result; kernel reports on the console go to the test
-/// that was running. An iteration the log never reached is a kernel crash when the console
+/// that was running (those of the boot, to the first). An iteration the log never reached is a kernel crash when the console
 /// shows one after the last CASE, and otherwise an infra-error that says why the job ended.
 pub fn outcomes(meta: &JobMeta, log: &JobLog) -> Vec<TestOutcome> {
     let mut watcher = ConsoleWatcher::new();
@@ -333,11 +333,9 @@ pub fn outcomes(meta: &JobMeta, log: &JobLog) -> Vec<TestOutcome> {
             }
         }
         match Marker::parse(line) {
-            Some(Ok(Marker::Ready { .. })) => {
-                started = true;
-                // What the console showed while booting belongs to no test.
-                pending.clear();
-            }
+            // A report from the boot stays pending: it goes to the first test, as a crash
+            // during boot does on every other engine.
+            Some(Ok(Marker::Ready { .. })) => started = true,
             Some(Ok(Marker::Case {
                 test,
                 iteration,
