@@ -16,7 +16,6 @@ use crate::exec::Placement;
 use crate::kernel::cache::Cache;
 use crate::results::manifest::BootRecord;
 use crate::results::store::Recorder;
-use crate::results::OutcomeKind;
 use crate::run::{self, RunPlan};
 
 pub async fn run(ctx: &Context, cmd: &LavaCommand) -> Result<Outcome, LabError> {
@@ -243,18 +242,7 @@ fn ingest(ctx: &Context, args: &LavaIngestArgs) -> Result<Outcome, LabError> {
             dir.display()
         );
     }
-    let failed = report.outcomes.iter().any(|o| o.kind.is_kernel_failure());
-    let infra = report
-        .outcomes
-        .iter()
-        .any(|o| o.kind == OutcomeKind::InfraError);
-    Ok(if failed {
-        Outcome::Regression
-    } else if infra {
-        Outcome::InfraOnly
-    } else {
-        Outcome::Pass
-    })
+    Ok(super::runs_outcome(&report.outcomes))
 }
 
 /// A device name as a folder name.

@@ -18,7 +18,7 @@ use crate::arch::Arch;
 use crate::cli::KernelSelect;
 use crate::config::EngineKind;
 use crate::config::Settings;
-use crate::errors::LabError;
+use crate::errors::{LabError, Outcome};
 use crate::exec::{Executor, Local, Slurm};
 use crate::kernel::build::BuildRequest;
 
@@ -76,6 +76,25 @@ pub fn executor(ctx: &Context, jobs: Option<usize>) -> Result<Box<dyn Executor>,
             }
             Ok(Box::new(slurm))
         }
+    }
+}
+
+/// How a verb that only runs tests ends: a kernel failure is a result (1), infra-errors
+/// alone are infrastructure (3), else a pass.
+pub fn runs_outcome<'a>(
+    outcomes: impl IntoIterator<Item = &'a crate::results::TestOutcome>,
+) -> Outcome {
+    let (mut failed, mut infra) = (false, false);
+    for o in outcomes {
+        failed |= o.kind.is_kernel_failure();
+        infra |= o.kind == crate::results::OutcomeKind::InfraError;
+    }
+    if failed {
+        Outcome::Regression
+    } else if infra {
+        Outcome::InfraOnly
+    } else {
+        Outcome::Pass
     }
 }
 

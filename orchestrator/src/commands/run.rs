@@ -154,15 +154,7 @@ pub async fn run(ctx: &Context, args: &RunArgs) -> Result<Outcome, LabError> {
             crate::outln!("  run dir {}", r.dir.display());
         }
     }
-    let failed = outcomes.iter().any(|o| o.kind.is_kernel_failure());
-    let infra = outcomes.iter().any(|o| o.kind == OutcomeKind::InfraError);
-    Ok(if failed {
-        Outcome::Regression
-    } else if infra {
-        Outcome::InfraOnly
-    } else {
-        Outcome::Pass
-    })
+    Ok(super::runs_outcome(outcomes.iter().copied()))
 }
 
 fn print_table(outcomes: &[&TestOutcome]) {

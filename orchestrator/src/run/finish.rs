@@ -19,7 +19,6 @@ pub fn lost(
     placement: &Placement,
     why: &str,
 ) -> RunReport {
-    let _ = std::fs::create_dir_all(&plan.dir);
     let outcomes: Vec<TestOutcome> = (0..plan.iterations)
         .flat_map(|i| {
             plan.tests.iter().map(move |t| {
@@ -33,12 +32,7 @@ pub fn lost(
             })
         })
         .collect();
-    let results_path = plan.dir.join("results.jsonl");
-    set_aside_earlier_results(&results_path);
-    for o in &outcomes {
-        append_result(&results_path, o);
-    }
-    finish(
+    recorded(
         plan,
         accel_reason,
         reproduce,
