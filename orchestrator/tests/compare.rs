@@ -107,6 +107,16 @@ fn the_same_kernel_on_both_sides_is_no_difference_and_no_false_alarm() {
         .and_then(|l| l["equivalence_interval"]["upper"].as_f64())
         .expect("the last look has a bound");
     assert!(upper > 0.0 && upper < 1.0, "{rate}");
+    // A failure rate the budget cannot clear even with every run passing is said to be so
+    // after the first batch, by name, not left to an "inconclusive" at the end.
+    if rate["verdict"]["verdict"] == "inconclusive" {
+        assert!(
+            r.stderr.contains("too slow to show \"no difference\" within the budget")
+                && r.stderr.contains("x86_64 futex_errno: failure rate"),
+            "an unreachable failure rate was not announced:\n{}",
+            r.stderr
+        );
+    }
     // No metric question is decided "no difference" from an interval of zero width.
     for q in rep["questions"].as_array().expect("questions") {
         if q["verdict"]["verdict"] == "no-difference" {

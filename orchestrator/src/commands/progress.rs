@@ -401,7 +401,52 @@ impl SessionProgress {
             Event::BudgetSpent { elapsed_s } => crate::errln!(
                 "lab: budget spent at {elapsed_s:.0}s; the open questions are inconclusive"
             ),
+            Event::OutOfReach {
+                questions,
+                per_boot_s,
+                budget_s,
+            } => out_of_reach(&questions, &per_boot_s, budget_s),
         }
+    }
+}
+
+/// Says which failure rates the budget is too short to clear, and which tests take it.
+fn out_of_reach(
+    questions: &[crate::compare::analysis::OutOfReach],
+    per_boot_s: &[(crate::arch::Arch, String, f64)],
+    budget_s: f64,
+) {
+    let Some(first) = questions.first() else {
+        return;
+    };
+    crate::errln!(
+        "lab: too slow to show \"no difference\" within the budget ({}: {} boots per side at this pace), even if every run passes; a regression can still be found:",
+        crate::report::human_duration(budget_s),
+        first.horizon
+    );
+    for q in questions {
+        crate::errln!(
+            "lab:   {} {}: failure rate{}",
+            q.arch,
+            q.test,
+            q.boots_needed.map_or_else(String::new, |n| format!(
+                " (needs about {n} boots per side, about {} of budget at this pace)",
+                crate::report::human_duration(budget_s * n as f64 / q.horizon.max(1) as f64)
+            ))
+        );
+    }
+    let total: f64 = per_boot_s.iter().map(|t| t.2).sum();
+    let slow: Vec<String> = per_boot_s
+        .iter()
+        .take(3)
+        .filter(|t| total > 0.0 && t.2 / total >= 0.2)
+        .map(|(arch, test, s)| format!("{arch} {test} {s:.0}s ({:.0}%)", 100.0 * s / total))
+        .collect();
+    if !slow.is_empty() {
+        crate::errln!(
+            "lab:   the time of a boot goes mostly to: {}; --tests without them, or a larger --budget, gets the answer",
+            slow.join(", ")
+        );
     }
 }
 

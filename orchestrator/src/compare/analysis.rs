@@ -95,6 +95,18 @@ pub struct Params {
     pub primary: BTreeMap<String, String>,
 }
 
+/// A failure-rate question that cannot end "no difference" within the design's horizon,
+/// even if every boot still to come passes ([`Analysis::out_of_reach`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutOfReach {
+    pub arch: Arch,
+    pub test: String,
+    /// The horizon: boots per side the budget allows at the first batch's pace.
+    pub horizon: u64,
+    /// Roughly how many boots per side "no difference" would take in all.
+    pub boots_needed: Option<u64>,
+}
+
 /// One arch's share of a batch: one boot of each side, run side by side.
 #[derive(Debug, Clone)]
 pub struct BootPair {
@@ -611,6 +623,70 @@ impl Analysis {
         &self.crashes
     }
 
+    /// The open failure-rate questions that cannot end "no difference" within the horizon
+    /// even if every boot still to come passes on both sides: a test too slow (or a budget
+    /// too short) for that answer. A regression can still be found in them. Each comes with
+    /// a rough figure of the boots per side it would need in all, from the monitor's own
+    /// fixed-sample estimate at the horizon (`None`: no estimate). Asked once the horizon
+    /// is set; the real monitors are not touched (each is cloned and fed imagined passes).
+    pub fn out_of_reach(&self) -> Vec<OutOfReach> {
+        let horizon = self.params.max_runs_per_side;
+        let mut out = Vec::new();
+        for q in &self.questions {
+            let (QuestionKind::FailureRate, Some(Monitor::Rate(m))) = (&q.kind, &q.monitor) else {
+                continue;
+            };
+            if !q.is_open() || self.gated(q) {
+                continue;
+            }
+            // A boot of the imagined future: as many runs as this test's last boot had.
+            let runs = q
+                .batches
+                .iter()
+                .rev()
+                .find_map(|d| match d {
+                    BatchData::Rate { boots } if boots.0.runs > 0 => Some(boots.0.runs),
+                    _ => None,
+                })
+                .unwrap_or(1);
+            let mut m = m.clone();
+            let pass = [Counts::new(runs, 0)];
+            let mut needed = None;
+            let mut reached = false;
+            for _ in q.batches.len()..horizon as usize {
+                match m.observe_clusters(&pass, &pass) {
+                    Ok(Decision::Continue) => continue,
+                    Ok(Decision::Equivalent { .. }) => {
+                        reached = true;
+                        break;
+                    }
+                    Ok(Decision::Inconclusive {
+                        more_runs_estimate, ..
+                    }) => {
+                        needed = (more_runs_estimate != u64::MAX)
+                            .then(|| horizon.saturating_add(more_runs_estimate));
+                        break;
+                    }
+                    // A pass-only future cannot make B worse; any other answer (or an
+                    // error) says nothing about reach.
+                    Ok(Decision::Different { .. }) | Err(_) => {
+                        reached = true;
+                        break;
+                    }
+                }
+            }
+            if !reached {
+                out.push(OutOfReach {
+                    arch: q.arch,
+                    test: q.test.clone(),
+                    horizon,
+                    boots_needed: needed,
+                });
+            }
+        }
+        out
+    }
+
     /// Runs per side counted so far on `arch` (max over tests), for the runs-used figure.
     pub fn runs_per_side(&self, arch: Arch) -> u64 {
         self.tests
@@ -1025,6 +1101,69 @@ mod tests {
             b,
             contended: false,
         }
+    }
+
+    /// Pass-only boots of one test, `runs` runs each.
+    fn passing(arch: Arch, runs: usize) -> BootPair {
+        let side = || (0..runs).map(|_| outcome("t_rate", arch, false, None)).collect();
+        BootPair {
+            arch,
+            a: side(),
+            b: side(),
+            contended: false,
+        }
+    }
+
+    #[test]
+    fn a_horizon_too_short_for_no_difference_is_said_after_the_first_batch() {
+        // "No difference" rests on failing boots: with none on either side the one-sided
+        // bound on B - A falls below a margin of 0.15 only after about 17 boots per side.
+        let mut short = Analysis::new(params(6), vec!["t_rate".into()]);
+        short.add_batch(&[passing(Arch::X86_64, 3)]);
+        let out = short.out_of_reach();
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].test, "t_rate");
+        assert_eq!(out[0].horizon, 6);
+        let needed = out[0].boots_needed.expect("an estimate");
+        assert!((10..=60).contains(&needed), "needed {needed}");
+        // The real monitor is untouched: the question is still open and gets its looks.
+        assert!(short.is_open(Arch::X86_64, "t_rate"));
+        assert!(!short.add_batch(&[passing(Arch::X86_64, 3)]));
+
+        // With room for it, the same question is within reach, and the pass-only future
+        // the check imagined is what the real monitor then decides.
+        let mut long = Analysis::new(params(needed.max(40)), vec!["t_rate".into()]);
+        long.add_batch(&[passing(Arch::X86_64, 3)]);
+        assert!(long.out_of_reach().is_empty());
+        let mut boots = 1;
+        while !long.add_batch(&[passing(Arch::X86_64, 3)]) {
+            boots += 1;
+            assert!(boots < needed.max(40), "not decided by the horizon");
+        }
+        assert!(matches!(
+            long.results()[0].decision,
+            Decision::Equivalent { .. }
+        ));
+    }
+
+    #[test]
+    fn a_decided_question_is_never_listed_out_of_reach() {
+        // B fails every run: the regression is found within the short horizon, and a
+        // decided question is not what a longer budget would help.
+        let mut a = Analysis::new(params(6), vec!["t_rate".into()]);
+        let mut pair = passing(Arch::X86_64, 3);
+        for o in &mut pair.b {
+            o.kind = OutcomeKind::Fail;
+        }
+        let mut decided = false;
+        for _ in 0..6 {
+            decided = a.add_batch(std::slice::from_ref(&pair));
+            if decided {
+                break;
+            }
+        }
+        assert!(decided);
+        assert!(a.out_of_reach().is_empty());
     }
 
     #[test]

@@ -130,6 +130,35 @@ pub enum Event {
     BudgetSpent {
         elapsed_s: f64,
     },
+    /// Once the horizon is set: failure-rate questions that cannot end "no difference"
+    /// within it even if every later boot passes, and each test's seconds per boot in the
+    /// first batch (slowest first), so that the tests that take the budget can be named.
+    OutOfReach {
+        questions: Vec<analysis::OutOfReach>,
+        per_boot_s: Vec<(Arch, String, f64)>,
+        budget_s: f64,
+    },
+}
+
+/// Each test's seconds per boot in one batch: its runs' durations on each side, averaged
+/// over the two sides; slowest first.
+fn time_per_boot(outcomes: &BatchOutcomes) -> Vec<(Arch, String, f64)> {
+    let mut per_side: BTreeMap<(Arch, String), Vec<f64>> = BTreeMap::new();
+    for ((arch, _), os) in outcomes {
+        let mut here: BTreeMap<&str, f64> = BTreeMap::new();
+        for o in os {
+            *here.entry(o.test.as_str()).or_default() += o.duration_ms as f64 / 1000.0;
+        }
+        for (test, s) in here {
+            per_side.entry((*arch, test.to_owned())).or_default().push(s);
+        }
+    }
+    let mut out: Vec<(Arch, String, f64)> = per_side
+        .into_iter()
+        .map(|((arch, test), s)| (arch, test, s.iter().sum::<f64>() / s.len() as f64))
+        .collect();
+    out.sort_by(|x, y| y.2.total_cmp(&x.2));
+    out
 }
 
 /// A test's outcomes of one run, per arch and side.
@@ -255,6 +284,10 @@ pub async fn compare(
                 .count() as u64;
         }
         let mut merged = outcomes;
+        let first_look = state.horizon.is_none();
+        // Each test's time per boot in this first batch (runs of both sides, averaged),
+        // for saying which tests a too-short budget goes to.
+        let per_boot_s = first_look.then(|| time_per_boot(&merged)).unwrap_or_default();
         if state.horizon.is_none() {
             // The horizon: how many boots per side fit in the budget at this pace, fixed
             // before the first look and kept by a resumed session.
@@ -275,6 +308,16 @@ pub async fn compare(
         }
         let batch = boot_pairs(plan, &mut merged, contended);
         let done = analysis.add_batch(&batch);
+        if first_look {
+            let questions = analysis.out_of_reach();
+            if !questions.is_empty() {
+                on(Event::OutOfReach {
+                    questions,
+                    per_boot_s,
+                    budget_s: plan.budget.as_secs_f64(),
+                });
+            }
+        }
         let results = analysis.results();
         for q in &results {
             if !matches!(q.decision, crate::stats::Decision::Continue)
@@ -597,4 +640,32 @@ async fn run_batch(
             .extend(report.outcomes);
     }
     (out, dirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ran(test: &str, arch: Arch, ms: u64) -> TestOutcome {
+        let mut o = TestOutcome::infra(test, arch, 0, 0, String::new());
+        o.kind = OutcomeKind::Pass;
+        o.duration_ms = ms;
+        o
+    }
+
+    #[test]
+    fn time_per_boot_sums_a_boots_runs_and_averages_the_sides() {
+        let x = Arch::X86_64;
+        let mut b: BatchOutcomes = BTreeMap::new();
+        b.insert(
+            (x, Side::A),
+            vec![ran("slow", x, 20_000), ran("slow", x, 22_000), ran("fast", x, 500)],
+        );
+        b.insert((x, Side::B), vec![ran("slow", x, 18_000), ran("fast", x, 700)]);
+        let t = time_per_boot(&b);
+        assert_eq!(t[0].1, "slow");
+        assert!((t[0].2 - 30.0).abs() < 1e-9, "{t:?}");
+        assert_eq!(t[1].1, "fast");
+        assert!((t[1].2 - 0.6).abs() < 1e-9, "{t:?}");
+    }
 }

@@ -98,7 +98,7 @@ pub(super) fn level(confidence: f64) -> String {
 }
 
 /// A duration in seconds as `45s`, `12m 30s` or `2h 05m`.
-pub(super) fn duration(s: f64) -> String {
+pub(crate) fn duration(s: f64) -> String {
     if !s.is_finite() || s < 0.0 {
         return "?".into();
     }

@@ -10,6 +10,7 @@
 
 mod escape;
 mod figures;
+pub(crate) use figures::duration as human_duration;
 mod html;
 mod json;
 mod junit;
