@@ -111,7 +111,8 @@ fn the_same_kernel_on_both_sides_is_no_difference_and_no_false_alarm() {
     // after the first batch, by name, not left to an "inconclusive" at the end.
     if rate["verdict"]["verdict"] == "inconclusive" {
         assert!(
-            r.stderr.contains("too slow to show \"no difference\" within the budget")
+            r.stderr
+                .contains("too slow to show \"no difference\" within the budget")
                 && r.stderr.contains("x86_64 futex_errno: failure rate"),
             "an unreachable failure rate was not announced:\n{}",
             r.stderr

@@ -1105,7 +1105,11 @@ mod tests {
 
     /// Pass-only boots of one test, `runs` runs each.
     fn passing(arch: Arch, runs: usize) -> BootPair {
-        let side = || (0..runs).map(|_| outcome("t_rate", arch, false, None)).collect();
+        let side = || {
+            (0..runs)
+                .map(|_| outcome("t_rate", arch, false, None))
+                .collect()
+        };
         BootPair {
             arch,
             a: side(),

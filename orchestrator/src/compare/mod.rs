@@ -150,7 +150,10 @@ fn time_per_boot(outcomes: &BatchOutcomes) -> Vec<(Arch, String, f64)> {
             *here.entry(o.test.as_str()).or_default() += o.duration_ms as f64 / 1000.0;
         }
         for (test, s) in here {
-            per_side.entry((*arch, test.to_owned())).or_default().push(s);
+            per_side
+                .entry((*arch, test.to_owned()))
+                .or_default()
+                .push(s);
         }
     }
     let mut out: Vec<(Arch, String, f64)> = per_side
@@ -287,7 +290,9 @@ pub async fn compare(
         let first_look = state.horizon.is_none();
         // Each test's time per boot in this first batch (runs of both sides, averaged),
         // for saying which tests a too-short budget goes to.
-        let per_boot_s = first_look.then(|| time_per_boot(&merged)).unwrap_or_default();
+        let per_boot_s = first_look
+            .then(|| time_per_boot(&merged))
+            .unwrap_or_default();
         if state.horizon.is_none() {
             // The horizon: how many boots per side fit in the budget at this pace, fixed
             // before the first look and kept by a resumed session.
@@ -659,9 +664,16 @@ mod tests {
         let mut b: BatchOutcomes = BTreeMap::new();
         b.insert(
             (x, Side::A),
-            vec![ran("slow", x, 20_000), ran("slow", x, 22_000), ran("fast", x, 500)],
+            vec![
+                ran("slow", x, 20_000),
+                ran("slow", x, 22_000),
+                ran("fast", x, 500),
+            ],
         );
-        b.insert((x, Side::B), vec![ran("slow", x, 18_000), ran("fast", x, 700)]);
+        b.insert(
+            (x, Side::B),
+            vec![ran("slow", x, 18_000), ran("fast", x, 700)],
+        );
         let t = time_per_boot(&b);
         assert_eq!(t[0].1, "slow");
         assert!((t[0].2 - 30.0).abs() < 1e-9, "{t:?}");
