@@ -290,9 +290,11 @@ pub async fn compare(
         let first_look = state.horizon.is_none();
         // Each test's time per boot in this first batch (runs of both sides, averaged),
         // for saying which tests a too-short budget goes to.
-        let per_boot_s = first_look
-            .then(|| time_per_boot(&merged))
-            .unwrap_or_default();
+        let per_boot_s = if first_look {
+            time_per_boot(&merged)
+        } else {
+            Vec::new()
+        };
         if state.horizon.is_none() {
             // The horizon: how many boots per side fit in the budget at this pace, fixed
             // before the first look and kept by a resumed session.
