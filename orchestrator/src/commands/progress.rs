@@ -444,7 +444,7 @@ fn out_of_reach(
         .collect();
     if !slow.is_empty() {
         crate::errln!(
-            "lab:   the time of a boot goes mostly to: {}; --tests without them, or a larger --budget, gets the answer",
+            "lab:   a boot's time goes mostly to: {}; a larger --budget, or --tests without the slow ones, gets the answer",
             slow.join(", ")
         );
     }
