@@ -257,3 +257,39 @@ fn waiter(inner: &Inner, wait: &WaitFn, i: usize) {
     }
     inner.alive.fetch_sub(1, SeqCst);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn a_woken_waiter_returns_and_an_unwoken_one_is_lost() {
+        let word = Arc::new(AtomicU32::new(0));
+        let w = Arc::clone(&word);
+        let wait: Arc<WaitFn> = Arc::new(move |_, _| sys::futex_wait(&w, 0, None));
+        let crew = Crew::start("t", Blocked::new("waiter", "FUTEX_WAIT", 2), wait)
+            .expect("start the crew");
+        crew.go(1);
+        assert!(crew.settle(1, 2_000_000_000), "waiters never slept");
+        // Wake one: it must come back; the other must be judged lost.
+        assert_eq!(sys::futex_wake(&word, 1), Ok(1));
+        let t = sys::now_ns();
+        let back = || (0..2).filter(|&i| crew.outcome(i, 1).is_some()).count();
+        assert!(crew
+            .await_returns(1, &[0, 1], t, 20_000_000, || back() >= 1)
+            .is_ok());
+        let lost = crew
+            .await_returns(1, &[0, 1], t, 20_000_000, || back() >= 2)
+            .expect_err("the unwoken waiter must be lost");
+        assert_eq!(lost.state, 'S');
+        assert!(lost.after_release_ns > 20_000_000);
+        assert!(crew.outcome(lost.slot, 1).is_none());
+        let w = Arc::clone(&word);
+        crew.stop(2_000_000_000, move || {
+            w.fetch_add(1, SeqCst);
+            let _ = sys::futex_wake(&w, i32::MAX);
+        })
+        .expect("the crew stops");
+    }
+}

@@ -135,8 +135,7 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Zeros and EAGAINs among the returned slots of `crew` in `round`; other errnos are
-    /// problems (reported once per slot, at the end of the round).
+    /// How many waiters of `crew` are back from their wait of `round`.
     fn returned(crew: &Crew, round: u64) -> usize {
         (0..crew.len())
             .filter(|&i| crew.outcome(i, round).is_some())
