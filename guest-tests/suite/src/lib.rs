@@ -8,7 +8,9 @@
 //! lost-wake-up verdicts; [`signals`] sends SIGUSR1 noise; [`rng`] is the seeded PRNG;
 //! [`storm`] is the futex wait/wake storm behind `futex_errno` and `futex_errno_sig`, with the
 //! timeout helpers `futex_sem_tokens` shares; [`child`] runs the third-party programs of the
-//! guest adapters in process groups of their own, under a deadline.
+//! guest adapters in process groups of their own, under a deadline; [`lostwake`] runs rounds
+//! of futex waiters and judges lost wake-ups for `futex_requeue`, `futex_wake_op` and
+//! `futex_bitset`.
 //!
 //! The code under test is only ever reached through raw system calls: no `std::sync`
 //! primitive, channel or `sem_*` stands between a test and the kernel's futex and wait-queue
@@ -18,6 +20,7 @@ pub mod blocked;
 pub mod child;
 pub mod harness;
 pub mod knobs;
+pub mod lostwake;
 pub mod rng;
 pub mod signals;
 pub mod storm;

@@ -206,6 +206,214 @@ pub fn futex_wake(word: &AtomicU32, n: i32) -> Result<i32, Errno> {
     check(r).map(|n| n as i32)
 }
 
+// ---- futex requeue, wake-op and bitset operations (futex_requeue, futex_wake_op, futex_bitset)
+
+/// `FUTEX_BITSET_MATCH_ANY`: the bitset plain FUTEX_WAIT and FUTEX_WAKE use.
+pub const FUTEX_BITSET_MATCH_ANY: u32 = u32::MAX;
+/// `FUTEX_TID_MASK`: the owner's thread id in a PI futex word.
+pub const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+
+/// One raw futex call with every argument spelled out; errno untouched.
+///
+/// # Safety
+/// `uaddr` and `uaddr2` (when the op reads it) must be live, aligned u32s, and `timeout`
+/// null or a valid timespec, for the whole call.
+unsafe fn futex_raw(
+    uaddr: *mut u32,
+    op: c_int,
+    val: u32,
+    timeout: *const libc::timespec,
+    uaddr2: *mut u32,
+    val3: u32,
+) -> Result<libc::c_long, Errno> {
+    // SAFETY: the caller upholds the pointer contract above.
+    check(unsafe { libc::syscall(libc::SYS_futex, uaddr, op, val, timeout, uaddr2, val3) })
+}
+
+/// An absolute timespec `ns` from now on `clock` (CLOCK_MONOTONIC or CLOCK_REALTIME).
+pub fn abs_timespec(clock: libc::clockid_t, ns: u64) -> libc::timespec {
+    let mut ts = timespec(0);
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    timespec(ts.tv_sec as u64 * NS_PER_S + ts.tv_nsec as u64 + ns)
+}
+
+/// Nanoseconds on `clock`.
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = timespec(0);
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * NS_PER_S + ts.tv_nsec as u64
+}
+
+/// `FUTEX_CMP_REQUEUE | FUTEX_PRIVATE_FLAG`: if `*from == cmpval`, wakes up to `nr_wake`
+/// waiters of `from` and moves up to `nr_requeue` more to `to`; returns woken + requeued.
+/// EAGAIN when `*from != cmpval`.
+pub fn futex_cmp_requeue(
+    from: &AtomicU32,
+    nr_wake: i32,
+    nr_requeue: i32,
+    to: &AtomicU32,
+    cmpval: u32,
+) -> Result<i32, Errno> {
+    // SAFETY: both words are live and aligned; the timeout slot carries nr_requeue (the
+    // kernel reads it as an integer for this op).
+    unsafe {
+        futex_raw(
+            from.as_ptr(),
+            libc::FUTEX_CMP_REQUEUE | libc::FUTEX_PRIVATE_FLAG,
+            nr_wake as u32,
+            nr_requeue as usize as *const libc::timespec,
+            to.as_ptr(),
+            cmpval,
+        )
+    }
+    .map(|n| n as i32)
+}
+
+/// `FUTEX_WAKE_OP | FUTEX_PRIVATE_FLAG`: atomically applies `op` (an encoded
+/// `FUTEX_OP(op, oparg, cmp, cmparg)`) to `*uaddr2`, wakes up to `nr_wake` waiters of
+/// `uaddr1`, and up to `nr_wake2` of `uaddr2` if the comparison held on the old value;
+/// returns the total woken.
+pub fn futex_wake_op(
+    uaddr1: &AtomicU32,
+    nr_wake: i32,
+    nr_wake2: i32,
+    uaddr2: &AtomicU32,
+    op: u32,
+) -> Result<i32, Errno> {
+    // SAFETY: both words are live and aligned; the timeout slot carries nr_wake2.
+    unsafe {
+        futex_raw(
+            uaddr1.as_ptr(),
+            libc::FUTEX_WAKE_OP | libc::FUTEX_PRIVATE_FLAG,
+            nr_wake as u32,
+            nr_wake2 as usize as *const libc::timespec,
+            uaddr2.as_ptr(),
+            op,
+        )
+    }
+    .map(|n| n as i32)
+}
+
+/// The `val3` of FUTEX_WAKE_OP: `FUTEX_OP(op, oparg, cmp, cmparg)` of
+/// `include/uapi/linux/futex.h` (`op` may carry `FUTEX_OP_OPARG_SHIFT`, 8).
+pub const fn futex_op(op: u32, oparg: u32, cmp: u32, cmparg: u32) -> u32 {
+    ((op & 0xf) << 28) | ((cmp & 0xf) << 24) | ((oparg & 0xfff) << 12) | (cmparg & 0xfff)
+}
+
+/// `FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG` (plus `FUTEX_CLOCK_REALTIME` when `realtime`):
+/// sleeps while `*word == expected` until a wake whose bitset shares a bit with `bitset`,
+/// or until the absolute time `deadline` on that clock.
+pub fn futex_wait_bitset(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<&libc::timespec>,
+    bitset: u32,
+    realtime: bool,
+) -> Result<(), Errno> {
+    let clock = if realtime {
+        libc::FUTEX_CLOCK_REALTIME
+    } else {
+        0
+    };
+    let tsp = deadline.map_or(ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is live and aligned; `tsp` is null or a timespec outliving the call.
+    unsafe {
+        futex_raw(
+            word.as_ptr(),
+            libc::FUTEX_WAIT_BITSET | libc::FUTEX_PRIVATE_FLAG | clock,
+            expected,
+            tsp,
+            ptr::null_mut(),
+            bitset,
+        )
+    }
+    .map(drop)
+}
+
+/// `FUTEX_WAKE_BITSET | FUTEX_PRIVATE_FLAG`: wakes up to `n` waiters of `word` whose bitset
+/// shares a bit with `bitset`; returns how many.
+pub fn futex_wake_bitset(word: &AtomicU32, n: i32, bitset: u32) -> Result<i32, Errno> {
+    // SAFETY: `word` is live and aligned; no other address is read.
+    unsafe {
+        futex_raw(
+            word.as_ptr(),
+            libc::FUTEX_WAKE_BITSET | libc::FUTEX_PRIVATE_FLAG,
+            n as u32,
+            ptr::null(),
+            ptr::null_mut(),
+            bitset,
+        )
+    }
+    .map(|n| n as i32)
+}
+
+/// `FUTEX_WAIT_REQUEUE_PI | FUTEX_PRIVATE_FLAG`: sleeps on `word` while it equals
+/// `expected`, to be requeued onto the PI futex `pi` by FUTEX_CMP_REQUEUE_PI; `Ok` means the
+/// caller now owns `pi`. `deadline` is absolute CLOCK_MONOTONIC.
+pub fn futex_wait_requeue_pi(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<&libc::timespec>,
+    pi: &AtomicU32,
+) -> Result<(), Errno> {
+    let tsp = deadline.map_or(ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: both words are live and aligned; `tsp` is null or outlives the call.
+    unsafe {
+        futex_raw(
+            word.as_ptr(),
+            libc::FUTEX_WAIT_REQUEUE_PI | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            tsp,
+            pi.as_ptr(),
+            0,
+        )
+    }
+    .map(drop)
+}
+
+/// `FUTEX_CMP_REQUEUE_PI | FUTEX_PRIVATE_FLAG`: if `*from == cmpval`, hands the PI futex
+/// `pi` to the top waiter if it is free (nr_wake must be 1) and requeues up to `nr_requeue`
+/// more onto it; returns how many were woken or requeued.
+pub fn futex_cmp_requeue_pi(
+    from: &AtomicU32,
+    nr_requeue: i32,
+    pi: &AtomicU32,
+    cmpval: u32,
+) -> Result<i32, Errno> {
+    // SAFETY: both words are live and aligned; the timeout slot carries nr_requeue.
+    unsafe {
+        futex_raw(
+            from.as_ptr(),
+            libc::FUTEX_CMP_REQUEUE_PI | libc::FUTEX_PRIVATE_FLAG,
+            1,
+            nr_requeue as usize as *const libc::timespec,
+            pi.as_ptr(),
+            cmpval,
+        )
+    }
+    .map(|n| n as i32)
+}
+
+/// `FUTEX_UNLOCK_PI | FUTEX_PRIVATE_FLAG` on a PI futex the caller owns.
+pub fn futex_unlock_pi_word(pi: &AtomicU32) -> Result<(), Errno> {
+    // SAFETY: `pi` is live and aligned; no other address is read.
+    unsafe {
+        futex_raw(
+            pi.as_ptr(),
+            libc::FUTEX_UNLOCK_PI | libc::FUTEX_PRIVATE_FLAG,
+            0,
+            ptr::null(),
+            ptr::null_mut(),
+            0,
+        )
+    }
+    .map(drop)
+}
+
+// ---- end of the requeue, wake-op and bitset block
+
 /// The kernel's id of the calling thread.
 pub fn gettid() -> i32 {
     // SAFETY: gettid takes no arguments and cannot fail.
