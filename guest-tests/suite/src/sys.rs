@@ -738,6 +738,80 @@ fn parse_stat_state(stat: &str) -> Option<char> {
     after.split_whitespace().next()?.chars().next()
 }
 
+// --- PI futexes (futex_pi): FUTEX_LOCK_PI, FUTEX_TRYLOCK_PI, FUTEX_UNLOCK_PI, and the
+// effective priority that shows their boosting. ---
+
+/// The owner's thread id in a PI futex word (`FUTEX_TID_MASK`, include/uapi/linux/futex.h).
+pub const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+/// Set in a PI futex word by the kernel while a waiter is (or may be) queued on it; the owner
+/// must then unlock through FUTEX_UNLOCK_PI.
+pub const FUTEX_WAITERS: u32 = 0x8000_0000;
+
+/// CLOCK_REALTIME in nanoseconds: FUTEX_LOCK_PI's timeout is an absolute time on this clock
+/// (`kernel/futex/syscalls.c:futex_init_timeout()` leaves it absolute for FUTEX_LOCK_PI).
+pub fn realtime_ns() -> u64 {
+    let mut ts = timespec(0);
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * NS_PER_S + ts.tv_nsec as u64
+}
+
+fn futex_pi_op(word: &AtomicU32, op: c_int, ts: Option<&libc::timespec>) -> Result<(), Errno> {
+    let tsp = ts.map_or(ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned u32 for the whole call; `tsp` is null or points to a
+    // timespec that outlives the call. The PI operations read no other argument.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op | libc::FUTEX_PRIVATE_FLAG,
+            0u32,
+            tsp,
+            ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    check(r).map(drop)
+}
+
+/// `FUTEX_LOCK_PI | FUTEX_PRIVATE_FLAG`: takes the PI futex `word`, sleeping (and boosting
+/// its owner) while another thread holds it, until the absolute CLOCK_REALTIME time
+/// `deadline_realtime_ns` when given. `Ok` means the word now holds our thread id.
+pub fn futex_lock_pi(word: &AtomicU32, deadline_realtime_ns: Option<u64>) -> Result<(), Errno> {
+    let ts = deadline_realtime_ns.map(timespec);
+    futex_pi_op(word, libc::FUTEX_LOCK_PI, ts.as_ref())
+}
+
+/// `FUTEX_TRYLOCK_PI | FUTEX_PRIVATE_FLAG`: takes `word` if it is free, else EAGAIN.
+pub fn futex_trylock_pi(word: &AtomicU32) -> Result<(), Errno> {
+    futex_pi_op(word, libc::FUTEX_TRYLOCK_PI, None)
+}
+
+/// `FUTEX_UNLOCK_PI | FUTEX_PRIVATE_FLAG`: releases `word`, handing it to the top waiter.
+pub fn futex_unlock_pi(word: &AtomicU32) -> Result<(), Errno> {
+    futex_pi_op(word, libc::FUTEX_UNLOCK_PI, None)
+}
+
+/// The effective priority of thread `tid` of this process as `/proc/<pid>/task/<tid>/stat`
+/// shows it (field 18, `p->prio - MAX_RT_PRIO`, `fs/proc/array.c:do_task_stat()`): -1 - N
+/// for SCHED_FIFO N, 20 + nice for SCHED_OTHER. It includes priority inheritance, so an
+/// owner boosted by a SCHED_FIFO 50 waiter reads -51. `None` when /proc cannot tell.
+pub fn thread_priority(tid: i32) -> Option<i64> {
+    if tid <= 0 {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    parse_stat_priority(&stat)
+}
+
+/// Field 18 of a `/proc/<pid>/stat` line; fields after the command name start at 3.
+fn parse_stat_priority(stat: &str) -> Option<i64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(18 - 3)?.parse().ok()
+}
+
+// --- end of the PI futex block ---
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -770,5 +844,24 @@ mod tests {
         assert_eq!(futex_wait(&w, 3, Some(200_000)), Err(libc::ETIMEDOUT));
         assert!(now_ns() - t0 >= 200_000);
         assert_eq!(futex_wake(&w, 1), Ok(0));
+    }
+
+    #[test]
+    fn stat_priority_is_field_18() {
+        let line = "77 (pi (x)) S 1 77 77 0 -1 4194560 10 0 0 0 0 0 0 0 -51 0 1 0 300";
+        assert_eq!(parse_stat_priority(line), Some(-51));
+        assert_eq!(parse_stat_priority("77 (short) S 1 2"), None);
+        assert!(thread_priority(gettid()).is_some());
+    }
+
+    #[test]
+    fn pi_futex_word_holds_the_owner_and_is_free_after_unlock() {
+        let w = AtomicU32::new(0);
+        assert_eq!(futex_lock_pi(&w, None), Ok(()));
+        assert_eq!(w.load(std::sync::atomic::Ordering::SeqCst), gettid() as u32);
+        assert_eq!(futex_trylock_pi(&w), Err(libc::EDEADLK));
+        assert_eq!(futex_unlock_pi(&w), Ok(()));
+        assert_eq!(w.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(futex_unlock_pi(&w), Err(libc::EPERM));
     }
 }

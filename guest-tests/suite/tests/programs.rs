@@ -136,6 +136,7 @@ guest_tests_pass!(
     pipe_fanout,
     pipe_writer_herd,
     pipe_ring,
+    futex_pi,
     futex_pingpong,
     epoll_exclusive_herd,
     unix_accept_herd,

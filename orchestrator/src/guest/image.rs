@@ -129,6 +129,9 @@ pub const RT_PROGRAMS: &[&str] = &[
     "pmqtest",
     "sigwaittest",
     "svsematest",
+    // Priority-inheritance stress (PI futexes through glibc's PTHREAD_PRIO_INHERIT mutexes);
+    // it needs only libc6, already in GUEST_DEBS.
+    "pi_stress",
 ];
 
 /// The guest image of one arch with the programs of `tests`: built (cargo, a no-op when

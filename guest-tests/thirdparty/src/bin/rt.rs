@@ -23,6 +23,18 @@
 //! pair's extremes and mean, so the metrics are `latency_ns_avg` (the mean over every
 //! wake-up) and `latency_ns_max`. The verdicts are cyclictest's, with timeouts
 //! (`pmqtest`) failing too.
+//!
+//! `rt:pi_stress` runs rt-tests' priority-inheritance stress (`lab_thirdparty::pi_stress`):
+//! its default inversion groups (one per CPU but the first, which its admin thread keeps;
+//! one on a single CPU), memory locked, for the workload's duration rounded up to whole
+//! seconds (its `--duration` unit). Its own watchdog calls a group deadlocked after 5 report
+//! intervals (0.75 s each) without an inversion, prints `WATCHDOG triggered` and kills its
+//! process group, which is why it runs in a group of its own. Verdicts: that line fails
+//! (it is the summary); any other non-zero exit, a non-zero `return_code` or no inversion
+//! at all fails; still running at the deadline is a hang. Counter: `inversions`. It does
+//! *not* catch an owner that is never boosted: its medium-priority thread sleeps in a
+//! barrier instead of competing for the CPU, so the unboosted owner still runs (see
+//! `patches/bad-futex-pi-no-boost/README.md`); `futex_pi` checks the boost itself.
 
 use std::path::Path;
 use std::process::Command;
@@ -34,6 +46,7 @@ use lab_guest_tests::sys::now_ns;
 use lab_proto::{TestParams, TestResult, Verdict};
 use lab_thirdparty::cyclictest::{CyclictestJson, Quantile};
 use lab_thirdparty::pairs::PairJson;
+use lab_thirdparty::pi_stress::{PiStressJson, PiStressText};
 
 /// The wake-up interval, µs.
 const INTERVAL_US: u64 = 1000;
@@ -81,6 +94,7 @@ fn main() {
             "ptsematest" | "pmqtest" | "sigwaittest" | "svsematest" => {
                 pair_test(&program, &params, &mut r);
             }
+            "pi_stress" => pi_stress(&params, &mut r),
             other => {
                 r.verdict = Verdict::Skip;
                 r.summary = format!("rt:{other}: lab does not know this rt-tests program");
@@ -303,5 +317,99 @@ fn cyclictest(params: &TestParams, r: &mut TestResult) {
     } else {
         r.verdict = Verdict::Pass;
         r.summary = figures;
+    }
+}
+
+fn pi_stress(params: &TestParams, r: &mut TestResult) {
+    let path = Path::new("/usr/bin/pi_stress");
+    if !path.is_file() {
+        r.verdict = Verdict::Skip;
+        r.summary = format!("{} is not in the guest image", path.display());
+        return;
+    }
+    let secs = params.duration_ms.div_ceil(1000).max(1);
+    let json = format!("/tmp/pi_stress-{}.json", std::process::id());
+    // It runs up to one report interval (0.75 s) past its duration, and takes a moment to
+    // start its groups.
+    let allowance =
+        Duration::from_secs(secs + 1) + BASE_ALLOWANCE.mul_f64(params.deadline_scale.max(1.0));
+    let mut cmd = Command::new(path);
+    cmd.args([
+        "--quiet".to_owned(),
+        "--mlockall".to_owned(),
+        format!("--duration={secs}"),
+        format!("--json={json}"),
+    ]);
+    let ran = match run_in_group(cmd, allowance) {
+        Ok(ran) => ran,
+        Err(why) => {
+            r.verdict = Verdict::Fail;
+            r.summary = why;
+            return;
+        }
+    };
+    for line in ran.stderr.lines().chain(ran.stdout.lines()) {
+        eprintln!("pi_stress: {line}");
+    }
+    let text = PiStressText::read(&format!("{}\n{}", ran.stderr, ran.stdout));
+    let file = std::fs::read_to_string(&json).unwrap_or_default();
+    let _ = std::fs::remove_file(&json);
+    eprintln!("pi_stress json: {}", file.replace('\n', " "));
+    let parsed = PiStressJson::parse(&file);
+    let inversions = parsed
+        .as_ref()
+        .map(|j| j.inversion)
+        .ok()
+        .or(text.inversions);
+    if let Some(n) = inversions {
+        r.counters.insert("inversions".into(), n);
+        r.samples = n;
+    }
+    let done = inversions.map_or_else(|| "no count".into(), |n| format!("{n} inversion(s)"));
+    if let Some(first) = text.watchdog.first() {
+        r.verdict = Verdict::Fail;
+        r.summary = format!(
+            "pi_stress: {first} (no inversion finished in 5 report intervals of 0.75 s), after \
+             {done}; {} watchdog line(s)",
+            text.watchdog.len()
+        );
+    } else if ran.timed_out {
+        r.verdict = Verdict::Hang;
+        r.summary = format!(
+            "pi_stress still running after {:.0} s, {done}: its process group was killed",
+            allowance.as_secs_f64()
+        );
+    } else if ran.code != Some(0) {
+        r.verdict = Verdict::Fail;
+        r.summary = format!(
+            "pi_stress exited {} after {done}: {}",
+            ran.code.map_or_else(
+                || format!("on signal {}", ran.signal.unwrap_or(0)),
+                |c| c.to_string()
+            ),
+            ran.stderr.lines().last().unwrap_or("(no message)")
+        );
+    } else {
+        match parsed {
+            Err(e) => {
+                r.verdict = Verdict::Fail;
+                r.summary = format!("pi_stress's --json file cannot be read: {e}");
+            }
+            Ok(j) if j.return_code != 0 => {
+                r.verdict = Verdict::Fail;
+                r.summary = format!("pi_stress's return_code is {}: {done}", j.return_code);
+            }
+            Ok(j) if j.inversion == 0 => {
+                r.verdict = Verdict::Fail;
+                r.summary = format!("pi_stress performed no inversion in {secs} s");
+            }
+            Ok(j) => {
+                r.verdict = Verdict::Pass;
+                r.summary = format!(
+                    "{} priority inversions resolved in {secs} s, no group deadlocked",
+                    j.inversion
+                );
+            }
+        }
     }
 }
