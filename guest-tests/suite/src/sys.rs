@@ -396,22 +396,6 @@ pub fn futex_cmp_requeue_pi(
     .map(|n| n as i32)
 }
 
-/// `FUTEX_UNLOCK_PI | FUTEX_PRIVATE_FLAG` on a PI futex the caller owns.
-pub fn futex_unlock_pi_word(pi: &AtomicU32) -> Result<(), Errno> {
-    // SAFETY: `pi` is live and aligned; no other address is read.
-    unsafe {
-        futex_raw(
-            pi.as_ptr(),
-            libc::FUTEX_UNLOCK_PI | libc::FUTEX_PRIVATE_FLAG,
-            0,
-            ptr::null(),
-            ptr::null_mut(),
-            0,
-        )
-    }
-    .map(drop)
-}
-
 // ---- end of the requeue, wake-op and bitset block
 
 /// The kernel's id of the calling thread.
@@ -741,8 +725,6 @@ fn parse_stat_state(stat: &str) -> Option<char> {
 // --- PI futexes (futex_pi): FUTEX_LOCK_PI, FUTEX_TRYLOCK_PI, FUTEX_UNLOCK_PI, and the
 // effective priority that shows their boosting. ---
 
-/// The owner's thread id in a PI futex word (`FUTEX_TID_MASK`, include/uapi/linux/futex.h).
-pub const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
 /// Set in a PI futex word by the kernel while a waiter is (or may be) queued on it; the owner
 /// must then unlock through FUTEX_UNLOCK_PI.
 pub const FUTEX_WAITERS: u32 = 0x8000_0000;

@@ -89,12 +89,12 @@ fn pi_wait(st: &State, i: usize) -> Result<(), Errno> {
             if owner != me {
                 return Err(NOT_OWNER);
             }
-            sys::futex_unlock_pi_word(&st.p.0).map_err(|e| UNLOCK_FAILED + e)
+            sys::futex_unlock_pi(&st.p.0).map_err(|e| UNLOCK_FAILED + e)
         }
         Err(e) => {
             if owner == me {
                 // Give it back so the round can go on, but report it.
-                let _ = sys::futex_unlock_pi_word(&st.p.0);
+                let _ = sys::futex_unlock_pi(&st.p.0);
                 return Err(OWNS_AFTER_ERROR + e);
             }
             if e == libc::ETIMEDOUT {
