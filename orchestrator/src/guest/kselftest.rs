@@ -69,9 +69,9 @@ pub const FUTEX: Collection = Collection {
 /// `filesystems/epoll`: `epoll_wakeup_test`, epoll wake-ups with threads, signals, nested
 /// epoll instances and `epoll_pwait2()` timeouts (kselftest_harness.h: one TAP result per
 /// `TEST()`). None of its cases adds an `EPOLLEXCLUSIVE` entry. The guest adapter leaves out
-/// `epoll59` and `epoll60` (`-T`): busy-wait stress loops (100000 and 300 rounds of
-/// spinning threads) that overrun the harness's own 30 s timeout under TCG on a good kernel.
-/// The other 62 take about 45 s under TCG.
+/// `epoll59`, `epoll60` and `epoll61` (`-T`): stress loops (100000 and 300 rounds of spinning
+/// threads; 1000 rounds of three new threads and an 11 ms wait) that overran the harness's
+/// own 30 s timeout under TCG on a good kernel. The other 61 take about 40-60 s under TCG.
 pub const EPOLL: Collection = Collection {
     name: "epoll",
     dir: "filesystems/epoll",
