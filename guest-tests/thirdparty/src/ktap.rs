@@ -175,16 +175,98 @@ fn parse_block(lines: &[&str], pos: &mut usize, indent: usize) -> TapReport {
                 Some(t) => report.totals = Some(t),
                 None => report.unparsed.push(line.to_owned()),
             }
-        } else if let Some(diag) = line.strip_prefix('#') {
-            pending_diag.push(diag.strip_prefix(' ').unwrap_or(diag).to_owned());
-        } else if let Some(case) = parse_result(line) {
+        } else if let Some(case) = (!line.starts_with('#'))
+            .then(|| parse_result(line))
+            .flatten()
+        {
             let mut case = case;
             case.diagnostics = std::mem::take(&mut pending_diag);
             case.subtests = std::mem::take(&mut pending_subtests);
             report.cases.push(case);
+        } else if let Some((said, mut case)) = glued_failure(line) {
+            // `ksft_print_msg("Large rel latency: %lld ns :")` with no newline, then the
+            // result: the message is what the test said, the result is still a result.
+            let said = said.strip_prefix('#').unwrap_or(said);
+            pending_diag.push(said.strip_prefix(' ').unwrap_or(said).to_owned());
+            case.diagnostics = std::mem::take(&mut pending_diag);
+            case.subtests = std::mem::take(&mut pending_subtests);
+            report.cases.push(case);
+        } else if let Some(diag) = line.strip_prefix('#') {
+            pending_diag.push(diag.strip_prefix(' ').unwrap_or(diag).to_owned());
         } else {
             report.unparsed.push(line.to_owned());
         }
+    }
+    report.trailing = pending_diag;
+    report
+}
+
+/// A `not ok N` result printed straight after a message that had no newline
+/// (`# Large rel latency: 41 ns :not ok 1 CLOCK_REALTIME` from nsleep-lat,
+/// `Diff too high: 2600000..not ok 1 ITIMER_VIRTUAL` from posix_timers): the message and the
+/// result. Only a `not ok` glued to a non-space character counts, so a description that
+/// says "not ok" in words stays a description; a glued `ok` is left alone (the timers
+/// programs print such messages only on their way to a failure).
+fn glued_failure(line: &str) -> Option<(&str, TapCase)> {
+    let mut from = 1;
+    while let Some(i) = line.get(from..)?.find("not ok ") {
+        let at = from + i;
+        let glued = line[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| !c.is_whitespace());
+        if glued {
+            if let Some(case) = parse_result(&line[at..]) {
+                return Some((&line[..at], case));
+            }
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Reads a program that prints no TAP, only a verdict at the end of each check's line, as
+/// the older timers selftests do (`set-timer-lat`, `mqueue-lat` in Linux 6.12):
+/// `CLOCK_REALTIME ABSTIME PERIODIC max latency:      81234 ns : [OK]`. Each such line is a
+/// case, numbered in order: `[OK]` passes, `[FAILED]`/`[FAIL]` fails, `[UNSUPPORTED]`/`[SKIP]`
+/// skips. Every other line is a diagnostic of the next case. There is no plan: what the
+/// program meant is its exit status and these lines ([`TapReport::verdict`]).
+pub fn parse_bracketed(text: &str) -> TapReport {
+    let mut report = TapReport::default();
+    let mut pending_diag: Vec<String> = Vec::new();
+    for raw in text.lines() {
+        let line = raw.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let verdict = line.rfind('[').and_then(|at| {
+            let word = line[at..].strip_prefix('[')?.strip_suffix(']')?;
+            let status = match word {
+                "OK" | "PASS" => Status::Pass,
+                "FAILED" | "FAIL" => Status::Fail,
+                "UNSUPPORTED" | "SKIP" | "SKIPPED" => Status::Skip,
+                _ => return None,
+            };
+            Some((at, status))
+        });
+        let Some((at, status)) = verdict else {
+            pending_diag.push(line.to_owned());
+            continue;
+        };
+        let description = line[..at]
+            .trim()
+            .trim_end_matches(':')
+            .trim_end()
+            .to_owned();
+        report.cases.push(TapCase {
+            number: u32::try_from(report.cases.len() + 1).unwrap_or(u32::MAX),
+            reason: (status == Status::Skip).then(|| description.clone()),
+            description,
+            status,
+            diagnostics: std::mem::take(&mut pending_diag),
+            line: line.to_owned(),
+            subtests: Vec::new(),
+        });
     }
     report.trailing = pending_diag;
     report
@@ -523,6 +605,146 @@ mod tests {
         }
     }
 
+    /// nanosleep (Linux 6.12) passes per clock and skips the clocks it cannot sleep on.
+    const NANOSLEEP_OK: &str = "TAP version 13\n1..12\nok 1 CLOCK_REALTIME                 \nok 2 CLOCK_MONOTONIC                \nok 3 # SKIP CLOCK_PROCESS_CPUTIME_ID      \nok 4 # SKIP CLOCK_THREAD_CPUTIME_ID       \nok 5 # SKIP CLOCK_MONOTONIC_RAW           \nok 6 # SKIP CLOCK_REALTIME_COARSE         \nok 7 # SKIP CLOCK_MONOTONIC_COARSE        \nok 8 CLOCK_BOOTTIME                 \nok 9 # SKIP CLOCK_REALTIME_ALARM          \nok 10 # SKIP CLOCK_BOOTTIME_ALARM          \nok 11 # SKIP UNKNOWN_CLOCKID               \nok 12 CLOCK_TAI                      \n# Totals: pass:4 fail:0 xfail:0 xpass:0 skip:8 error:0\n";
+
+    #[test]
+    fn a_timers_program_that_skips_some_clocks_passes_keyed_by_clock_number() {
+        let r = parse(NANOSLEEP_OK);
+        assert_eq!(r.cases.len(), 12);
+        assert_eq!(r.cases[0].description, "CLOCK_REALTIME");
+        assert_eq!(r.cases[2].status, Status::Skip);
+        assert_eq!(
+            r.cases[2].reason.as_deref(),
+            Some("CLOCK_PROCESS_CPUTIME_ID")
+        );
+        assert_eq!(r.verdict(Exit::Code(0)), ProgramVerdict::Pass);
+        assert_eq!(r.keyed_cases("nanosleep")[11].0, "nanosleep:12");
+        // An early wake-up: nanosleep prints the failure and exits at once.
+        let cut = NANOSLEEP_OK.split("ok 2 ").next().unwrap_or_default().to_owned()
+            + "not ok 2 CLOCK_MONOTONIC                \n# Totals: pass:1 fail:1 xfail:0 xpass:0 skip:0 error:0\n";
+        match parse(&cut).verdict(Exit::Code(1)) {
+            ProgramVerdict::Fail(why) => {
+                assert!(why.iter().any(|w| w == "exit 1"), "{why:?}");
+                assert!(why.iter().any(|w| w.starts_with("fail 2:")), "{why:?}");
+                assert!(
+                    why.iter().any(|w| w == "planned 12 results, printed 2"),
+                    "{why:?}"
+                );
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failure_glued_to_a_message_without_a_newline_is_still_a_result() {
+        // nsleep-lat: ksft_print_msg("Large rel latency: %lld ns :") then the result.
+        let text = "TAP version 13\n1..3\n# Large rel latency: 51234567 ns :not ok 1 CLOCK_REALTIME\nok 2 CLOCK_MONOTONIC\nok 3 CLOCK_TAI\n# Totals: pass:2 fail:1 xfail:0 xpass:0 skip:0 error:0\n";
+        let r = parse(text);
+        assert_eq!(r.cases.len(), 3, "{r:?}");
+        assert_eq!(r.cases[0].status, Status::Fail);
+        assert_eq!(r.cases[0].description, "CLOCK_REALTIME");
+        assert_eq!(
+            r.cases[0].diagnostics,
+            vec!["Large rel latency: 51234567 ns :"]
+        );
+        match r.verdict(Exit::Code(1)) {
+            ProgramVerdict::Fail(why) => {
+                assert!(why.iter().any(|w| w.starts_with("fail 1:")), "{why:?}");
+                assert!(!why.iter().any(|w| w.starts_with("planned")), "{why:?}");
+            }
+            v => panic!("{v:?}"),
+        }
+        // posix_timers: printf("Diff too high: %lld..") then the result, no '#'.
+        let r = parse("1..2\nDiff too high: 2700000..not ok 1 ITIMER_VIRTUAL\nok 2 ITIMER_PROF\n");
+        assert_eq!(r.cases.len(), 2, "{r:?}");
+        assert_eq!(r.cases[0].diagnostics, vec!["Diff too high: 2700000.."]);
+        assert!(r.unparsed.is_empty(), "{:?}", r.unparsed);
+        // Words are not glue: a description or a diagnostic that says "not ok" stays one.
+        let r = parse("1..1\n# the first try was not ok 1 time\nok 1 retried\n");
+        assert_eq!(r.cases.len(), 1);
+        assert_eq!(r.cases[0].status, Status::Pass);
+        let r = parse("1..1\nnot ok 1 case:not ok 2\n");
+        assert_eq!(r.cases.len(), 1);
+        assert_eq!(r.cases[0].description, "case:not ok 2");
+    }
+
+    /// epoll_wakeup_test (kselftest_harness.h): `#  RUN` and `#  OK` lines around each result.
+    #[test]
+    fn a_harness_program_reads_one_result_per_test() {
+        let text = "TAP version 13\n1..3\n# Starting 3 tests from 1 test cases.\n#  RUN           global.epoll1 ...\n#            OK  global.epoll1\nok 1 global.epoll1\n#  RUN           global.epoll2 ...\n# epoll_wakeup_test.c:210:epoll2:Expected ret (0) == 1 (1)\n# epoll2: Test terminated by assertion\n#          FAIL  global.epoll2\nnot ok 2 global.epoll2\n#  RUN           global.epoll3 ...\n# epoll3: Test terminated by timeout\n#          FAIL  global.epoll3\nnot ok 3 global.epoll3\n# FAILED: 1 / 3 tests passed.\n# Totals: pass:1 fail:2 xfail:0 xpass:0 skip:0 error:0\n";
+        let r = parse(text);
+        assert_eq!(r.cases.len(), 3);
+        assert_eq!(r.cases[1].description, "global.epoll2");
+        assert!(r.cases[1]
+            .diagnostics
+            .iter()
+            .any(|d| d.contains("Expected ret (0) == 1 (1)")));
+        match r.verdict(Exit::Code(1)) {
+            ProgramVerdict::Fail(why) => {
+                assert!(why.iter().any(|w| w.starts_with("fail 2:")), "{why:?}");
+                assert!(why.iter().any(|w| w.starts_with("fail 3:")), "{why:?}");
+            }
+            v => panic!("{v:?}"),
+        }
+        assert_eq!(
+            r.keyed_cases("epoll_wakeup_test")[2].0,
+            "epoll_wakeup_test:3"
+        );
+    }
+
+    /// set-timer-lat (Linux 6.12) prints no TAP: a verdict at the end of each line.
+    const SET_TIMER_LAT_OK: &str = "Setting timers for every 1 seconds\nCLOCK_REALTIME         ABSTIME PERIODIC timer fired early:       0 : [OK]\nCLOCK_REALTIME         ABSTIME PERIODIC max latency:     125840 ns : [OK]\nCLOCK_REALTIME         ABSTIME ONE-SHOT count:                   1 : [OK]\nCLOCK_REALTIME_ALARM   ABSTIME missing CAP_WAKE_ALARM?    : [UNSUPPORTED]\n";
+
+    #[test]
+    fn bracketed_verdict_lines_are_cases_numbered_in_order() {
+        let r = parse_bracketed(SET_TIMER_LAT_OK);
+        assert_eq!(r.cases.len(), 4);
+        assert_eq!(
+            r.cases[1].description,
+            "CLOCK_REALTIME         ABSTIME PERIODIC max latency:     125840 ns"
+        );
+        assert_eq!(
+            r.cases[0].diagnostics,
+            vec!["Setting timers for every 1 seconds"]
+        );
+        assert_eq!(r.cases[3].status, Status::Skip);
+        assert_eq!(r.verdict(Exit::Code(0)), ProgramVerdict::Pass);
+        assert_eq!(r.keyed_cases("set-timer-lat")[3].0, "set-timer-lat:4");
+        let bad = SET_TIMER_LAT_OK.replace(
+            "max latency:     125840 ns : [OK]",
+            "max latency:   61234567 ns : [FAILED]",
+        );
+        match parse_bracketed(&bad).verdict(Exit::Code(1)) {
+            ProgramVerdict::Fail(why) => {
+                assert!(why.iter().any(|w| w == "exit 1"), "{why:?}");
+                assert!(why.iter().any(|w| w.starts_with("fail 2:")), "{why:?}");
+            }
+            v => panic!("{v:?}"),
+        }
+        // mqueue-lat: one line; a failing exit status fails even when the line is lost.
+        let r = parse_bracketed("Mqueue latency :                          [OK]\n");
+        assert_eq!(r.cases[0].description, "Mqueue latency");
+        assert_eq!(r.verdict(Exit::Code(0)), ProgramVerdict::Pass);
+        assert!(matches!(
+            parse_bracketed("Mqueue latency :   ").verdict(Exit::Code(1)),
+            ProgramVerdict::Fail(_)
+        ));
+        // Nothing at all with a clean exit is no pass, and a signal always fails.
+        assert!(matches!(
+            parse_bracketed("").verdict(Exit::Code(0)),
+            ProgramVerdict::Fail(_)
+        ));
+        assert!(matches!(
+            parse_bracketed(SET_TIMER_LAT_OK).verdict(Exit::Signal(6)),
+            ProgramVerdict::Fail(_)
+        ));
+        // A bracket that is no verdict stays text.
+        let r = parse_bracketed("read [buffer]\nok : [OK]\n");
+        assert_eq!(r.cases.len(), 1);
+        assert_eq!(r.cases[0].diagnostics, vec!["read [buffer]"]);
+    }
+
     #[test]
     fn half_lines_and_noise_are_kept_not_lost() {
         let r = parse("TAP version 13\n1..2\nok 1 a\nnot o\nokay 2\n\u{0}garbage\n");
@@ -595,6 +817,8 @@ mod fuzz {
             let r = parse(&text);
             let _ = r.verdict(e);
             let _ = r.keyed_cases("p");
+            let r = parse_bracketed(&text);
+            let _ = r.verdict(e);
         }
 
         #[test]

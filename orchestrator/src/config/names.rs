@@ -100,6 +100,8 @@ mod tests {
         for ok in [
             "futex_errno",
             "kselftest:futex/futex_waitv",
+            "kselftest:timers/mqueue-lat",
+            "kselftest:epoll/epoll_wakeup_test",
             "rt:cyclictest",
             "a.b-c+d",
         ] {

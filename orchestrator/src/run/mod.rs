@@ -414,9 +414,13 @@ pub async fn run_test(
 ) -> (TestOutcome, bool) {
     let scale = plan.accel.deadline_scale();
     let seed = test_seed(plan.seed, test, iteration);
+    // A kselftest program that runs for a fixed time of its own (epoll_wakeup_test: 75 s) gets it on
+    // top of the workload duration: the guest adapter's watchdog and the host's deadline
+    // both follow from the duration.
+    let duration = plan.duration + crate::guest::kselftest::runs_for(test);
     let params = TestParams {
         seed,
-        duration_ms: plan.duration.as_millis() as u64,
+        duration_ms: duration.as_millis() as u64,
         deadline_scale: scale,
         knobs: plan.knobs.clone(),
     };
@@ -445,7 +449,7 @@ pub async fn run_test(
             &command,
             None,
             plan.host_deadline
-                .unwrap_or_else(|| host_deadline(plan.duration, scale)),
+                .unwrap_or_else(|| host_deadline(duration, scale)),
             move |stream, line| {
                 if stream == Stream::Stderr {
                     if let Ok(mut a) = all.lock() {

@@ -139,7 +139,8 @@ pub struct Row {
 }
 
 /// The rows: base, each candidate, each debug set with its knobs on, each known-bad set on
-/// top of what it requires with its knobs on. `suite` is what base must pass.
+/// top of what it requires with its knobs on. Base must pass `suite` and every test another
+/// row names.
 pub fn rows(sets: &[(String, Expect)], suite: &[String]) -> Vec<Row> {
     let mut rows = vec![Row {
         label: "base".into(),
@@ -180,6 +181,16 @@ pub fn rows(sets: &[(String, Expect)], suite: &[String]) -> Vec<Row> {
             knobs,
             expect,
         });
+    }
+    // Base must pass every test some row names too, not only the suite: a test that fails
+    // on a known-bad kernel proves something only if it passes on the kernel without the
+    // bug (third-party tests outside the suite included).
+    let named: Vec<String> = rows[1..]
+        .iter()
+        .flat_map(|r| r.expect.keys().cloned())
+        .collect();
+    for t in named {
+        rows[0].expect.entry(t).or_insert(Expected::Pass);
     }
     rows
 }
@@ -295,6 +306,12 @@ mod tests {
         );
         assert_eq!(bad.expect.get("futex_errno"), Some(&Expected::Fail));
         assert!(!bad.knobs.is_empty());
+        // Every test a row expects anything of, base must pass.
+        for row in &r[1..] {
+            for t in row.expect.keys() {
+                assert_eq!(r[0].expect.get(t), Some(&Expected::Pass), "{t} of {}", row.label);
+            }
+        }
     }
 
     #[test]
