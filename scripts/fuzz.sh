@@ -37,6 +37,7 @@ targets=(
   "result-lines|-p lab-proto --lib|tests::fuzz_"
   "tap|-p lab-thirdparty --lib|ktap::fuzz::"
   "rt-json|-p lab-thirdparty --lib|cyclictest::fuzz::"
+  "perf-bench|-p lab-thirdparty --lib|perf_bench::tests::fuzz_"
 )
 cargo test --workspace --locked --no-run -q 2>/dev/null || cargo test --workspace --locked --no-run
 printf '%-13s %7s %7s %9s %6s %s\n' target seconds rounds cases/test tests result

@@ -56,6 +56,7 @@ async fn kernel_and_image(arch: Arch) -> (Artifact, BaseImage) {
             .expect("base kernel builds");
         let inputs = ImageInputs {
             kselftests: Vec::new(),
+            perf: None,
             workspace: s.guest_source.clone(),
             cache: s.cache_dir.clone(),
             tests: vec!["futex_errno".into()],

@@ -10,3 +10,4 @@
 pub mod cyclictest;
 pub mod ktap;
 pub mod pairs;
+pub mod perf_bench;

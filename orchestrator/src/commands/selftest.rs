@@ -8,7 +8,6 @@ use super::{kernel_requests, Context};
 use crate::cli::{ArchesArg, KernelSelect, SelftestArgs, StackArgs};
 use crate::errors::{LabError, Outcome};
 use crate::exec::{self, RunJob};
-use crate::guest::image::{self, ImageInputs};
 use crate::results::store::Recorder;
 use crate::results::TestOutcome;
 use crate::run::{self, RunPlan};
@@ -53,12 +52,6 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let root = s.cache_dir.join("runs").join(format!("{stamp}-selftest"));
-    let inputs = ImageInputs {
-        kselftests: Vec::new(),
-        workspace: s.guest_source.clone(),
-        cache: s.cache_dir.clone(),
-        tests: all_tests.clone(),
-    };
     let arches = KernelSelect {
         arch: args.arch.clone(),
         ..Default::default()
@@ -68,8 +61,8 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
     let mut cells = Vec::new();
     for base_req in kernel_requests(ctx, &arches)? {
         let arch = base_req.arch;
-        let programs = image::build_programs(&inputs, arch).await?;
-        let img = image::assemble(&inputs, arch, &programs)?;
+        // Through run's path: kselftest: and perf: tests get their programs built.
+        let img = run::guest_image(s, arch, &all_tests).await?;
         for (ri, row) in rows.iter().enumerate() {
             let sel = KernelSelect {
                 arch: ArchesArg::of(&[arch]),

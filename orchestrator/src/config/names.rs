@@ -101,6 +101,7 @@ mod tests {
             "futex_errno",
             "kselftest:futex/futex_waitv",
             "rt:cyclictest",
+            "perf:futex-wake-parallel",
             "a.b-c+d",
         ] {
             assert_eq!(check_test(ok), Ok(()), "{ok}");
