@@ -38,6 +38,7 @@ targets=(
   "tap|-p lab-thirdparty --lib|ktap::fuzz::"
   "rt-json|-p lab-thirdparty --lib|cyclictest::fuzz::"
   "rt-pi-stress|-p lab-thirdparty --lib|pi_stress::fuzz::"
+  "perf-bench|-p lab-thirdparty --lib|perf_bench::tests::fuzz_"
 )
 cargo test --workspace --locked --no-run -q 2>/dev/null || cargo test --workspace --locked --no-run
 printf '%-13s %7s %7s %9s %6s %s\n' target seconds rounds cases/test tests result

@@ -56,6 +56,7 @@ async fn kernel_and_image(arch: Arch) -> (Artifact, BaseImage) {
             .expect("base kernel builds");
         let inputs = ImageInputs {
             kselftests: Vec::new(),
+            perf: None,
             workspace: s.guest_source.clone(),
             cache: s.cache_dir.clone(),
             tests: vec!["futex_errno".into()],
@@ -532,6 +533,48 @@ async fn a_kselftest_runs_in_the_guest_and_its_tap_is_the_evidence() {
     assert!(
         kept.contains("tap[futex_wait_wouldblock]: TAP version 13")
             && kept.contains("tap[futex_wait_wouldblock]: # Totals: pass:2"),
+        "{kept}"
+    );
+}
+
+/// `perf bench futex` is a lab test like ours: perf built static from the pinned tree, the
+/// adapter linked under the test's name, the report read into the verdict and metrics, and
+/// kept as the evidence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_perf_bench_runs_in_the_guest_and_its_report_is_the_evidence() {
+    let s = settings();
+    let test = "perf:futex-wake";
+    let unknown = run::guest_image(&s, Arch::X86_64, &["perf:futex-nope".into()])
+        .await
+        .expect_err("an unknown benchmark");
+    assert!(unknown.to_string().contains("perf:futex-nope"), "{unknown}");
+    let image = run::guest_image(&s, Arch::X86_64, &[test.into()])
+        .await
+        .expect("the image with perf");
+    assert!(
+        image.manifest.programs.contains_key("lab/perf/perf")
+            && image.manifest.programs.contains_key("lab/perf/adapter"),
+        "{:?}",
+        image.manifest.programs.keys()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = plan(Arch::X86_64, dir.path(), &[test]).await;
+    p.image = image;
+    let report = run_local(p).await;
+    let o = &report.outcomes[0];
+    assert_eq!(o.kind, OutcomeKind::Pass, "{o:?}");
+    let r = o.result.as_ref().expect("a result line");
+    assert_eq!(r.test, test);
+    assert_eq!(
+        r.counters.get("rounds"),
+        Some(&4),
+        "500 ms: 4 rounds of 125 ms"
+    );
+    assert!(r.metrics["wake_all_ns_p50"] > 0.0, "{:?}", r.metrics);
+    let kept = std::fs::read_to_string(run::stderr_file(dir.path(), test, 0))
+        .expect("the whole output is kept in the run folder");
+    assert!(
+        kept.contains("perf[futex-wake]: [Run 4]: Wokeup 4 of 4 threads"),
         "{kept}"
     );
 }

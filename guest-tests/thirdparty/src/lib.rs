@@ -10,4 +10,5 @@
 pub mod cyclictest;
 pub mod ktap;
 pub mod pairs;
+pub mod perf_bench;
 pub mod pi_stress;

@@ -61,9 +61,9 @@ pub async fn run(ctx: &Context, args: &SelftestArgs) -> Result<Outcome, LabError
     let mut cells = Vec::new();
     for base_req in kernel_requests(ctx, &arches)? {
         let arch = base_req.arch;
-        // The same image `lab run` builds for these tests: third-party programs
-        // (kselftests) included, built from lab.toml's pristine tree.
-        let img = crate::run::guest_image(s, arch, &all_tests).await?;
+        // The image `lab run` builds for these tests: kselftest: and perf: programs
+        // included, built from lab.toml's pristine tree.
+        let img = run::guest_image(s, arch, &all_tests).await?;
         for (ri, row) in rows.iter().enumerate() {
             let sel = KernelSelect {
                 arch: ArchesArg::of(&[arch]),

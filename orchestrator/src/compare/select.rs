@@ -306,6 +306,8 @@ mod tests {
                 let known = s.suite.contains(t)
                     || t.strip_prefix(crate::guest::image::RT_PREFIX)
                         .is_some_and(|p| crate::guest::image::RT_PROGRAMS.contains(&p))
+                    || t.strip_prefix(crate::guest::image::PERF_PREFIX)
+                        .is_some_and(|b| crate::guest::perf::BENCHES.contains(&b))
                     || t.strip_prefix(crate::guest::image::KSELFTEST_PREFIX)
                         .and_then(|r| r.split_once('/'))
                         .is_some_and(|(c, p)| {

@@ -103,6 +103,7 @@ mod tests {
             "kselftest:timers/mqueue-lat",
             "kselftest:epoll/epoll_wakeup_test",
             "rt:cyclictest",
+            "perf:futex-wake-parallel",
             "a.b-c+d",
         ] {
             assert_eq!(check_test(ok), Ok(()), "{ok}");

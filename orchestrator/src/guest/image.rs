@@ -46,7 +46,9 @@ pub enum ImageError {
     Keygen { tool: &'static str, why: String },
     #[error("build the kselftests for the guest: {0}")]
     Kselftest(#[from] super::kselftest::KselftestError),
-    #[error("find the kernel tree the kselftests are built from: {0}")]
+    #[error("build perf for the guest: {0}")]
+    Perf(#[from] super::perf::PerfError),
+    #[error("find the kernel tree the kselftests and perf are built from: {0}")]
     KselftestTree(String),
     #[error(transparent)]
     Spawn(#[from] process::SpawnError),
@@ -103,15 +105,29 @@ pub struct ImageInputs {
     /// The kselftest collections built for the `kselftest:` tests of `tests`
     /// ([`for_tests`] builds them).
     pub kselftests: Vec<super::kselftest::Built>,
+    /// perf, built for the `perf:` tests of `tests` ([`for_tests`] builds it).
+    pub perf: Option<super::perf::Built>,
 }
 
-/// The tree and compiler prefix the kselftest programs of an image are built with.
+/// The tree and compiler prefix the programs built from the kernel tree (kselftests, perf)
+/// are built with.
 #[derive(Debug, Clone)]
-pub struct KselftestInputs {
+pub struct TreeInputs {
     /// The pristine tree of lab.toml's kernel: both sides of a comparison run the same
     /// binaries.
     pub tree: PathBuf,
+    /// Its pinned identity (the tarball's sha256): perf's cache key.
+    pub source: String,
     pub cross_compile: String,
+    /// Parallel make jobs for perf.
+    pub jobs: u32,
+}
+
+/// Whether `tests` need programs built from the kernel tree ([`TreeInputs`]).
+pub fn needs_tree(tests: &[String]) -> bool {
+    tests
+        .iter()
+        .any(|t| t.starts_with(KSELFTEST_PREFIX) || t.starts_with(PERF_PREFIX))
 }
 
 /// Tests named `kselftest:<collection>/<program>` are kselftest programs run by the guest
@@ -121,6 +137,10 @@ pub const KSELFTEST_PREFIX: &str = "kselftest:";
 /// Tests named `rt:<program>` are rt-tests programs from Debian's `rt-tests`, run by the
 /// guest adapter (`guest-tests/thirdparty/src/bin/rt.rs`).
 pub const RT_PREFIX: &str = "rt:";
+
+/// Tests named `perf:<bench>` are `perf bench futex` benchmarks, perf built from the pinned
+/// tree (`super::perf`), run by the guest adapter (`guest-tests/thirdparty/src/bin/perf.rs`).
+pub const PERF_PREFIX: &str = "perf:";
 
 /// The rt-tests programs lab runs as `rt:<program>`.
 pub const RT_PROGRAMS: &[&str] = &[
@@ -141,7 +161,7 @@ pub async fn for_tests(
     s: &crate::config::Settings,
     arch: Arch,
     tests: &[String],
-    kselftest: Option<KselftestInputs>,
+    kselftest: Option<TreeInputs>,
 ) -> Result<BaseImage, ImageError> {
     let mut kselftests: Vec<super::kselftest::Built> = Vec::new();
     for t in tests {
@@ -158,11 +178,29 @@ pub async fn for_tests(
         kselftests
             .push(super::kselftest::build(c, &k.tree, arch, &k.cross_compile, &s.cache_dir).await?);
     }
+    let mut perf = None;
+    if let Some(t) = tests.iter().find(|t| t.starts_with(PERF_PREFIX)) {
+        let k = kselftest
+            .as_ref()
+            .ok_or_else(|| ImageError::KselftestTree(format!("no kernel tree given for {t}")))?;
+        perf = Some(
+            super::perf::build(
+                &k.tree,
+                &k.source,
+                arch,
+                &k.cross_compile,
+                k.jobs,
+                &s.cache_dir,
+            )
+            .await?,
+        );
+    }
     let inputs = ImageInputs {
         workspace: s.guest_source.clone(),
         cache: s.cache_dir.clone(),
         tests: tests.to_vec(),
         kselftests,
+        perf,
     };
     let programs = build_programs(&inputs, arch).await?;
     assemble(&inputs, arch, &programs)
@@ -426,6 +464,25 @@ pub fn assemble(
                 &mut files,
             )?;
             tracing::debug!(test = t, binary = %binary.display(), "image: kselftest program");
+            continue;
+        }
+        if let Some(bench) = t.strip_prefix(PERF_PREFIX) {
+            if !super::perf::BENCHES.contains(&bench) {
+                return Err(ImageError::UnknownTest {
+                    name: t.to_owned(),
+                    path: PathBuf::from(format!("perf bench futex {bench}")),
+                });
+            }
+            let perf = inputs.perf.as_ref().ok_or_else(|| {
+                ImageError::KselftestTree(format!("{t}: perf was not built for this image"))
+            })?;
+            if !files.iter().any(|e| e.path == "lab/perf/perf") {
+                add_program(&perf.binary(), "lab/perf/perf", &mut files)?;
+                add_program(&programs.join("perf"), "lab/perf/adapter", &mut files)?;
+            }
+            // The adapter, under the test's name (a link: one copy for every benchmark): it
+            // runs the benchmark it is named after.
+            files.push(Entry::symlink(&format!("lab/bin/{t}"), "/lab/perf/adapter"));
             continue;
         }
         if let Some(program) = t.strip_prefix(RT_PREFIX) {

@@ -605,23 +605,27 @@ pub async fn run_test(
     (outcome, usable)
 }
 
-/// The guest image of `arch` for `tests`. Tests named `kselftest:…` are built from the
-/// pristine tree of lab.toml's kernel (never a side's patched one: both sides of a
-/// comparison run the same binaries), with the arch's cross compiler.
+/// The guest image of `arch` for `tests`. The programs of tests named `kselftest:…` and
+/// `perf:…` are built from the pristine tree of lab.toml's kernel (never a side's patched
+/// one: both sides of a comparison run the same binaries), with the arch's cross compiler.
 pub async fn guest_image(
     s: &crate::config::Settings,
     arch: crate::arch::Arch,
     tests: &[String],
 ) -> Result<image::BaseImage, image::ImageError> {
-    let kselftest = if tests.iter().any(|t| t.starts_with(image::KSELFTEST_PREFIX)) {
+    let kselftest = if image::needs_tree(tests) {
         let def = crate::kernel::source::KernelDef::load(&s.kernel, &s.kernels_dir)
             .map_err(|e| image::ImageError::KselftestTree(e.to_string()))?;
-        let tree = crate::kernel::source::Source::resolve(&def, &s.cache_dir)
-            .and_then(|src| src.pristine_dir())
+        let source = crate::kernel::source::Source::resolve(&def, &s.cache_dir)
             .map_err(|e| image::ImageError::KselftestTree(e.to_string()))?;
-        Some(image::KselftestInputs {
+        let tree = source
+            .pristine_dir()
+            .map_err(|e| image::ImageError::KselftestTree(e.to_string()))?;
+        Some(image::TreeInputs {
             tree,
+            source: source.id.id.clone(),
             cross_compile: s.cross_compile.get(&arch).cloned().unwrap_or_default(),
+            jobs: s.make_jobs(),
         })
     } else {
         None
