@@ -309,7 +309,12 @@ mod tests {
         // Every test a row expects anything of, base must pass.
         for row in &r[1..] {
             for t in row.expect.keys() {
-                assert_eq!(r[0].expect.get(t), Some(&Expected::Pass), "{t} of {}", row.label);
+                assert_eq!(
+                    r[0].expect.get(t),
+                    Some(&Expected::Pass),
+                    "{t} of {}",
+                    row.label
+                );
             }
         }
     }
