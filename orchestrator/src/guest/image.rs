@@ -718,8 +718,8 @@ mod tests {
     fn run_keys_are_fresh_each_time() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (Some(_), Some(_)) = (
-            crate::kernel::toolchain::which("ssh-keygen"),
-            crate::kernel::toolchain::which("dropbearkey"),
+            crate::process::which("ssh-keygen"),
+            crate::process::which("dropbearkey"),
         ) else {
             panic!("ssh-keygen and dropbearkey are installed by `make setup`");
         };

@@ -163,7 +163,7 @@ mod tests {
     /// kernel's own unpacker expects only if GNU cpio agrees.
     #[test]
     fn gnu_cpio_reads_it_back() {
-        let Some(_) = crate::kernel::toolchain::which("cpio") else {
+        let Some(_) = crate::process::which("cpio") else {
             eprintln!("cpio not installed; skipping the cross-check");
             return;
         };

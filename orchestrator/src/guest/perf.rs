@@ -155,7 +155,7 @@ pub async fn build(
         return Ok(b);
     }
     for tool in HOST_TOOLS {
-        if crate::kernel::toolchain::which(tool).is_none() {
+        if crate::process::which(tool).is_none() {
             return Err(PerfError::NoTool {
                 tool: (*tool).to_owned(),
                 hint: format!("perf's build needs it for {arch}; `make setup` installs it"),

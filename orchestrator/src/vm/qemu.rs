@@ -230,7 +230,7 @@ impl Vm {
     pub async fn start(spec: VmSpec) -> Result<Vm, VmError> {
         let m = machine(spec.arch);
         tracing::info!(arch = %spec.arch, dir = %spec.dir.display(), "vm: starting QEMU");
-        if crate::kernel::toolchain::which(m.qemu).is_none() {
+        if crate::process::which(m.qemu).is_none() {
             return Err(VmError::QemuMissing {
                 qemu: m.qemu.into(),
                 package: match spec.arch {
