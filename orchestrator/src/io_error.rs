@@ -42,6 +42,30 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), IoError> {
     Ok(())
 }
 
+/// Moves a finished build folder `staged` to `dir`, whole or not at all. `load` reads a
+/// verified build at `dir`: another process that renamed its own build into place in the
+/// meantime wins, and its build is returned (`Some`); only a damaged folder under the key is
+/// replaced. `None`: `staged` is now `dir`. `what` names the build in an error.
+pub fn publish_dir<T>(
+    staged: tempfile::TempDir,
+    dir: &Path,
+    what: &'static str,
+    load: impl Fn() -> Option<T>,
+) -> Result<Option<T>, IoError> {
+    if let Some(b) = load() {
+        return Ok(Some(b));
+    }
+    if dir.exists() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let staged = staged.keep();
+    if let Err(e) = std::fs::rename(&staged, dir) {
+        let _ = std::fs::remove_dir_all(&staged);
+        return load().map(Some).ok_or_else(|| io(what, dir)(e));
+    }
+    Ok(None)
+}
+
 /// An error and its causes on one line, "what failed: cause: cause", skipping a cause whose
 /// text the line already holds (a wrapper that shows its source inline). For the places where
 /// an error becomes a recorded reason (a run's infra-error, a skipped step) rather than the

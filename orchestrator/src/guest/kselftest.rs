@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::arch::Arch;
-use crate::io_error::{io, write_atomic, IoError};
+use crate::io_error::{io, publish_dir, write_atomic, IoError};
 
 /// Bumped when what goes into a build changes in a way the key does not see.
 const FORMAT_VERSION: u32 = 1;
@@ -256,19 +256,10 @@ pub async fn build(
     let json = serde_json::to_vec_pretty(&built)
         .map_err(|e| io("cannot encode", &dir)(std::io::Error::other(e)))?;
     write_atomic(&tmp.path().join(MANIFEST), &json)?;
-    // Whole or not at all. Another process that renamed its own build into place in the
-    // meantime wins, and is used; only a damaged folder under the key is replaced.
-    if let Some(b) = load_verified(&dir, &key) {
+    if let Some(b) = publish_dir(tmp, &dir, "cannot move the kselftest build to", || {
+        load_verified(&dir, &key)
+    })? {
         return Ok(b);
-    }
-    if dir.exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    let staged = tmp.keep();
-    if let Err(e) = std::fs::rename(&staged, &dir) {
-        let _ = std::fs::remove_dir_all(&staged);
-        return load_verified(&dir, &key)
-            .ok_or_else(|| io("cannot move the kselftest build to", &dir)(e).into());
     }
     tracing::info!(collection = c.name, %arch, dir = %dir.display(), "kselftest: built");
     Ok(built)
