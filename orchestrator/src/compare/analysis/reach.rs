@@ -21,12 +21,13 @@ pub struct OutOfReach {
 }
 
 impl Analysis {
-    /// The open failure-rate questions that cannot end "no difference" within the horizon
-    /// even if every boot still to come passes on both sides: a test too slow (or a budget
-    /// too short) for that answer. A regression can still be found in them. Each comes with
-    /// a rough figure of the boots per side it would need in all, from the monitor's own
-    /// fixed-sample estimate at the horizon (`None`: no estimate). Asked once the horizon
-    /// is set; the real monitors are not touched (each is cloned and fed imagined passes).
+    /// The open failure-rate questions, with no failing boot yet, that cannot end "no
+    /// difference" within the horizon even if every boot still to come passes on both sides: a
+    /// test too slow (or a budget too short) for that answer. A regression can still be found
+    /// in them. Each comes with a rough figure of the boots per side it would need in all, from
+    /// the monitor's own fixed-sample estimate at the horizon (`None`: no estimate). Asked once
+    /// the horizon is set; the real monitors are not touched (each is cloned and fed imagined
+    /// passes).
     pub fn out_of_reach(&self) -> Vec<OutOfReach> {
         let horizon = self.params.max_runs_per_side;
         let mut out = Vec::new();
@@ -34,7 +35,12 @@ impl Analysis {
             let (QuestionKind::FailureRate, Some(Monitor::Rate(m))) = (&q.kind, &q.monitor) else {
                 continue;
             };
-            if !q.is_open() || self.gated(q) {
+            // Only a question with no failing boot yet: where one side already failed, "no
+            // difference" is not what the budget stands between.
+            let failed = q.batches.iter().any(|d| {
+                matches!(d, BatchData::Rate { boots } if boots.0.failures + boots.1.failures > 0)
+            });
+            if !q.is_open() || self.gated(q) || failed {
                 continue;
             }
             // A boot of the imagined future: as many runs as this test's last boot had.
