@@ -210,6 +210,19 @@ impl Crew {
         let _ = sys::tgkill(self.inner.blocked.tid(i), libc::SIGUSR1);
     }
 
+    /// [`Crew::stop`], sending SIGUSR1 to every waiter after each `kick`: a waiter lost on a
+    /// word nobody wakes has its wait restarted (or interrupted) by the signal, sees the word
+    /// `kick` bumped, and returns.
+    pub fn stop_signalling(self, limit_ns: u64, mut kick: impl FnMut()) -> Result<(), String> {
+        let blocked = Arc::clone(&self.inner.blocked);
+        self.stop(limit_ns, move || {
+            kick();
+            for i in 0..blocked.len() {
+                let _ = sys::tgkill(blocked.tid(i), libc::SIGUSR1);
+            }
+        })
+    }
+
     /// Stops the waiters after the current round; `kick` must make any still inside return
     /// (a FUTEX_WAKE of everything, a signal). Gives up after `limit_ns`.
     pub fn stop(self, limit_ns: u64, mut kick: impl FnMut()) -> Result<(), String> {

@@ -314,14 +314,10 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
         }
     }
     let secs = (sys::now_ns() - t0) as f64 / 1e9;
-    let tids: Vec<i32> = all.iter().map(|&i| blocked.tid(i)).collect();
     let st2 = Arc::clone(&st);
-    if let Err(e) = crew.stop(40 * delta, || {
+    if let Err(e) = crew.stop_signalling(40 * delta, || {
         st2.w.fetch_add(1, SeqCst);
         let _ = sys::futex_wake(&st2.w, i32::MAX);
-        for &t in &tids {
-            let _ = sys::tgkill(t, libc::SIGUSR1);
-        }
     }) {
         p.add(e);
     }

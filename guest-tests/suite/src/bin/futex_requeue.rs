@@ -505,15 +505,11 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
     // A lost plain waiter sleeps on a word nobody wakes: SIGUSR1 restarts its FUTEX_WAIT,
     // which then sees the bumped A and returns EAGAIN.
     let st2 = Arc::clone(&st);
-    let plain_tids: Vec<i32> = (0..PLAIN).map(|i| plain_blocked.tid(i)).collect();
     let limit = 40 * ctx.delta_ns();
-    if let Err(e) = plain.stop(limit, || {
+    if let Err(e) = plain.stop_signalling(limit, || {
         st2.a.0.fetch_add(1, SeqCst);
         let _ = sys::futex_wake(&st2.a.0, i32::MAX);
         let _ = sys::futex_wake(&st2.b.0, i32::MAX);
-        for &t in &plain_tids {
-            let _ = sys::tgkill(t, libc::SIGUSR1);
-        }
     }) {
         problems.add(e);
     }

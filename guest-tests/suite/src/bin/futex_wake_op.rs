@@ -284,17 +284,13 @@ fn run(ctx: &Ctx) -> Result<TestResult, String> {
         }
     }
     let secs = (sys::now_ns() - t0) as f64 / 1e9;
-    let tids: Vec<i32> = all.iter().map(|&i| blocked.tid(i)).collect();
     let st2 = Arc::clone(&st);
-    if let Err(e) = crew.stop(40 * delta, || {
+    if let Err(e) = crew.stop_signalling(40 * delta, || {
         // A lost waiter: a bumped word and SIGUSR1 (SA_RESTART) make its wait return EAGAIN.
         st2.w1.0.fetch_add(1, SeqCst);
         st2.w2.0.fetch_add(1, SeqCst);
         let _ = sys::futex_wake(&st2.w1.0, i32::MAX);
         let _ = sys::futex_wake(&st2.w2.0, i32::MAX);
-        for &t in &tids {
-            let _ = sys::tgkill(t, libc::SIGUSR1);
-        }
     }) {
         p.add(e);
     }
