@@ -44,6 +44,19 @@ pub struct Expect {
     /// when the set is on either side.
     #[serde(default)]
     pub exercises: Vec<String>,
+    /// The same kernel with other knobs, each a row of its own: a test that needs a
+    /// stronger setting than the set's own knobs, which would break its must-pass tests.
+    #[serde(default)]
+    pub variant: Vec<Variant>,
+}
+
+/// A `[[variant]]` of an `expect.toml`: other knobs on the same kernel, and what they must do.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Variant {
+    pub knobs: Vec<String>,
+    pub must_fail: Vec<String>,
+    pub must_pass: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -80,45 +93,56 @@ pub fn load_all(patches_dir: &Path) -> Result<Vec<(String, Expect)>, SelftestErr
                 why: format!("format-version {} is not supported", ex.format_version),
             });
         }
-        // The knobs reach a shell in the guest: the same check as `--knob`.
-        if let Some(err) = ex.knobs.iter().find_map(|k| k.parse::<Knob>().err()) {
-            return Err(SelftestError::Invalid {
-                path,
-                why: format!("knobs: {err}"),
-            });
-        }
-        // Test names reach the guest's shell too.
-        let named = ex
-            .must_fail
-            .iter()
-            .chain(&ex.must_pass)
-            .chain(&ex.compare)
-            .chain(&ex.exercises);
-        if let Some(err) = named
-            .filter_map(|t| crate::config::names::check_test(t).err())
-            .next()
-        {
-            return Err(SelftestError::Invalid {
-                path,
-                why: err.to_string(),
-            });
-        }
-        if ex.role != Role::KnownBad && !ex.must_fail.is_empty() {
-            return Err(SelftestError::Invalid {
-                path,
-                why: "only a known-bad set may list must-fail tests".into(),
-            });
-        }
-        if ex.role == Role::KnownBad && ex.must_fail.is_empty() {
-            return Err(SelftestError::Invalid {
-                path,
-                why: "a known-bad set must list the tests that catch it (must-fail)".into(),
-            });
+        if let Err(why) = check(&ex) {
+            return Err(SelftestError::Invalid { path, why });
         }
         out.push((e.file_name().to_string_lossy().into_owned(), ex));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// What `load_all` refuses in a parsed `expect.toml`, beyond its types.
+fn check(ex: &Expect) -> Result<(), String> {
+    // The knobs reach a shell in the guest: the same check as `--knob`.
+    let knobs = ex
+        .knobs
+        .iter()
+        .chain(ex.variant.iter().flat_map(|v| &v.knobs));
+    if let Some(err) = knobs.filter_map(|k| k.parse::<Knob>().err()).next() {
+        return Err(format!("knobs: {err}"));
+    }
+    // Test names reach the guest's shell too.
+    let named = ex
+        .must_fail
+        .iter()
+        .chain(&ex.must_pass)
+        .chain(&ex.compare)
+        .chain(&ex.exercises)
+        .chain(
+            ex.variant
+                .iter()
+                .flat_map(|v| v.must_fail.iter().chain(&v.must_pass)),
+        );
+    if let Some(err) = named
+        .filter_map(|t| crate::config::names::check_test(t).err())
+        .next()
+    {
+        return Err(err.to_string());
+    }
+    let variant_fails = ex.variant.iter().any(|v| !v.must_fail.is_empty());
+    if ex.role != Role::KnownBad && (!ex.must_fail.is_empty() || variant_fails) {
+        return Err("only a known-bad set may list must-fail tests".into());
+    }
+    if ex.role == Role::KnownBad && ex.must_fail.is_empty() {
+        return Err("a known-bad set must list the tests that catch it (must-fail)".into());
+    }
+    if let Some(v) = ex.variant.iter().find(|v| v.knobs.is_empty()) {
+        return Err(format!(
+            "a [[variant]] must set knobs (it is the same kernel with other knobs): {v:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// What a test must do on a row's kernel.
@@ -177,10 +201,30 @@ pub fn rows(sets: &[(String, Expect)], suite: &[String]) -> Vec<Row> {
         };
         rows.push(Row {
             label,
-            stack,
+            stack: stack.clone(),
             knobs,
             expect,
         });
+        // Each variant: the same kernel, its own knobs and expectations.
+        for v in &e.variant {
+            let mut expect: BTreeMap<String, Expected> = v
+                .must_pass
+                .iter()
+                .map(|t| (t.clone(), Expected::Pass))
+                .collect();
+            expect.extend(v.must_fail.iter().map(|t| (t.clone(), Expected::Fail)));
+            rows.push(Row {
+                label: format!("{} ({})", stack.join(" + "), v.knobs.join(", ")),
+                stack: stack.clone(),
+                knobs: v
+                    .knobs
+                    .iter()
+                    .filter_map(|k| k.parse::<Knob>().ok())
+                    .map(|k| k.pair())
+                    .collect(),
+                expect,
+            });
+        }
     }
     // Base must pass every test some row names too, not only the suite: a test that fails
     // on a known-bad kernel proves something only if it passes on the kernel without the
@@ -250,6 +294,7 @@ mod tests {
             must_pass: must_pass.iter().map(|s| (*s).to_owned()).collect(),
             compare: vec![],
             exercises: vec![],
+            variant: vec![],
         }
     }
 
@@ -354,6 +399,35 @@ mod tests {
         assert_eq!(r[4].stack, vec!["crash"]);
         assert_eq!(r[3].expect["t1"], Expected::Fail);
         assert_eq!(r[3].expect["t2"], Expected::Pass);
+    }
+
+    #[test]
+    fn a_variant_is_a_row_of_the_same_kernel_with_its_own_knobs() {
+        let mut bad = ex(Role::KnownBad, &[], &["t1"], &["t2"]);
+        bad.variant = vec![Variant {
+            knobs: vec!["k=9".into()],
+            must_fail: vec!["t3".into()],
+            must_pass: vec![],
+        }];
+        let r = rows(&[("inj".to_owned(), bad.clone())], &["t1".into()]);
+        let labels: Vec<&str> = r.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, vec!["base", "inj (knobs on)", "inj (k=9)"]);
+        assert_eq!(r[2].stack, r[1].stack, "the same kernel");
+        assert_eq!(r[2].knobs, vec![("k".into(), "9".into())]);
+        assert_eq!(r[2].expect.len(), 1, "only the variant's own expectations");
+        assert_eq!(r[2].expect["t3"], Expected::Fail);
+        assert_eq!(r[0].expect["t3"], Expected::Pass, "base must pass it");
+
+        let mut no_knobs = bad.clone();
+        no_knobs.variant[0].knobs.clear();
+        assert!(check(&no_knobs).unwrap_err().contains("[[variant]]"));
+        let mut shell = bad.clone();
+        shell.variant[0].knobs = vec!["k=1;reboot".into()];
+        assert!(check(&shell).unwrap_err().contains("knobs:"));
+        let mut debug = bad;
+        debug.role = Role::Debug;
+        debug.must_fail.clear();
+        assert!(check(&debug).unwrap_err().contains("must-fail"));
     }
 
     #[test]
