@@ -87,3 +87,53 @@ fn a_patch_the_map_does_not_cover_runs_the_suite_and_says_so() {
     let tests = line(&r.stdout, "tests: ");
     assert!(tests.contains("rt:svsematest") && tests.contains("kselftest:futex/futex_requeue_pi"));
 }
+
+#[test]
+fn a_known_bad_set_is_compared_on_top_of_the_amplifiers_it_requires() {
+    let plan = |args: &[&str]| {
+        common::run(
+            common::lab(&common::repo_lab_toml())
+                .args(["compare", "base", "bad-futex-no-spurious-retry"])
+                .args(["--arch", "x86_64", "--plan"])
+                .args(args),
+        )
+    };
+    let r = plan(&[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(line(&r.stdout, "A: "), "futex-race-amplifiers");
+    assert_eq!(
+        line(&r.stdout, "B: "),
+        "futex-race-amplifiers + bad-futex-no-spurious-retry"
+    );
+    assert!(line(&r.stdout, "knobs: ").contains("futex_amp_spurious_wake_us=200"));
+    assert!(
+        r.stderr
+            .contains("(bad-futex-no-spurious-retry requires them): futex-race-amplifiers"),
+        "{}",
+        r.stderr
+    );
+
+    let r = plan(&["--no-amplify"]);
+    assert_eq!(line(&r.stdout, "A: "), "base");
+    assert_eq!(line(&r.stdout, "B: "), "bad-futex-no-spurious-retry");
+    assert!(
+        r.stderr.contains("not stacked: --no-amplify"),
+        "{}",
+        r.stderr
+    );
+
+    // A side that names the amplifier itself keeps its own knobs (off unless asked for).
+    let r = common::run(
+        common::lab(&common::repo_lab_toml())
+            .args(["compare", "futex-race-amplifiers"])
+            .arg("futex-race-amplifiers,bad-futex-no-spurious-retry")
+            .args(["--arch", "x86_64", "--plan"]),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(line(&r.stdout, "A: "), "futex-race-amplifiers");
+    assert!(
+        !r.stderr.contains("stacked under both sides"),
+        "{}",
+        r.stderr
+    );
+}

@@ -311,16 +311,17 @@ pub struct CompareArgs {
     /// design could be resumed. (Runs of other comparisons are never reused.)
     #[arg(long)]
     pub fresh: bool,
-    /// Stop at the first regression (the other questions end inconclusive): enough for a
-    /// pass/fail answer, as `lab gate` asks.
-    /// Do not stack the test map's race amplifiers under both sides when a side is a plain
-    /// patch (see guest-tests/test-map.toml).
+    /// Do not stack race amplifiers under both sides: neither the test map's, for a plain
+    /// patch (see guest-tests/test-map.toml), nor those a known-bad set requires (its
+    /// expect.toml) when no side names them.
     #[arg(long)]
     pub no_amplify: bool,
     /// Print the tests this comparison would run and why, and the amplifiers it would
     /// stack, then exit without building anything.
     #[arg(long)]
     pub plan: bool,
+    /// Stop at the first regression (the other questions end inconclusive): enough for a
+    /// pass/fail answer, as `lab gate` asks.
     #[arg(long)]
     pub stop_on_regression: bool,
     #[command(flatten)]

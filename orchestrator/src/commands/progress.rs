@@ -467,8 +467,13 @@ pub fn chosen(c: &crate::compare::session::Choice) {
         _ => {}
     }
     if !c.amplifiers.is_empty() {
+        let why = if c.amplified_for.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} requires them)", c.amplified_for.join(", "))
+        };
         crate::errln!(
-            "lab: race amplifiers stacked under both sides: {} with {} on; only failure rates are compared, as their delays distort timing (--no-amplify turns this off)",
+            "lab: race amplifiers stacked under both sides{why}: {} with {} on; only failure rates are compared, as their delays distort timing (--no-amplify turns this off)",
             c.amplifiers.join(", "),
             c.knobs
                 .iter()
@@ -478,7 +483,7 @@ pub fn chosen(c: &crate::compare::session::Choice) {
         );
     }
     if let Some(why) = &c.not_amplified {
-        crate::errln!("lab: the test map's amplifiers are not stacked: {why}");
+        crate::errln!("lab: race amplifiers are not stacked: {why}");
     }
 }
 

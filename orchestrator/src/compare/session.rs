@@ -144,7 +144,8 @@ pub struct CompareRequest {
     /// Runs of each test per boot; `None`: from A's calibration where every arch has one,
     /// else `[compare] batch-runs`.
     pub runs_per_boot: Option<u32>,
-    /// Do not stack the test map's race amplifiers under a plain patch's comparison.
+    /// Do not stack race amplifiers under both sides: neither the test map's (for a plain
+    /// patch) nor those a known-bad set requires.
     pub no_amplify: bool,
 }
 
@@ -185,7 +186,9 @@ impl CompareRequest {
 }
 
 /// What a comparison runs, chosen before anything is built: its tests and why, and its
-/// sides with the test map's amplifiers stacked under both when a side is a plain patch.
+/// sides with race amplifiers stacked under both: the test map's when a side is a plain
+/// patch, else those a side's set `requires` (a known-bad set and the amplifier whose
+/// windows make it fail), unless a side already names them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Choice {
     pub tests: Vec<String>,
@@ -196,7 +199,9 @@ pub struct Choice {
     pub knobs: Vec<(String, String)>,
     /// Amplifier sets stacked under both sides.
     pub amplifiers: Vec<String>,
-    /// Why the map's amplifiers were not stacked, when it names some.
+    /// The sets whose `requires` named the amplifiers; empty when the test map chose them.
+    pub amplified_for: Vec<String>,
+    /// Why the amplifiers were not stacked, when the map or a set names some.
     pub not_amplified: Option<String>,
 }
 
@@ -262,8 +267,12 @@ pub fn choose(s: &Settings, req: &CompareRequest) -> Result<Choice, LabError> {
         b: req.b.spec.clone(),
         knobs: req.knobs.clone(),
         amplifiers: Vec::new(),
+        amplified_for: Vec::new(),
         not_amplified: None,
     };
+    if amplifiers.is_empty() {
+        (amplifiers, choice.amplified_for) = required_amplifiers(s, &[&req.a.spec, &req.b.spec]);
+    }
     if amplifiers.is_empty() {
         return Ok(choice);
     }
@@ -313,6 +322,41 @@ pub fn choose(s: &Settings, req: &CompareRequest) -> Result<Choice, LabError> {
     choice.b = SideSpec::Patches(stack(b));
     choice.amplifiers = amplifiers;
     Ok(choice)
+}
+
+/// The debug sets (race amplifiers) that the sides' sets `require` and no side names, and
+/// the sets that require them: a known-bad set is meant to be run on top of them, with
+/// their knobs on (its selftest row, which also shows that they raise no false alarm on a
+/// good kernel).
+fn required_amplifiers(s: &Settings, sides: &[&SideSpec]) -> (Vec<String>, Vec<String>) {
+    let expect = |set: &str| {
+        let text = std::fs::read_to_string(s.patches_dir.join(set).join("expect.toml")).ok()?;
+        toml::from_str::<crate::selftest::Expect>(&text).ok()
+    };
+    let named: Vec<&String> = sides
+        .iter()
+        .filter_map(|side| match side {
+            SideSpec::Patches(sets) => Some(sets),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let (mut amplifiers, mut requiring) = (Vec::new(), Vec::new());
+    for set in &named {
+        let Some(e) = expect(set) else { continue };
+        for r in e.requires {
+            let debug = expect(&r).is_some_and(|re| re.role == crate::selftest::Role::Debug);
+            if debug && !named.contains(&&r) {
+                if !amplifiers.contains(&r) {
+                    amplifiers.push(r);
+                }
+                if !requiring.contains(*set) {
+                    requiring.push((*set).clone());
+                }
+            }
+        }
+    }
+    (amplifiers, requiring)
 }
 
 /// The patches of the sides' sets that say nothing of what they exercise (plain patches,
