@@ -160,11 +160,7 @@ fn run(name: &str, params: &TestParams, r: &mut TestResult) {
         }
         if ran.timed_out {
             r.verdict = Verdict::Hang;
-            r.summary = format!(
-                "{key} still running after {:.0} s: its process group was killed; last line: {}",
-                allowance.as_secs_f64(),
-                ran.stdout.lines().last().unwrap_or("(none)")
-            );
+            r.summary = hang_summary(&key, allowance, &ran.stdout, &ran.stderr);
             return;
         }
         let report = if BRACKETED.contains(&name) {
@@ -223,6 +219,47 @@ fn run(name: &str, params: &TestParams, r: &mut TestResult) {
 }
 
 /// Runs `program args` (in the program's folder) in its own process group, under `allowance`.
+/// A program killed at its deadline: its last words on each stream. The futex selftests
+/// print their `FAIL:` lines on stderr, and a failing one often hangs after it (its main
+/// thread waits for a waiter that already left).
+fn hang_summary(key: &str, allowance: Duration, stdout: &str, stderr: &str) -> String {
+    fn last(text: &str) -> Option<&str> {
+        text.lines().map(str::trim).rfind(|l| !l.is_empty())
+    }
+    let mut s = format!(
+        "{key} still running after {:.0} s: its process group was killed; last line: {}",
+        allowance.as_secs_f64(),
+        last(stdout).unwrap_or("(none)")
+    );
+    if let Some(e) = last(stderr) {
+        s.push_str("; last on stderr: ");
+        s.push_str(e);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hang_names_the_last_line_of_each_stream() {
+        let s = hang_summary(
+            "futex_requeue_pi_signal_restart",
+            Duration::from_secs(78),
+            "TAP version 13\n1..1\n# \tArguments: <none>\n",
+            "\t FAIL: unexpected return from futex_wait_requeue_pi: -1 (Interrupted system call)\n\n",
+        );
+        assert_eq!(
+            s,
+            "futex_requeue_pi_signal_restart still running after 78 s: its process group was \
+             killed; last line: # \tArguments: <none>; last on stderr: FAIL: unexpected return \
+             from futex_wait_requeue_pi: -1 (Interrupted system call)"
+        );
+        assert!(hang_summary("k", Duration::from_secs(1), "", "").ends_with("last line: (none)"));
+    }
+}
+
 fn run_one(program: &Path, args: &str, allowance: Duration) -> Result<Ran, String> {
     let mut cmd = Command::new(program);
     cmd.args(args.split_whitespace())
