@@ -238,28 +238,6 @@ fn hang_summary(key: &str, allowance: Duration, stdout: &str, stderr: &str) -> S
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_hang_names_the_last_line_of_each_stream() {
-        let s = hang_summary(
-            "futex_requeue_pi_signal_restart",
-            Duration::from_secs(78),
-            "TAP version 13\n1..1\n# \tArguments: <none>\n",
-            "\t FAIL: unexpected return from futex_wait_requeue_pi: -1 (Interrupted system call)\n\n",
-        );
-        assert_eq!(
-            s,
-            "futex_requeue_pi_signal_restart still running after 78 s: its process group was \
-             killed; last line: # \tArguments: <none>; last on stderr: FAIL: unexpected return \
-             from futex_wait_requeue_pi: -1 (Interrupted system call)"
-        );
-        assert!(hang_summary("k", Duration::from_secs(1), "", "").ends_with("last line: (none)"));
-    }
-}
-
 fn run_one(program: &Path, args: &str, allowance: Duration) -> Result<Ran, String> {
     let mut cmd = Command::new(program);
     cmd.args(args.split_whitespace())
@@ -283,4 +261,26 @@ struct Ran {
     stderr: String,
     exit: Exit,
     timed_out: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hang_names_the_last_line_of_each_stream() {
+        let s = hang_summary(
+            "futex_requeue_pi_signal_restart",
+            Duration::from_secs(78),
+            "TAP version 13\n1..1\n# \tArguments: <none>\n",
+            "\t FAIL: unexpected return from futex_wait_requeue_pi: -1 (Interrupted system call)\n\n",
+        );
+        assert_eq!(
+            s,
+            "futex_requeue_pi_signal_restart still running after 78 s: its process group was \
+             killed; last line: # \tArguments: <none>; last on stderr: FAIL: unexpected return \
+             from futex_wait_requeue_pi: -1 (Interrupted system call)"
+        );
+        assert!(hang_summary("k", Duration::from_secs(1), "", "").ends_with("last line: (none)"));
+    }
 }
