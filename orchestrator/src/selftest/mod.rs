@@ -177,19 +177,8 @@ pub fn rows(sets: &[(String, Expect)], suite: &[String]) -> Vec<Row> {
     for (name, e) in ordered {
         let mut stack = e.requires.clone();
         stack.push(name.clone());
-        let mut expect: BTreeMap<String, Expected> = e
-            .must_pass
-            .iter()
-            .map(|t| (t.clone(), Expected::Pass))
-            .collect();
-        expect.extend(e.must_fail.iter().map(|t| (t.clone(), Expected::Fail)));
-        // `load_all` refused any knob that does not parse.
-        let knobs: Vec<(String, String)> = e
-            .knobs
-            .iter()
-            .filter_map(|k| k.parse::<Knob>().ok())
-            .map(|k| k.pair())
-            .collect();
+        let expect = expectations(&e.must_pass, &e.must_fail);
+        let knobs = knob_pairs(&e.knobs);
         let label = match e.role {
             Role::Candidate => format!("base + {name}"),
             Role::Debug => format!("base + {name} (knobs on)"),
@@ -207,22 +196,11 @@ pub fn rows(sets: &[(String, Expect)], suite: &[String]) -> Vec<Row> {
         });
         // Each variant: the same kernel, its own knobs and expectations.
         for v in &e.variant {
-            let mut expect: BTreeMap<String, Expected> = v
-                .must_pass
-                .iter()
-                .map(|t| (t.clone(), Expected::Pass))
-                .collect();
-            expect.extend(v.must_fail.iter().map(|t| (t.clone(), Expected::Fail)));
             rows.push(Row {
                 label: format!("{} ({})", stack.join(" + "), v.knobs.join(", ")),
                 stack: stack.clone(),
-                knobs: v
-                    .knobs
-                    .iter()
-                    .filter_map(|k| k.parse::<Knob>().ok())
-                    .map(|k| k.pair())
-                    .collect(),
-                expect,
+                knobs: knob_pairs(&v.knobs),
+                expect: expectations(&v.must_pass, &v.must_fail),
             });
         }
     }
@@ -237,6 +215,22 @@ pub fn rows(sets: &[(String, Expect)], suite: &[String]) -> Vec<Row> {
         rows[0].expect.entry(t).or_insert(Expected::Pass);
     }
     rows
+}
+
+/// A row's expectations: `must_fail` over `must_pass` where a test is in both.
+fn expectations(must_pass: &[String], must_fail: &[String]) -> BTreeMap<String, Expected> {
+    let pass = must_pass.iter().map(|t| (t.clone(), Expected::Pass));
+    pass.chain(must_fail.iter().map(|t| (t.clone(), Expected::Fail)))
+        .collect()
+}
+
+/// `NAME=VALUE` knobs as pairs (`load_all` refused any that does not parse).
+fn knob_pairs(knobs: &[String]) -> Vec<(String, String)> {
+    knobs
+        .iter()
+        .filter_map(|k| k.parse::<Knob>().ok())
+        .map(|k| k.pair())
+        .collect()
 }
 
 /// What was seen for one test on one row.
