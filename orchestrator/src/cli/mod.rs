@@ -489,6 +489,10 @@ pub struct GateArgs {
     /// Skip the runtime comparison.
     #[arg(long)]
     pub no_runtime: bool,
+    /// Do not stack the test map's race amplifiers under the runtime comparison and the
+    /// bisection of its regression (as `lab compare --no-amplify`).
+    #[arg(long)]
+    pub no_amplify: bool,
     /// b4 CI-check mode: one patch email on stdin, b4's JSON check list on stdout.
     #[arg(long)]
     pub b4: bool,

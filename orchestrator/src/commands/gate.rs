@@ -40,6 +40,7 @@ pub async fn run(ctx: &Context, args: &GateArgs) -> Result<Outcome, LabError> {
         tests: (!args.tests.tests.is_empty()).then(|| args.tests.tests.clone()),
         seed: SeedArg::default().or_now(),
         reproduce: std::env::args().collect::<Vec<_>>().join(" "),
+        no_amplify: args.no_amplify,
     };
     let progress = GateProgress {
         quiet: ctx.quiet,

@@ -41,6 +41,9 @@ pub struct GateRequest {
     pub seed: u64,
     /// The command line that repeats this gate, for the report.
     pub reproduce: String,
+    /// Do not stack the test map's race amplifiers under the comparison (and so under the
+    /// bisection of a regression).
+    pub no_amplify: bool,
 }
 
 /// b4 mode: one patch mail as b4 pipes it.
@@ -157,6 +160,20 @@ async fn runtime_check(
     series: &Series,
     on: &(dyn Fn(GateEvent) + Send + Sync),
 ) -> Result<(CompareReport, String), LabError> {
+    let compare = compare_request(s, req, series);
+    tracing::debug!(series = %series.path.display(), "comparing the tip with base");
+    let on_session = |e| on(GateEvent::Compare(e));
+    let Some((report, dir)) = session::run(s, exec, &compare, &on_session).await? else {
+        return Err(LabError::Interrupted);
+    };
+    for e in crate::report::write_folder(&report, &dir) {
+        on(GateEvent::ReportNotWritten(e.to_string()));
+    }
+    Ok((report, dir.display().to_string()))
+}
+
+/// The runtime comparison of the series' tip with base.
+fn compare_request(s: &Settings, req: &GateRequest, series: &Series) -> CompareRequest {
     let mut compare = CompareRequest::new(
         s,
         NamedSide::base(),
@@ -169,15 +186,8 @@ async fn runtime_check(
     compare.knobs = req.knobs.clone();
     compare.tests = req.tests.clone();
     compare.stop_on_regression = true;
-    tracing::debug!(series = %series.path.display(), "comparing the tip with base");
-    let on_session = |e| on(GateEvent::Compare(e));
-    let Some((report, dir)) = session::run(s, exec, &compare, &on_session).await? else {
-        return Err(LabError::Interrupted);
-    };
-    for e in crate::report::write_folder(&report, &dir) {
-        on(GateEvent::ReportNotWritten(e.to_string()));
-    }
-    Ok((report, dir.display().to_string()))
+    compare.no_amplify = req.no_amplify;
+    compare
 }
 
 /// The patch that brought the regression in: bisected inside the series when it has more
@@ -222,13 +232,16 @@ async fn bisect_series(
     q: &QuestionResult,
     on: &(dyn Fn(GateEvent) + Send + Sync),
 ) -> Result<Option<Culprit>, LabError> {
+    // The bisection reproduces what the comparison saw: the same amplifiers under every
+    // step, with the same knobs on.
+    let choice = crate::compare::session::choose(s, &compare_request(s, req, series))?;
     let state = crate::bisect::driver::series_state(
         s,
         &series.path.to_string_lossy(),
         &q.test,
         q.arch,
-        req.knobs.clone(),
-        Vec::new(),
+        choice.knobs,
+        choice.amplifiers,
     )?;
     let (session, st) =
         crate::bisect::driver::bisect_new(s, exec, state, &|e| on(GateEvent::Bisect(e))).await?;
