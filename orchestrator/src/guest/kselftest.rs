@@ -71,7 +71,9 @@ pub const FUTEX: Collection = Collection {
 /// `TEST()`). None of its cases adds an `EPOLLEXCLUSIVE` entry. The guest adapter leaves out
 /// `epoll59`, `epoll60` and `epoll61` (`-T`): stress loops (100000 and 300 rounds of spinning
 /// threads; 1000 rounds of three new threads and an 11 ms wait) that overran the harness's
-/// own 30 s timeout under TCG on a good kernel. The other 61 take 12-18 s under TCG on the
+/// own 30 s timeout under TCG on a good kernel; and six cases whose two threads race for two
+/// events the test writes one after the other (the adapter says which, and why). The other 55
+/// take 12-18 s under TCG on the
 /// base kernel; 75 s of `runs_for` leaves room for a slow kernel (103 s was seen on arm64 with
 /// the latency injector at its clamp: still inside the stretched deadline).
 pub const EPOLL: Collection = Collection {
