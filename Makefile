@@ -41,11 +41,14 @@ TEST_LAB := target/debug/lab
 # make test's selftest runs the positive controls (each bad variant must fail its tests) and
 # base. It leaves out the rows whose job is "no false alarm" on a good kernel: the wait.h
 # candidate (~300 s cold to build, nothing else shares it), the futex candidate (the compare
-# and gate tests run it) and the amplifiers alone (the bisect tests run them at good commits).
+# and gate tests run it) and the amplifiers alone (the bisect tests run them at good commits);
+# and the latency set's knob variants (mqueue-lat's 30-50 s runs; svsematest's stronger
+# wake-up spin), whose set's own row runs.
 # `make selftest` runs every row.
 TEST_SELFTEST_SKIP := --skip-row sched-wait-abort-exclusive-wait \
   --skip-row futex-lockless-wakeup-revert \
-  --skip-row "base + futex-race-amplifiers" --skip-row "base + waitqueue-race-amplifiers"
+  --skip-row "base + futex-race-amplifiers" --skip-row "base + waitqueue-race-amplifiers" \
+  --skip-row "latency-injector (sched_lat_inject_"
 
 test:
 	$(PHASE) setup ./scripts/setup.sh
