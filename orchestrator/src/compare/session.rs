@@ -329,10 +329,7 @@ pub fn choose(s: &Settings, req: &CompareRequest) -> Result<Choice, LabError> {
 /// their knobs on (its selftest row, which also shows that they raise no false alarm on a
 /// good kernel).
 fn required_amplifiers(s: &Settings, sides: &[&SideSpec]) -> (Vec<String>, Vec<String>) {
-    let expect = |set: &str| {
-        let text = std::fs::read_to_string(s.patches_dir.join(set).join("expect.toml")).ok()?;
-        toml::from_str::<crate::selftest::Expect>(&text).ok()
-    };
+    let expect = |set: &str| set_expect(s, set);
     let named: Vec<&String> = sides
         .iter()
         .filter_map(|side| match side {
@@ -664,6 +661,12 @@ fn report_unrecorded(recorder: &Recorder, on: &(dyn Fn(SessionEvent) + Send + Sy
     }
 }
 
+/// A patch set's expect.toml, when it has one that reads.
+fn set_expect(s: &Settings, set: &str) -> Option<crate::selftest::Expect> {
+    let text = std::fs::read_to_string(s.patches_dir.join(set).join("expect.toml")).ok()?;
+    toml::from_str(&text).ok()
+}
+
 /// The tests a comparison runs by default: the union of what the patch sets on either side
 /// exercise (their expect.toml), in suite order; the whole suite when some side has no
 /// patch set, or a set says nothing.
@@ -676,11 +679,7 @@ fn default_tests(s: &Settings, sides: &[&SideSpec]) -> (Vec<String>, TestsFrom) 
             return suite;
         };
         for set in sets {
-            let path = s.patches_dir.join(set).join("expect.toml");
-            let expect = std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|t| toml::from_str::<crate::selftest::Expect>(&t).ok());
-            match expect {
+            match set_expect(s, set) {
                 Some(e) if !e.exercises.is_empty() => {
                     wanted.extend(e.exercises);
                     names.push(set.clone());
